@@ -1,0 +1,67 @@
+# nova-vtpm-migration developer entry points. See README.md.
+#
+#   make demo   - the main job: an attested vTPM live migration end to end
+#   make test   - the whole test suite (installs what is missing first)
+#   make lint   - ruff, mypy, reno lint, shellcheck
+#   make bench  - benchmarks with printed ratios
+#
+# Every target installs the Debian packages and the pinned virtualenv it
+# needs; a second run skips what is already there.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PKG_SOURCES := $(shell find nova_vtpm_migration nova -name '*.py' 2>/dev/null) \
+	setup.cfg setup.py pyproject.toml
+
+.PHONY: all demo test lint bench system venv install sample-config \
+	constraints clean
+
+all: test
+
+system:
+	@tools/ensure-system-packages.sh
+
+$(VENV)/.stamp-deps: constraints.txt requirements.txt test-requirements.txt
+	@$(MAKE) --no-print-directory system
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "Installing pinned Python dependencies into $(VENV)"
+	@$(PIP) install -q -U 'pip>=24' wheel setuptools
+	@$(PIP) install -q -c constraints.txt -r requirements.txt \
+		-r test-requirements.txt
+	@touch $@
+
+$(VENV)/.stamp-pkg: $(VENV)/.stamp-deps $(PKG_SOURCES)
+	@$(PIP) install -q --no-deps --no-build-isolation --force-reinstall .
+	@touch $@
+
+venv: $(VENV)/.stamp-deps
+
+install: system $(VENV)/.stamp-pkg
+
+demo: install
+	@$(PY) -m nova_vtpm_migration.cmd.demo $(DEMO_ARGS)
+
+test: install
+	@tools/run-tests.sh
+
+lint: install
+	@tools/run-lint.sh
+
+bench: install
+	@$(PY) -m nova_vtpm_migration.cmd.bench $(BENCH_ARGS)
+
+sample-config: install
+	@$(VENV)/bin/oslo-config-generator \
+		--config-file etc/nova-vtpm-migration-config-generator.conf
+
+# Regenerate constraints.txt from the current, tested virtualenv.
+constraints: venv
+	@tools/freeze-constraints.sh > constraints.txt.new
+	@mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .stestr .pytest_cache \
+		.mypy_cache .ruff_cache

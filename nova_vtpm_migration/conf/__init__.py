@@ -1,0 +1,28 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
+"""Configuration options of nova-vtpm-migration.
+
+One module per option group, each with ``register_opts(conf)`` and
+``list_opts()``. Importing this package registers every group on
+``oslo_config.cfg.CONF``, which nova-compute shares.
+"""
+
+from oslo_config import cfg
+
+from nova_vtpm_migration.conf import vtpm_migration
+
+CONF = cfg.CONF
+
+vtpm_migration.register_opts(CONF)

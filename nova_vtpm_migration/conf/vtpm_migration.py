@@ -1,0 +1,243 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
+"""The ``[vtpm_migration]`` option group."""
+
+from oslo_config import cfg
+
+vtpm_migration_group = cfg.OptGroup(
+    'vtpm_migration',
+    title='Attested vTPM live migration options',
+    help="""
+Options of the nova-vtpm-migration plugin, which makes Nova live-migrate
+instances that have a virtual TPM only to destinations whose hardware TPM
+proves they are trustworthy, and moves the vTPM secret only wrapped to a
+non-migratable key of the destination TPM.
+""")
+
+tpm_opts = [
+    cfg.StrOpt('tcti',
+        default='device:/dev/tpmrm0',
+        help="""
+TCTI configuration string of this host's hardware TPM.
+
+The string is passed to tpm2-pytss (``TCTILdr.parse``). The kernel resource
+manager is the right choice on a real host because it virtualises the
+transient object slots; the plugin still flushes every object and session it
+creates.
+
+Possible values:
+
+* ``device:/dev/tpmrm0`` (default): the kernel TPM resource manager.
+* ``device:/dev/tpm0``: the raw device (only if nothing else uses the TPM).
+* ``swtpm:host=127.0.0.1,port=2321``: an swtpm simulator (tests, demos).
+
+Related options:
+
+* ``state_path``: where this host's TPM key blobs are kept.
+"""),
+    cfg.FloatOpt('tpm_lock_timeout',
+        default=30.0,
+        min=0.1,
+        help="""
+Seconds to wait for exclusive access to the host TPM.
+
+All TPM commands of this process are serialised through one lock per TPM.
+A caller that cannot take the lock within this time gets a "TPM busy" error
+instead of waiting forever.
+
+Possible values:
+
+* A positive number of seconds.
+"""),
+    cfg.IntOpt('srk_handle',
+        default=0x81000001,
+        min=0x81000000,
+        max=0x817FFFFF,
+        help="""
+Persistent handle of the storage root key (SRK) in the owner hierarchy.
+
+The binding, signing and sealing keys are children of this key. If nothing
+is persisted at the handle, the plugin creates an ECC P-256 SRK from the
+standard template and persists it there.
+
+Possible values:
+
+* A persistent handle between 0x81000000 and 0x817FFFFF.
+
+Related options:
+
+* ``ak_handle``
+"""),
+    cfg.IntOpt('ak_handle',
+        default=0x81010010,
+        min=0x81000000,
+        max=0x817FFFFF,
+        help="""
+Persistent handle of this host's attestation key (AK).
+
+The AK is a restricted ECC P-256 signing key created under the endorsement
+key, so that quote clock and reset counters are not obfuscated. It is
+created at enrollment and kept across restarts at this handle.
+
+Possible values:
+
+* A persistent handle between 0x81000000 and 0x817FFFFF.
+
+Related options:
+
+* ``srk_handle``
+"""),
+]
+
+trust_opts = [
+    cfg.StrOpt('policy_file',
+        default='/etc/nova/vtpm-migration-policy.json',
+        help="""
+Path of the attestation (trust) policy file.
+
+The policy names the trusted EK certificate authorities, an optional
+allow-list of host EK fingerprints, the PCR selection and the allowed PCR
+values (several golden sets may be given) and the maximum evidence age. A
+peer that violates any rule is refused, with the rule named in the error.
+``nova-vtpm-migration policy generate`` writes one from a golden host.
+
+Possible values:
+
+* An absolute path to a JSON policy file (see
+  ``etc/vtpm-migration-policy.json.sample``).
+"""),
+    cfg.IntOpt('session_lifetime',
+        default=300,
+        min=0,
+        help="""
+Seconds during which an attested host-pair session may be reused.
+
+Evacuating a host migrates many instances to the same destination; within
+this window the dual attestation (phase 1) is not repeated, but every
+migration still gets its own nonces and keys and the destination's binding
+key still only works while its PCRs are as attested.
+
+Possible values:
+
+* 0: attest both hosts again for every migration.
+* A positive number of seconds.
+
+Related options:
+
+* ``evidence_max_age``
+"""),
+    cfg.IntOpt('evidence_max_age',
+        default=60,
+        min=1,
+        help="""
+Maximum age in seconds of attestation evidence accepted from a peer.
+
+Used when the policy file does not set its own maximum. Evidence includes
+TPM quotes and the binding key certification.
+
+Possible values:
+
+* A positive number of seconds.
+
+Related options:
+
+* ``policy_file``
+"""),
+    cfg.IntOpt('binding_key_rotation_interval',
+        default=86400,
+        min=60,
+        help="""
+Seconds after which this host's binding key is replaced.
+
+The binding key is the non-migratable, PCR-bound TPM key to which a source
+wraps the vTPM secret. It is pre-created because RSA key generation takes
+seconds on hardware TPMs; it is also replaced whenever the host's PCR values
+change.
+
+Possible values:
+
+* A number of seconds, at least 60.
+"""),
+    cfg.StrOpt('enforcement',
+        default='refuse',
+        choices=[
+            ('refuse', 'Refuse to live-migrate a vTPM instance unless the '
+                       'peer runs the plugin and passes attestation.'),
+            ('warn', 'Log a warning and fall back to upstream Nova '
+                     'behaviour when the peer does not run the plugin. '
+                     'Attestation failures are still refused.'),
+        ],
+        help="""
+What to do when the peer host does not run nova-vtpm-migration.
+
+Possible values:
+
+* ``refuse`` (default): the live migration is refused at pre-check time.
+* ``warn``: upstream Nova behaviour is used for that migration (the vTPM
+  secret travels unprotected on the message bus in ``host`` mode). Only for
+  rolling upgrades.
+"""),
+]
+
+service_opts = [
+    cfg.StrOpt('state_path',
+        default='/var/lib/nova/vtpm_migration',
+        help="""
+Directory holding this host's durable plugin state.
+
+It contains the migration journal (SQLite), TPM key blobs (encrypted by the
+TPM; never plaintext keys), sealed per-instance vTPM secrets and signed
+receipts. It must be on local, persistent storage.
+
+Possible values:
+
+* An absolute directory path, writable by nova-compute.
+"""),
+    cfg.StrOpt('rpc_topic',
+        default='vtpm_migration',
+        help="""
+The oslo.messaging topic of the host-to-host migration protocol.
+
+Each compute host runs one RPC server on this topic with its host name as
+server. The transport is nova's ``[DEFAULT] transport_url``.
+
+Possible values:
+
+* Any topic name; every compute host must use the same one.
+"""),
+    cfg.IntOpt('rpc_timeout',
+        default=60,
+        min=1,
+        help="""
+Seconds to wait for a reply from the peer host during the protocol.
+
+Possible values:
+
+* A positive number of seconds.
+"""),
+]
+
+ALL_OPTS = tpm_opts + trust_opts + service_opts
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register the ``[vtpm_migration]`` group and its options."""
+    conf.register_group(vtpm_migration_group)
+    conf.register_opts(ALL_OPTS, group=vtpm_migration_group)
+
+
+def list_opts() -> dict[cfg.OptGroup, list[cfg.Opt]]:
+    """Return the options of this module keyed by their group."""
+    return {vtpm_migration_group: ALL_OPTS}

@@ -1,0 +1,60 @@
+"""Tests of the configuration options and the generated sample."""
+
+import pathlib
+import tempfile
+
+from oslo_config import cfg
+from oslo_config import generator
+import pytest
+
+from nova_vtpm_migration.conf import opts
+from nova_vtpm_migration.conf import vtpm_migration
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+GENERATOR_CONF = ROOT / 'etc' / 'nova-vtpm-migration-config-generator.conf'
+SAMPLE = ROOT / 'etc' / 'nova-vtpm-migration.conf.sample'
+
+
+def test_sample_config_is_current() -> None:
+    """The committed sample equals what oslo-config-generator writes now."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = pathlib.Path(tmp) / 'sample.conf'
+        generator.main(['--config-file', str(GENERATOR_CONF),
+                        '--output-file', str(out)])
+        generated = out.read_text()
+    assert SAMPLE.read_text() == generated, (
+        'etc/nova-vtpm-migration.conf.sample is stale: run '
+        '"make sample-config" and commit the result')
+
+
+def test_entry_point_lists_group() -> None:
+    groups = {group.name: names for group, names in
+              ((g, [o.name for o in o_list]) for g, o_list in opts.list_opts())}
+    assert 'vtpm_migration' in groups
+    assert 'tcti' in groups['vtpm_migration']
+
+
+def test_list_opts_returns_copies() -> None:
+    (_group, copied), = opts.list_opts()
+    originals = vtpm_migration.list_opts()[vtpm_migration.vtpm_migration_group]
+    assert [o.name for o in copied] == [o.name for o in originals]
+    assert all(c is not o for c, o in zip(copied, originals, strict=True))
+
+
+@pytest.mark.parametrize('opt', vtpm_migration.ALL_OPTS,
+                         ids=lambda o: o.name)
+def test_help_text_is_complete(opt: cfg.Opt) -> None:
+    """Every option documents its values, as nova's options do."""
+    text = opt.help.strip()
+    assert text[0].isupper()
+    assert 'Possible values' in text or opt.choices is not None
+
+
+def test_register_opts_defaults() -> None:
+    conf = cfg.ConfigOpts()
+    vtpm_migration.register_opts(conf)
+    conf([], project='nova')
+    assert conf.vtpm_migration.tcti == 'device:/dev/tpmrm0'
+    assert conf.vtpm_migration.enforcement == 'refuse'
+    with pytest.raises(ValueError):
+        conf.set_override('enforcement', 'allow', group='vtpm_migration')

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Static checks: ruff (with the bandit S rules), mypy --strict on the
+# package, reno lint, shellcheck on every shell script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+V=.venv/bin
+echo "=== ruff"
+"$V/ruff" check nova_vtpm_migration nova tests tools
+echo "=== mypy"
+"$V/mypy"
+echo "=== reno lint"
+"$V/reno" lint >/dev/null
+echo "=== shellcheck"
+mapfile -t scripts < <(git ls-files '*.sh' .ci/run devstack/plugin.sh \
+    devstack/settings 2>/dev/null | sort -u)
+if [[ ${#scripts[@]} -gt 0 ]]; then
+    shellcheck -x "${scripts[@]}"
+fi
+echo "lint: clean"

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Run the whole test suite with every runner it needs and print one summary
+# line per runner plus a total. Exits non-zero on any failure, and when a
+# runner ran no test at all.
+#
+#   pytest: tests/unit, tests/functional, tests/integration (real swtpm,
+#           QEMU, RabbitMQ, spin where they run here)
+#   stestr: tests/nova (subclasses of Nova's own functional test classes,
+#           which pytest cannot run; see README "Test runners")
+#
+# Extra arguments are passed to pytest.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+
+PY=.venv/bin/python
+export TSS2_LOG=${TSS2_LOG:-all+NONE}
+export PYTHONDONTWRITEBYTECODE=1
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+
+failed=0
+
+echo "=== pytest: unit, functional and integration tests"
+"$PY" -m pytest tests -p no:cacheprovider --ignore=tests/nova \
+    --junitxml="$results/pytest.xml" "$@"
+rc=$?
+if [[ $rc -eq 5 ]]; then
+    echo "pytest: no tests were collected - this is a failure"
+    failed=1
+elif [[ $rc -ne 0 ]]; then
+    failed=1
+fi
+
+if compgen -G "tests/nova/test_*.py" >/dev/null; then
+    echo "=== stestr: Nova functional tests (in-process Nova services)"
+    rm -rf .stestr
+    .venv/bin/stestr --test-path tests/nova --top-dir . init >/dev/null
+    .venv/bin/stestr --test-path tests/nova --top-dir . run \
+        --concurrency "${NOVA_TEST_CONCURRENCY:-2}"
+    rc=$?
+    .venv/bin/stestr last --subunit 2>/dev/null \
+        | .venv/bin/subunit2junitxml > "$results/stestr.xml" 2>/dev/null
+    [[ $rc -ne 0 ]] && failed=1
+fi
+
+"$PY" tools/summarize_junit.py "$results"/*.xml || failed=1
+exit $failed
