@@ -9,7 +9,7 @@ echo "=== ruff"
 echo "=== mypy"
 "$V/mypy"
 echo "=== reno lint"
-"$V/reno" lint >/dev/null
+out=$("$V/reno" lint 2>&1) || { echo "$out"; exit 1; }
 echo "=== shellcheck"
 mapfile -t scripts < <(git ls-files '*.sh' .ci/run devstack/plugin.sh \
     devstack/settings 2>/dev/null | sort -u)

@@ -28,8 +28,8 @@ def test_sample_config_is_current() -> None:
 
 
 def test_entry_point_lists_group() -> None:
-    groups = {group.name: names for group, names in
-              ((g, [o.name for o in o_list]) for g, o_list in opts.list_opts())}
+    groups = {group.name: [o.name for o in options]
+              for group, options in opts.list_opts()}
     assert 'vtpm_migration' in groups
     assert 'tcti' in groups['vtpm_migration']
 
