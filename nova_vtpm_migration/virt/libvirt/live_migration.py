@@ -119,13 +119,23 @@ def source_check(service: ty.Any, instance: ty.Any,
 
 
 def _find_migration_uuid(context: ty.Any, instance: ty.Any,
-                         migrate_data: ty.Any) -> str:
+                         migrate_data: ty.Any, hostname: str) -> str:
+    """Return the UUID of the live migration of *instance* to *hostname*.
+
+    ``migrate_data.migration`` is only set by the source after the
+    destination's ``pre_live_migration``; Nova's record is looked up then.
+    """
     uuid = md.migration_uuid(migrate_data)
     if uuid is not None:
         return uuid
-    migration = objects.Migration.get_by_instance_and_status(
-        context, instance.uuid, 'preparing')
-    return str(migration.uuid)
+    migrations = objects.MigrationList.get_in_progress_by_instance(
+        context, instance.uuid, migration_type='live-migration')
+    for migration in migrations:
+        if migration.dest_compute == hostname:
+            return str(migration.uuid)
+    raise errors.VirtIntegrationError(
+        reason=f'no live migration of instance {instance.uuid} to '
+               f'{hostname} is in progress')
 
 
 def dest_pre_live_migration(service: ty.Any, host: ty.Any, context: ty.Any,
@@ -138,7 +148,8 @@ def dest_pre_live_migration(service: ty.Any, host: ty.Any, context: ty.Any,
     """
     if not md.is_plugin_migration(migrate_data):
         return
-    migration_uuid = _find_migration_uuid(context, instance, migrate_data)
+    migration_uuid = _find_migration_uuid(context, instance, migrate_data,
+                                          _hostname(service))
     try:
         secret = _need(service).receive_key(
             context, instance.uuid, migration_uuid, instance.host)
