@@ -11,16 +11,42 @@ import os
 import sys
 
 import fixtures
+from nova import conf as nova_conf
+from nova import context as nova_context
+from nova import crypto
+from nova import objects
+from nova import utils
+from nova.tests.fixtures import libvirt as fakelibvirt
+from nova.tests.functional.libvirt import base as libvirt_base
 
 # Registers the [vtpm_migration] options on Nova's CONF.
 from nova_vtpm_migration import conf as vtpm_conf  # noqa: F401
 from tests.nova import engine_double
+from tests.nova import fixtures as vtpm_fixtures
+
+CONF = nova_conf.CONF
+KEY_MANAGER = 'nova.tests.functional.libvirt.test_vtpm.FakeKeyManager'
+FILTER = ('nova_vtpm_migration.scheduler.filters.'
+          'VtpmMigrationAttestedFilter')
 
 PLUGIN_DRIVER = 'vtpm_migration_ext.driver.LibvirtDriver'
 ENGINE_FACTORY = 'nova_vtpm_migration.virt.service.default_engine_factory'
 
 
-class PluginDriverMixin:
+class ApiPasteMixin:
+    """Point nova-api at the api-paste.ini the Nova wheel installed."""
+
+    def _setup_services(self):
+        # NOTE(vtpm): Nova's test config defaults [wsgi] api_paste_config to
+        # <site-packages>/etc/nova/api-paste.ini, but the wheel installs it
+        # below sys.prefix.
+        paste = os.path.join(sys.prefix, 'etc', 'nova', 'api-paste.ini')
+        if os.path.exists(paste):
+            self.flags(api_paste_config=paste, group='wsgi')
+        super()._setup_services()
+
+
+class PluginDriverMixin(ApiPasteMixin):
     """Load the plugin's driver in every compute of a Nova test."""
 
     def setUp(self):
@@ -34,11 +60,111 @@ class PluginDriverMixin:
         # ServersTestBase starts computes in the tests themselves.
         self.flags(compute_driver=PLUGIN_DRIVER)
 
-    def _setup_services(self):
-        # NOTE(vtpm): Nova's test config defaults [wsgi] api_paste_config to
-        # <site-packages>/etc/nova/api-paste.ini, but the wheel installs it
-        # below sys.prefix.
-        paste = os.path.join(sys.prefix, 'etc', 'nova', 'api-paste.ini')
-        if os.path.exists(paste):
-            self.flags(api_paste_config=paste, group='wsgi')
-        super()._setup_services()
+
+class VtpmServersBase(PluginDriverMixin, libvirt_base.LibvirtMigrationMixin,
+                      libvirt_base.ServersTestBase):
+    """vTPM servers on libvirt computes running the plugin driver.
+
+    Sets Nova up as ``nova.tests.functional.libvirt.test_vtpm`` does
+    (swtpm enabled, a castellan key manager double, vTPM domain
+    capabilities) without inheriting its tests.
+    """
+
+    CAST_AS_CALL = False
+    microversion = '2.34'
+    #: Also load the plugin's scheduler filter.
+    ENABLE_FILTER = False
+
+    def setUp(self):
+        self.flags(swtpm_enabled=True, group='libvirt')
+        self.flags(supported_tpm_secret_security=['user', 'host'],
+                   group='libvirt')
+        self.flags(backend=KEY_MANAGER, group='key_manager')
+        if self.ENABLE_FILTER:
+            self.flags(available_filters=[
+                'nova.scheduler.filters.all_filters', FILTER],
+                group='filter_scheduler')
+        self.useFixture(fixtures.MockPatch(
+            'nova.tests.fixtures.libvirt.virConnect._domain_capability_tpm',
+            new=fakelibvirt.virConnect._domain_capability_tpm_supported))
+        # Nova's own vTPM tests lower the minimum compute version check.
+        self.useFixture(fixtures.MockPatch(
+            'nova.compute.api.MIN_COMPUTE_VTPM_LIVE_MIGRATION', 5))
+        self.useFixture(fixtures.MockPatch(
+            'nova.objects.service.Service.get_minimum_version',
+            return_value=74))
+        self.rpc = self.useFixture(vtpm_fixtures.MessageCapture())
+        self.logs = self.useFixture(vtpm_fixtures.DebugLogCapture())
+        super().setUp()
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.driver.LibvirtDriver._check_vtpm_support'))
+        self.key_mgr = crypto._get_key_manager()
+        self.useFixture(fixtures.MockPatch(
+            'nova.context.get_nova_service_user_context',
+            lambda: nova_context.RequestContext(user_id='nova')))
+
+    def _setup_scheduler_service(self):
+        if self.ENABLE_FILTER:
+            enabled = list(CONF.filter_scheduler.enabled_filters)
+            enabled.append('VtpmMigrationAttestedFilter')
+            self.flags(enabled_filters=enabled, group='filter_scheduler')
+        return super()._setup_scheduler_service()
+
+    # -- helpers -----------------------------------------------------------
+
+    def create_vtpm_server(self, extra_specs=None, expected_state='ACTIVE'):
+        specs = {'hw:tpm_model': 'tpm-tis', 'hw:tpm_version': '2.0',
+                 'hw:tpm_secret_security': 'host'}
+        specs.update(extra_specs or {})
+        flavor_id = self._create_flavor(extra_spec=specs)
+        return self._create_server(flavor_id=flavor_id,
+                                   expected_state=expected_state)
+
+    def instance(self, server):
+        return objects.Instance.get_by_uuid(
+            nova_context.get_admin_context(), server['id'])
+
+    def libvirt_secret(self, hostname, server):
+        """The value of the instance's libvirt vTPM secret on a host."""
+        secret = self.computes[hostname].driver._host.find_secret(
+            'vtpm', server['id'])
+        return None if secret is None else bytes(secret.value())
+
+    def domains(self, hostname):
+        host = self.computes[hostname].driver._host
+        return [d.UUIDString() for d in host.list_instance_domains()]
+
+    def server_host(self, server):
+        return self.admin_api.get_server(server['id'])[
+            'OS-EXT-SRV-ATTR:host']
+
+    def action_event_details(self, server, event_name):
+        """The ``details`` of a failed instance action event (2.84)."""
+        with utils.temporary_mutation(self.admin_api, microversion='2.84'):
+            event = self._wait_for_instance_action_event(
+                server, 'live-migration', event_name, 'Error')
+        return event['details']
+
+    def assert_no_leak(self, secret):
+        """The secret is in no RPC message and no log line (DEBUG too)."""
+        self.assertTrue(self.rpc.messages, 'no RPC message was captured')
+        for form in vtpm_fixtures.secret_encodings(secret):
+            leaked = self.rpc.containing(form)
+            self.assertEqual([], leaked, 'vTPM secret found on the bus')
+            self.assertNotIn(form, self.logs.text,
+                             'vTPM secret found in the logs')
+
+    # -- host TPM / engine state -------------------------------------------
+
+    def make_untrusted(self, hostname):
+        """Put the host's measured state outside the trust policy."""
+        self.engines.untrusted.add(hostname)
+
+    def keys(self, hostname):
+        """instance uuid -> key state held by the host's engine."""
+        return dict(self.engines.state.get(hostname, {}).get('keys', {}))
+
+    def journal(self, hostname):
+        """The kinds of the host's journal records, in order."""
+        return [entry[0] for entry in
+                self.engines.state.get(hostname, {}).get('journal', [])]

@@ -51,13 +51,13 @@ class EngineDouble:
 
     def self_check(self) -> None:
         if self.host in self.registry.untrusted:
-            raise Refused('PCR 7 of %s is outside the policy' % self.host)
+            raise Refused(f'PCR 7 of {self.host} is outside the policy')
 
     def attest_peer(self, peer: str, policy: str | None) -> dict[str, ty.Any]:
         self.self_check()
         if peer in self.registry.untrusted:
-            raise Refused('policy violation: PCR 7 of host %s has a value '
-                          'not in any golden set' % peer)
+            raise Refused(f'policy violation: PCR 7 of host {peer} has a '
+                          'value not in any golden set')
         self.journal.append(('attested', peer, ''))
         self._peer(peer).journal.append(('attested-by', self.host, ''))
         return {'peer': peer, 'policy': policy or 'default'}
@@ -106,7 +106,7 @@ class EngineDouble:
             self.pending.pop(migration_id, None)
 
     def recover(self, oracle: ty.Callable[[str, str], bool]) -> None:
-        for mig, (role, inst, peer, state) in list(self.migrations.items()):
+        for mig, (role, inst, _peer, state) in list(self.migrations.items()):
             if role == 'source' and state == 'TRANSFERRED':
                 if oracle(mig, inst):
                     self.commit(mig)
