@@ -94,8 +94,9 @@ class VtpmServersBase(PluginDriverMixin, libvirt_base.LibvirtMigrationMixin,
             'nova.objects.service.Service.get_minimum_version',
             return_value=74))
         self.rpc = self.useFixture(vtpm_fixtures.MessageCapture())
-        self.logs = self.useFixture(vtpm_fixtures.DebugLogCapture())
         super().setUp()
+        # After Nova's StandardLogging, which replaces the root handlers.
+        self.logs = self.useFixture(vtpm_fixtures.DebugLogCapture())
         self.useFixture(fixtures.MockPatch(
             'nova.virt.libvirt.driver.LibvirtDriver._check_vtpm_support'))
         self.key_mgr = crypto._get_key_manager()
@@ -148,6 +149,9 @@ class VtpmServersBase(PluginDriverMixin, libvirt_base.LibvirtMigrationMixin,
     def assert_no_leak(self, secret):
         """The secret is in no RPC message and no log line (DEBUG too)."""
         self.assertTrue(self.rpc.messages, 'no RPC message was captured')
+        self.assertTrue(
+            [r for r in self.logs.records if r.startswith('DEBUG')],
+            'the DEBUG log capture is broken')
         for form in vtpm_fixtures.secret_encodings(secret):
             leaked = self.rpc.containing(form)
             self.assertEqual([], leaked, 'vTPM secret found on the bus')
