@@ -317,19 +317,25 @@ class SwtpmHostTpm:
         self._kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def power_cycle(self) -> None:
-        """Simulate a host reboot: TPM_Init then Startup(CLEAR).
+    def power_cycle(self, orderly: bool = True) -> None:
+        """Simulate a host reboot: [Shutdown(CLEAR),] TPM_Init, Startup.
 
         The TPM's reset counter goes up by one and the PCRs are reset.
+
+        :param orderly: shut the TPM down first, as an OS does on a clean
+            reboot; otherwise the TPM clock is reported not "safe".
         """
+        import tpm2_pytss
+        from tpm2_pytss import constants
+        if orderly:
+            with tpm2_pytss.ESAPI(self.tcti) as e:
+                e.shutdown(constants.TPM2_SU.CLEAR)
         with socket.create_connection(('127.0.0.1', self.port + 1),
                                       timeout=5) as s:
             s.sendall(struct.pack('>II', _CMD_INIT, 0))
             result = s.recv(4)
         if len(result) != 4 or struct.unpack('>I', result)[0] != 0:
             raise SimulationError(f'CMD_INIT failed: {result!r}')
-        import tpm2_pytss
-        from tpm2_pytss import constants
         with tpm2_pytss.ESAPI(self.tcti) as e:
             e.startup(constants.TPM2_SU.CLEAR)
 

@@ -298,6 +298,15 @@ class HostTpm:
                                              session2=s)
             except errors.TpmCommandError as exc:
                 raise errors.CredentialError(reason=str(exc)) from exc
+            except errors.TpmFailureMode as exc:
+                # NOTE(vtpm): libtpms 0.9 answers TPM_RC_FAILURE when the
+                # seed does not decrypt with our EK (a credential made for
+                # another EK) without entering failure mode. A TPM really
+                # in failure mode refuses GetRandom too.
+                e.get_random(1)
+                raise errors.CredentialError(
+                    reason='the credential was not made for this EK') \
+                    from exc
         return bytes(cred)
 
     def quote(self, qualifying_data: bytes) -> evidence.Quote:
