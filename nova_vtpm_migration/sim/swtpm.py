@@ -255,8 +255,12 @@ class SwtpmHostTpm:
         if self.running:
             return
         last = ''
-        for _ in range(5):
-            self.port = free_port_pair()
+        for attempt in range(5):
+            # NOTE(vtpm): a restart keeps its ports (and so its TCTI) when
+            # they are still free.
+            if not (attempt == 0 and self.port and _port_is_free(self.port)
+                    and _port_is_free(self.port + 1)):
+                self.port = free_port_pair()
             log_path = self.dir / 'swtpm.log'
             argv = [SWTPM, 'socket', '--tpm2',
                     '--tpmstate', f'dir={self.state_dir}',

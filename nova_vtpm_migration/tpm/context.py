@@ -264,6 +264,26 @@ class TpmContext:
             raise map_tss_error(self.tcti, 'connect', exc) from exc
         return esapi
 
+    def _open(self) -> set[int]:
+        """Make sure the connection works; return the loaded handles.
+
+        A connection found dead (the TPM daemon restarted) is replaced
+        once, transparently.
+        """
+        for attempt in (1, 2):
+            if self._slot.esapi is None:
+                self._slot.esapi = self._connect()
+            try:
+                return _loaded_handles(self._slot.esapi)
+            except tpm2_pytss.TSS2_Exception as exc:
+                err = map_tss_error(self.tcti, 'get_capability', exc)
+                self._disconnect()
+                if attempt == 2 or not isinstance(err,
+                                                  errors.TpmUnavailable):
+                    raise err from exc
+                LOG.info('Reconnecting to TPM %s', self.tcti)
+        raise AssertionError('unreachable')
+
     def _disconnect(self) -> None:
         esapi, self._slot.esapi = self._slot.esapi, None
         if esapi is not None:
@@ -288,11 +308,10 @@ class TpmContext:
                 reason=f'lock not free within {self.lock_timeout}s')
         try:
             slot.depth += 1
-            if slot.esapi is None:
-                slot.esapi = self._connect()
-            esapi = slot.esapi
             outermost = slot.depth == 1
-            before = _loaded_handles(esapi) if outermost else set()
+            before = self._open() if outermost else set()
+            esapi = slot.esapi
+            assert esapi is not None
             proxy = Esys(self, esapi)
             try:
                 yield proxy
