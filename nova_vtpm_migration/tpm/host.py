@@ -62,6 +62,9 @@ _NO_SYM = types.TPMT_SYM_DEF(algorithm=constants.TPM2_ALG.NULL)
 _SEAL_MAGIC = b'NVMSEAL1'
 _MAX_SEAL = 128
 _NV_CHUNK = 512
+_RC_HANDLE = 0x8B
+#: Where TCG provisioning guidance persists the EK of each type.
+_EK_PERSISTENT = {'EK-RSA2048': 0x81010001, 'EK-ECC256': 0x81010002}
 #: EK certificate types tried in order (TCG EK credential profile names).
 DEFAULT_EK_TYPES = ('EK-RSA2048', 'EK-ECC256')
 
@@ -130,10 +133,12 @@ class HostTpm:
 
     @staticmethod
     def _persistent(e: context.Esys, handle: int) -> ty.Any:
-        _, cap = e.get_capability(constants.TPM2_CAP.HANDLES, handle, 1)
-        if cap.data.handles and int(cap.data.handles[0]) == handle:
+        try:
             return e.tr_from_tpmpublic(handle)
-        return None
+        except errors.TpmCommandError as exc:
+            if context.tpm_rc_code(exc.kwargs['rc']) == _RC_HANDLE:
+                return None
+            raise
 
     def _srk(self, e: context.Esys) -> ty.Any:
         srk = self._persistent(e, self.srk_handle)
@@ -163,7 +168,15 @@ class HostTpm:
             return data
         return read
 
-    def _ek(self, e: context.Esys) -> tuple[bytes, ty.Any, ty.Any]:
+    def _ek(self, e: context.Esys, recreate: bool = False
+            ) -> tuple[bytes, ty.Any, ty.Any, bool]:
+        """Find the EK: (certificate, handle, public, is_transient).
+
+        Unless ``recreate`` is set, an EK persisted at its standard handle
+        is used when it has the template's attributes and policy and the
+        certificate's public key (CreatePrimary of an RSA EK takes seconds
+        on hardware TPMs); otherwise the EK is recreated from its template.
+        """
         reader = self._nv_reader(e)
         for ek_type in self.ek_types:
             try:
@@ -173,9 +186,26 @@ class HostTpm:
                 continue
             if not cert:
                 continue
+            handle = _EK_PERSISTENT.get(ek_type)
+            persisted = None if recreate or handle is None else \
+                self._persistent(e, handle)
+            if persisted is not None:
+                pub, _, _ = e.read_public(persisted)
+                want, got = template.publicArea, pub.publicArea
+                if (got.objectAttributes == want.objectAttributes
+                        and bytes(got.authPolicy) == bytes(want.authPolicy)
+                        and got.type == want.type):
+                    try:
+                        verify.check_ek_matches_certificate(
+                            bytes(cert), pub.marshal())
+                        return bytes(cert), persisted, pub, False
+                    except errors.EkCertificateError:
+                        pass
+                LOG.warning('Ignoring the object at EK handle %#x: it is '
+                            'not the certified EK', handle)
             ek, ek_pub, *_ = e.create_primary(None, template,
                                               _TR.ENDORSEMENT)
-            return bytes(cert), ek, ek_pub
+            return bytes(cert), ek, ek_pub, True
         raise errors.EkCertificateError(
             reason=f'no EK certificate of type {", ".join(self.ek_types)} '
                    'in TPM NV')
@@ -211,7 +241,7 @@ class HostTpm:
         return ak
 
     def _create_ak(self, e: context.Esys) -> None:
-        _, ek, _ = self._ek(e)
+        _, ek, _, transient = self._ek(e)
         s = self._ek_session(e)
         priv, pub, *_ = e.create(ek, None, objects.ak_template(),
                                  session1=s)
@@ -221,7 +251,8 @@ class HostTpm:
         e.flush_context(s)
         e.evict_control(_TR.OWNER, ak, self.ak_handle)
         e.flush_context(ak)
-        e.flush_context(ek)
+        if transient:
+            e.flush_context(ek)
         LOG.info('Created the attestation key at persistent handle %#x',
                  self.ak_handle)
 
@@ -259,8 +290,9 @@ class HostTpm:
         if self._identity is not None:
             return self._identity
         with self.ctx.esys() as e:
-            cert, ek, ek_pub = self._ek(e)
-            e.flush_context(ek)
+            cert, ek, ek_pub, transient = self._ek(e, recreate=True)
+            if transient:
+                e.flush_context(ek)
             verify.check_ek_matches_certificate(cert, ek_pub.marshal())
             ak = self._ak(e)
             ak_pub, _, _ = e.read_public(ak)
@@ -290,7 +322,7 @@ class HostTpm:
             raise errors.CredentialError(
                 reason=f'malformed challenge: {exc}') from exc
         with self.ctx.esys() as e:
-            _, ek, _ = self._ek(e)
+            _, ek, _, _ = self._ek(e)
             ak = self._ak(e)
             s = self._ek_session(e)
             try:
