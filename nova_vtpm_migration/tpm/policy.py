@@ -71,7 +71,7 @@ SCHEMA: dict[str, ty.Any] = {
             {'type': 'array', 'minItems': 1,
              'items': {'type': 'string', 'minLength': 1}},
         ]},
-        'ek_fingerprints': {'type': 'array',
+        'ek_fingerprints': {'type': 'array', 'minItems': 1,
                             'items': {'type': 'string', 'pattern': _HEX64}},
         'pcr_bank': {'const': PCR_BANK},
         'pcr_selection': {
