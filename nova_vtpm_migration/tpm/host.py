@@ -434,7 +434,7 @@ class HostTpm:
         AES-GCM run in software.
 
         :raises errors.TpmPolicyCheckFailed: the PCRs changed since the
-            binding key was created.
+            binding key(s) were created (no key could be used at all).
         :raises errors.UnwrapError: no binding key opens the wrapped key.
         """
         point = wrapped.ephemeral_point
@@ -444,6 +444,7 @@ class HostTpm:
         ecc_point = types.TPM2B_ECC_POINT(point=types.TPMS_ECC_POINT(
             x=point[1:33], y=point[33:]))
         policy_error: errors.TpmPolicyCheckFailed | None = None
+        opened = False
         with self.ctx.esys() as e:
             srk = self._srk(e)
             for blob in self._binding_blobs():
@@ -459,6 +460,7 @@ class HostTpm:
                 finally:
                     e.flush_context(s)
                     e.flush_context(key)
+                opened = True
                 name = objects.public_name(pub)
                 kek = objects.derive_kek(bytes(z.point.x), point, name, info)
                 try:
@@ -466,10 +468,14 @@ class HostTpm:
                         wrapped.nonce, wrapped.ciphertext, name)
                 except crypto_exceptions.InvalidTag:
                     continue
-        if policy_error is not None:
+        if policy_error is not None and not opened:
             raise policy_error
-        raise errors.UnwrapError(reason='no binding key of this host opens '
-                                        'it (wrong key, info or tampered)')
+        reason = 'no usable binding key of this host opens it (wrong key, ' \
+                 'info or tampered)'
+        if policy_error is not None:
+            reason += '; an older binding key is unusable because the PCRs ' \
+                      'changed'
+        raise errors.UnwrapError(reason=reason)
 
     # -- signing key ----------------------------------------------------------
 

@@ -16,6 +16,7 @@
 
 import os
 import threading
+import typing as ty
 
 import pytest
 import tpm2_pytss
@@ -153,38 +154,44 @@ def test_no_slot_leak_after_many_mixed_operations(
                 constants.TPM2_SE.POLICY, None, constants.TPM2_ALG.SHA256)
             e.tr_from_tpmpublic(0x81777777)   # fails: no such handle
 
-    ops = [
-        lambda: tpm.quote(b'n'),
-        lambda: tpm.certified_binding_key(b'n'),
-        lambda: tpm.sign(b'm'),
-        lambda: tpm.unseal(good_blob),
-        lambda: tpm.unwrap(verify.wrap(binding, b's', b'i'), b'i'),
-        lambda: tpm.unwrap(verify.wrap(binding, b's', b'i'), b'other'),
-        lambda: tpm.unseal(stale_blob),
-        lambda: tpm.unwrap(stale_wrap, b'i'),
-        lambda: tpm.certified_signing_key(b'n'),
-        lambda: tpm.unseal(good_blob[:-8] + b'\0' * 8),
-        fail_midway,
-        lambda: tpm.seal(b'x'),
-        lambda: tpm.quote(b'n'),
-        lambda: verify.verify_signature(signing, b'm', tpm.sign(b'm')),
-        lambda: tpm.certified_binding_key(b'n'),
-        lambda: tpm.quote(b'n'),
-        lambda: tpm.unwrap(verify.wrap(binding, b's', b'i'), b'i'),
-        lambda: tpm.sign(b'm'),
-        lambda: tpm.unseal(good_blob),
+    policy_failed = errors.TpmPolicyCheckFailed
+    ops: list[tuple[ty.Callable[[], object], type[Exception] | None]] = [
+        (lambda: tpm.quote(b'n'), None),
+        (lambda: tpm.certified_binding_key(b'n'), None),
+        (lambda: tpm.sign(b'm'), None),
+        (lambda: tpm.unseal(good_blob), None),
+        (lambda: tpm.unwrap(verify.wrap(binding, b's', b'i'), b'i'), None),
+        (lambda: tpm.unwrap(verify.wrap(binding, b's', b'i'), b'other'),
+         errors.UnwrapError),
+        (lambda: tpm.unseal(stale_blob), policy_failed),
+        # The current key is tried and does not open it, the old one fails
+        # its PCR policy.
+        (lambda: tpm.unwrap(stale_wrap, b'i'), errors.UnwrapError),
+        (lambda: tpm.certified_signing_key(b'n'), None),
+        (lambda: tpm.unseal(good_blob[:-8] + b'\0' * 8),
+         errors.TpmCommandError),
+        (fail_midway, errors.TpmCommandError),
+        (lambda: tpm.seal(b'x'), None),
+        (lambda: tpm.quote(b'n'), None),
+        (lambda: verify.verify_signature(signing, b'm', tpm.sign(b'm')),
+         None),
+        (lambda: tpm.certified_binding_key(b'n'), None),
+        (lambda: tpm.pcr_values(), None),
+        (lambda: tpm.unwrap(verify.wrap(binding, b's', b'i'), b'i'), None),
+        (lambda: tpm.sign(b'm'), None),
+        (lambda: tpm.unseal(good_blob), None),
     ]
     failures = 0
-    total = 1000
-    for i in range(total):
+    for i in range(1000):
+        fn, expected = ops[i % len(ops)]
         if i % 100 == 50:
-            with pytest.raises(errors.CredentialError):
-                tpm.activate_credential(bad_cred)
-            failures += 1
-            continue
-        try:
-            ops[i % len(ops)]()
-        except (errors.TpmError, errors.VerificationError):
+            fn, expected = (lambda: tpm.activate_credential(bad_cred),
+                            errors.CredentialError)
+        if expected is None:
+            fn()
+        else:
+            with pytest.raises(expected):
+                fn()
             failures += 1
     assert failures >= 250
     assert context.loaded_handles(sim.ctx) == set()

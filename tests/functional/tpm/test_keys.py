@@ -104,6 +104,9 @@ def test_unwrap_after_pcr_extend_fails(swtpm_factory: object) -> None:
     new = sim.tpm.certified_binding_key(b'n')
     assert new.public != key.public
     assert sim.tpm.unwrap(verify.wrap(new.public, b'x', b'i'), b'i') == b'x'
+    # The old wrap stays unusable and the error says why.
+    with pytest.raises(errors.UnwrapError, match='PCRs changed'):
+        sim.tpm.unwrap(wrapped, b'i')
 
 
 def test_binding_key_rotates_by_age(swtpm_factory: object) -> None:
