@@ -23,6 +23,7 @@ from nova.tests.functional.libvirt import base as libvirt_base
 from nova_vtpm_migration import conf as vtpm_conf  # noqa: F401
 from tests.nova import engine_double
 from tests.nova import fixtures as vtpm_fixtures
+from tests.nova import host_tpms
 
 CONF = nova_conf.CONF
 KEY_MANAGER = 'nova.tests.functional.libvirt.test_vtpm.FakeKeyManager'
@@ -50,7 +51,8 @@ class PluginDriverMixin(ApiPasteMixin):
     """Load the plugin's driver in every compute of a Nova test."""
 
     def setUp(self):
-        self.engines = engine_double.Registry()
+        self.host_tpms = self.useFixture(host_tpms.HostTpms())
+        self.engines = engine_double.Registry(self.host_tpms)
         self.useFixture(fixtures.MonkeyPatch(ENGINE_FACTORY,
                                              self.engines.factory))
         super().setUp()
@@ -161,8 +163,12 @@ class VtpmServersBase(PluginDriverMixin, libvirt_base.LibvirtMigrationMixin,
     # -- host TPM / engine state -------------------------------------------
 
     def make_untrusted(self, hostname):
-        """Put the host's measured state outside the trust policy."""
-        self.engines.untrusted.add(hostname)
+        """Put the host's measured state outside the trust policy.
+
+        Extends PCR 7 (secure-boot policy) of the host's swtpm, as booting
+        with another secure-boot configuration would.
+        """
+        self.host_tpms.extend_pcr(hostname, 7, b'unexpected shim')
 
     def keys(self, hostname):
         """instance uuid -> key state held by the host's engine."""

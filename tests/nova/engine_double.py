@@ -8,8 +8,12 @@ be exercised now. It keeps a journal per host like the real engine does.
 
 import dataclasses
 import hashlib
+import os
 import threading
 import typing as ty
+
+from nova_vtpm_migration.tpm import verify
+from nova_vtpm_migration.virt import self_attestation
 
 
 class Refused(Exception):
@@ -18,9 +22,9 @@ class Refused(Exception):
 
 @dataclasses.dataclass
 class Registry:
+    tpms: ty.Any  # tests.nova.host_tpms.HostTpms
     engines: dict[str, 'EngineDouble'] = dataclasses.field(
         default_factory=dict)
-    untrusted: set[str] = dataclasses.field(default_factory=set)
     # host -> persistent state surviving "restarts" of its engine
     state: dict[str, dict[str, ty.Any]] = dataclasses.field(
         default_factory=dict)
@@ -45,19 +49,27 @@ class EngineDouble:
         self.migrations: dict[str, list[str]] = st['migrations']
         self.pending: dict[str, bytes] = st['pending']
         self.closed = False
+        self.tpm = registry.tpms.tpm(host)
+        self.policy = registry.tpms.policy
+        self._self = self_attestation.SelfAttestation(self.tpm, self.policy)
 
     def _peer(self, host: str) -> 'EngineDouble':
         return self.registry.engines[host]
 
     def self_check(self) -> None:
-        if self.host in self.registry.untrusted:
-            raise Refused(f'PCR 7 of {self.host} is outside the policy')
+        self._self.check()
 
     def attest_peer(self, peer: str, policy: str | None) -> dict[str, ty.Any]:
-        self.self_check()
-        if peer in self.registry.untrusted:
-            raise Refused(f'policy violation: PCR 7 of host {peer} has a '
-                          'value not in any golden set')
+        # Both hosts verify each other's identity and a fresh quote with
+        # the real verifier (the protocol adds the channel and the keys).
+        other = self._peer(peer)
+        for verifier, subject in ((self, other), (other, self)):
+            identity = subject.tpm.identity()
+            verify.verify_identity(identity, verifier.policy)
+            nonce = os.urandom(32)
+            verify.verify_quote(subject.tpm.quote(nonce),
+                                identity.ak_public, nonce, verifier.policy,
+                                None)
         self.journal.append(('attested', peer, ''))
         self._peer(peer).journal.append(('attested-by', self.host, ''))
         return {'peer': peer, 'policy': policy or 'default'}

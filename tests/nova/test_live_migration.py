@@ -85,7 +85,7 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
             self.server, 'compute_check_can_live_migrate_destination')
         self.assertIn('Attestation between source host src and destination '
                       'host dest failed', details)
-        self.assertIn('PCR 7 of host dest', details)
+        self.assertIn('Policy rule pcr[7] violated', details)
         self.assertEqual('src', self.server_host(self.server))
         self.assertEqual('ACTIVE', self.admin_api.get_server(
             self.server['id'])['status'])
