@@ -27,6 +27,9 @@ import typing as ty
 class Engine(ty.Protocol):
     """What the facade needs from the host's protocol engine."""
 
+    def start(self) -> None:
+        """Start serving protocol requests from peers."""
+
     def self_check(self) -> None:
         """Raise unless this host's own evidence passes its own policy."""
 
@@ -37,7 +40,8 @@ class Engine(ty.Protocol):
                     secret: bytes) -> dict[str, ty.Any]:
         """Run phase 2 towards *peer* as the source; return the receipt."""
 
-    def take_pending_key(self, migration_id: str) -> bytes:
+    def take_pending_key(self, instance_uuid: str,
+                         migration_id: str) -> bytes:
         """Destination: unwrap the received, still pending secret."""
 
     def commit(self, migration_id: str) -> None:

@@ -91,7 +91,9 @@ class VtpmMigrationService:
     # -- lifecycle ---------------------------------------------------------
 
     def start(self, oracle: RecoveryOracle) -> None:
-        """Recover in-doubt migrations, then serve the plugin RPC."""
+        """Serve the protocol, recover in-doubt migrations, then serve the
+        plugin's compute-to-compute RPC."""
+        self.engine.start()
         self.engine.recover(oracle)
         self._server = rpcapi.get_server(self.host, self)
         self._server.start()
@@ -145,7 +147,7 @@ class VtpmMigrationService:
         """
         self._api.send_key(context, source, instance_uuid, migration_uuid,
                            self.host)
-        return self.engine.take_pending_key(migration_uuid)
+        return self.engine.take_pending_key(instance_uuid, migration_uuid)
 
     def abort_incoming(self, context: ty.Any, instance_uuid: str,
                        migration_uuid: str, source: str) -> None:

@@ -89,7 +89,11 @@ class EngineDouble:
         dest.journal.append(('installed', migration_id, self.host))
         return {'receipt': migration_id, 'digest': digest}
 
-    def take_pending_key(self, migration_id: str) -> bytes:
+    def start(self) -> None:
+        pass
+
+    def take_pending_key(self, instance_uuid: str,
+                         migration_id: str) -> bytes:
         return self.pending[migration_id]
 
     def commit(self, migration_id: str) -> None:
