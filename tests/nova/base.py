@@ -171,10 +171,24 @@ class VtpmServersBase(PluginDriverMixin, libvirt_base.LibvirtMigrationMixin,
         self.host_tpms.extend_pcr(hostname, 7, b'unexpected shim')
 
     def keys(self, hostname):
-        """instance uuid -> key state held by the host's engine."""
-        return dict(self.engines.state.get(hostname, {}).get('keys', {}))
+        """instance uuid -> key custody state held by the host's engine
+        (destroyed keys left out)."""
+        return {inst: str(state) for inst, state in
+                self.engines.key_states(hostname).items()
+                if str(state) != 'DESTROYED'}
 
-    def journal(self, hostname):
-        """The kinds of the host's journal records, in order."""
-        return [entry[0] for entry in
-                self.engines.state.get(hostname, {}).get('journal', [])]
+    def rows(self, hostname):
+        """migration id -> (role, state) in the host's journal."""
+        return self.engines.rows(hostname)
+
+    def record(self, hostname, migration_uuid):
+        """The signed audit record of a committed migration, if any."""
+        return self.engines.record(hostname, migration_uuid)
+
+    def migration_uuid(self, server):
+        """The UUID of the server's latest live migration."""
+        migrations = objects.MigrationList.get_by_filters(
+            nova_context.get_admin_context(),
+            {'instance_uuid': server['id'],
+             'migration_type': 'live-migration'})
+        return sorted(migrations, key=lambda m: m.id)[-1].uuid

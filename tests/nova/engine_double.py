@@ -1,13 +1,14 @@
 """An in-process stand-in for the protocol engine (interim).
 
-NOTE(vtpm): used only until nova_vtpm_migration.protocol is merged; it
-implements the facade's Engine interface with per-host dictionaries so the
-Nova-side workflow (pull RPC, secret handling, commit/abort, recovery) can
-be exercised now. It keeps a journal per host like the real engine does.
+NOTE(vtpm): used only until nova_vtpm_migration.protocol is merged. It
+implements the facade's Engine interface and mirrors the real engine's
+observable state (journal rows with the contract's role/state names, key
+custody states) so the tests do not change when the real engine replaces
+it. Phase 1 is real: each side verifies the other's EK identity and a
+fresh TPM quote of its swtpm with the production verifier.
 """
 
 import dataclasses
-import hashlib
 import os
 import threading
 import typing as ty
@@ -16,24 +17,31 @@ from nova_vtpm_migration.tpm import verify
 from nova_vtpm_migration.virt import self_attestation
 
 
-class Refused(Exception):
-    pass
-
-
 @dataclasses.dataclass
 class Registry:
     tpms: ty.Any  # tests.nova.host_tpms.HostTpms
     engines: dict[str, 'EngineDouble'] = dataclasses.field(
         default_factory=dict)
-    # host -> persistent state surviving "restarts" of its engine
+    # host -> durable state surviving "restarts" of its engine
     state: dict[str, dict[str, ty.Any]] = dataclasses.field(
         default_factory=dict)
-    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    lock: threading.RLock = dataclasses.field(default_factory=threading.RLock)
 
     def factory(self, host: str) -> 'EngineDouble':
         engine = EngineDouble(host, self)
         self.engines[host] = engine
         return engine
+
+    def rows(self, host: str) -> dict[str, tuple[str, str]]:
+        st = self.state.get(host, {})
+        return {mid: (row[0], row[3])
+                for mid, row in st.get('migrations', {}).items()}
+
+    def key_states(self, host: str) -> dict[str, str]:
+        return dict(self.state.get(host, {}).get('keys', {}))
+
+    def record(self, host: str, mid: str) -> bytes | None:
+        return self.state.get(host, {}).get('records', {}).get(mid)
 
 
 class EngineDouble:
@@ -41,14 +49,13 @@ class EngineDouble:
         self.host = host
         self.registry = registry
         st = registry.state.setdefault(host, {
-            'journal': [], 'keys': {}, 'migrations': {}, 'pending': {}})
-        self.journal: list[tuple[str, str, str]] = st['journal']
+            'keys': {}, 'migrations': {}, 'pending': {}, 'records': {}})
         # instance uuid -> 'ACTIVE' | 'LOCKED' | 'PENDING'
         self.keys: dict[str, str] = st['keys']
-        # migration id -> (role, instance, peer, state)
+        # migration id -> [role, instance, peer, state]
         self.migrations: dict[str, list[str]] = st['migrations']
         self.pending: dict[str, bytes] = st['pending']
-        self.closed = False
+        self.records: dict[str, bytes] = st['records']
         self.tpm = registry.tpms.tpm(host)
         self.policy = registry.tpms.policy
         self._self = self_attestation.SelfAttestation(self.tpm, self.policy)
@@ -56,12 +63,13 @@ class EngineDouble:
     def _peer(self, host: str) -> 'EngineDouble':
         return self.registry.engines[host]
 
+    def start(self) -> None:
+        pass
+
     def self_check(self) -> None:
         self._self.check()
 
     def attest_peer(self, peer: str, policy: str | None) -> dict[str, ty.Any]:
-        # Both hosts verify each other's identity and a fresh quote with
-        # the real verifier (the protocol adds the channel and the keys).
         other = self._peer(peer)
         for verifier, subject in ((self, other), (other, self)):
             identity = subject.tpm.identity()
@@ -70,65 +78,58 @@ class EngineDouble:
             verify.verify_quote(subject.tpm.quote(nonce),
                                 identity.ak_public, nonce, verifier.policy,
                                 None)
-        self.journal.append(('attested', peer, ''))
-        self._peer(peer).journal.append(('attested-by', self.host, ''))
         return {'peer': peer, 'policy': policy or 'default'}
 
     def migrate_key(self, peer: str, migration_id: str, instance_uuid: str,
                     secret: bytes) -> dict[str, ty.Any]:
-        self.migrations[migration_id] = ['source', instance_uuid, peer,
-                                         'TRANSFERRED']
-        self.keys[instance_uuid] = 'LOCKED'
-        dest = self._peer(peer)
-        dest.migrations[migration_id] = ['dest', instance_uuid, self.host,
-                                         'INSTALLED']
-        dest.keys[instance_uuid] = 'PENDING'
-        dest.pending[migration_id] = bytes(secret)
-        digest = hashlib.sha256(secret).hexdigest()[:8]
-        self.journal.append(('transferred', migration_id, peer))
-        dest.journal.append(('installed', migration_id, self.host))
-        return {'receipt': migration_id, 'digest': digest}
-
-    def start(self) -> None:
-        pass
+        with self.registry.lock:
+            self.keys.setdefault(instance_uuid, 'ACTIVE')
+            self.migrations[migration_id] = ['source', instance_uuid, peer,
+                                             'TRANSFERRED']
+            self.keys[instance_uuid] = 'LOCKED'
+            dest = self._peer(peer)
+            dest.migrations[migration_id] = ['destination', instance_uuid,
+                                             self.host, 'INSTALLED']
+            dest.keys[instance_uuid] = 'PENDING'
+            dest.pending[migration_id] = bytes(secret)
+        return {'migration': migration_id, 'peer': peer}
 
     def take_pending_key(self, instance_uuid: str,
                          migration_id: str) -> bytes:
         return self.pending[migration_id]
 
     def commit(self, migration_id: str) -> None:
-        role, inst, peer, state = self.migrations[migration_id]
-        self.migrations[migration_id][3] = 'COMMITTED'
-        self.keys.pop(inst, None)
-        self.journal.append(('committed', migration_id, peer))
-        dest = self._peer(peer)
-        dest.migrations[migration_id][3] = 'COMMITTED'
-        dest.keys[inst] = 'ACTIVE'
-        dest.pending.pop(migration_id, None)
-        dest.journal.append(('committed', migration_id, self.host))
+        with self.registry.lock:
+            row = self.migrations[migration_id]
+            row[3] = 'COMMITTED'
+            self.keys.pop(row[1], None)
+            self.records[migration_id] = b'signed record'
+            dest = self._peer(row[2])
+            dest.migrations[migration_id][3] = 'COMMITTED'
+            dest.keys[row[1]] = 'ACTIVE'
+            dest.pending.pop(migration_id, None)
 
     def abort(self, migration_id: str) -> None:
-        entry = self.migrations.get(migration_id)
-        if entry is None or entry[3] in ('COMMITTED', 'ABORTED'):
-            return
-        role, inst, peer, state = entry
-        entry[3] = 'ABORTED'
-        self.journal.append(('aborted', migration_id, peer))
-        if role == 'source':
-            self.keys[inst] = 'ACTIVE'
-            self._peer(peer).abort(migration_id)
-        else:
-            self.keys.pop(inst, None)
-            self.pending.pop(migration_id, None)
+        with self.registry.lock:
+            row = self.migrations.get(migration_id)
+            if row is None or row[0] != 'source' or row[3] in (
+                    'COMMITTED', 'ABORTED'):
+                return
+            row[3] = 'ABORTED'
+            self.keys[row[1]] = 'ACTIVE'
+            dest = self._peer(row[2])
+            dest.migrations[migration_id][3] = 'ABORTED'
+            dest.keys.pop(row[1], None)
+            dest.pending.pop(migration_id, None)
 
     def recover(self, oracle: ty.Callable[[str, str], bool]) -> None:
-        for mig, (role, inst, _peer, state) in list(self.migrations.items()):
+        for mid, (role, inst, _peer, state) in list(
+                self.migrations.items()):
             if role == 'source' and state == 'TRANSFERRED':
-                if oracle(mig, inst):
-                    self.commit(mig)
+                if oracle(mid, inst):
+                    self.commit(mid)
                 else:
-                    self.abort(mig)
-                self.journal.append(('recovered', mig, state))
+                    self.abort(mid)
 
     def close(self) -> None:
-        self.closed = True
+        pass

@@ -4,7 +4,8 @@ Each test drives real nova-api (``os-migrateLive``), nova-conductor,
 nova-scheduler, placement and two or three libvirt-driver nova-compute
 services (fake libvirt) in one process, and checks the outcome on both
 the Nova side (server, migration, libvirt secrets, domains) and the
-plugin side (journal, keys), plus everything that went over the bus.
+plugin side (journal rows, key custody), plus everything that went over
+the bus.
 """
 
 import time
@@ -38,11 +39,13 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         self.assertEqual('dest', self.server_host(self.server))
         self.assertEqual([self.server['id']], self.domains('dest'))
         self.assertEqual([], self.domains('src'))
-        # The protocol ran on both hosts, source-coordinated.
-        self.assertEqual(['attested', 'transferred', 'committed'],
-                         self.journal('src'))
-        self.assertEqual(['attested-by', 'installed', 'committed'],
-                         self.journal('dest'))
+        # The protocol ran on both hosts under Nova's migration id, and the
+        # source keeps the signed record of the committed move.
+        mid = self.migration_uuid(self.server)
+        self.assertEqual({mid: ('source', 'COMMITTED')}, self.rows('src'))
+        self.assertEqual({mid: ('destination', 'COMMITTED')},
+                         self.rows('dest'))
+        self.assertTrue(self.record('src', mid))
         # The destination holds the key (and libvirt the same secret); the
         # source holds none.
         self.assertEqual(secret, self.libvirt_secret('dest', self.server))
@@ -122,13 +125,14 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         self.assertEqual([self.server['id']], self.domains('src'))
         self.assertEqual(secret, self.libvirt_secret('src', self.server))
         self.assertEqual({self.server['id']: 'ACTIVE'}, self.keys('src'))
-        self.assertIn('aborted', self.journal('src'))
+        mid = self.migration_uuid(self.server)
+        self.assertEqual({mid: ('source', 'ABORTED')}, self.rows('src'))
         # Destination cleaned: no guest, no libvirt secret, no key.
         self.assertEqual([], self.domains('dest'))
         self.assertIsNone(self.libvirt_secret('dest', self.server))
         self.assertEqual({}, self.keys('dest'))
-        self.assertEqual(['attested-by', 'installed', 'aborted'],
-                         self.journal('dest'))
+        self.assertEqual({mid: ('destination', 'ABORTED')},
+                         self.rows('dest'))
         self.assert_no_leak(secret)
 
     def test_non_vtpm_server_migrates_as_upstream(self):
@@ -142,8 +146,9 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         self._live_migrate(self.server, api=self.admin_api)
 
         self.assertEqual('dest', self.server_host(self.server))
-        self.assertEqual([], self.journal('src'))
-        self.assertEqual([], self.journal('dest'))
+        self.assertEqual({}, self.rows('src'))
+        self.assertEqual({}, self.rows('dest'))
+        self.assertEqual({}, self.keys('src'))
         self.assertNotIn('attest_destination', self.rpc.methods())
 
     def test_source_refuses_destination_without_plugin(self):
@@ -272,7 +277,8 @@ class RecoveryTest(base.VtpmServersBase):
 
         self.assertEqual(['src'], self._key_holders())
         self.assertNotIn(self.server['id'], self.keys('dest'))
-        self.assertIn('recovered', self.journal('src'))
+        mid = self.migration_uuid(self.server)
+        self.assertEqual(('source', 'ABORTED'), self.rows('src')[mid])
 
     def test_restart_after_switch_before_commit(self):
         """The guest runs on the destination: recovery commits the move."""
@@ -289,6 +295,9 @@ class RecoveryTest(base.VtpmServersBase):
 
         self.assertEqual(['dest'], self._key_holders())
         self.assertNotIn(self.server['id'], self.keys('src'))
+        mid = self.migration_uuid(self.server)
+        self.assertEqual(('source', 'COMMITTED'), self.rows('src')[mid])
+        self.assertEqual(('destination', 'COMMITTED'), self.rows('dest')[mid])
 
 
 class SchedulerGateTest(base.VtpmServersBase):
@@ -330,7 +339,7 @@ class SchedulerGateTest(base.VtpmServersBase):
             self._live_migrate(self.server, api=self.admin_api)
             self.assertEqual(target, self.server_host(self.server))
 
-        self.assertEqual([], self.journal('bad'))
+        self.assertEqual({}, self.rows('bad'))
         self.assertFalse([m for m in self.rpc.containing('server=bad')
                           if 'check_can_live_migrate_destination' in m])
 
