@@ -73,10 +73,14 @@ class ComputeAPI:
             raise errors.PeerWithoutPlugin(
                 peer=host, topic=topic(), timeout=timeout) from exc
         except messaging.RemoteError as exc:
-            # NOTE(vtpm): the remote exception class is not importable
-            # through nova's allowed_remote_exmods; keep its type and text.
+            # NOTE(vtpm): exception classes outside nova's
+            # allowed_remote_exmods arrive as RemoteError; keep type and text.
             raise errors.VirtIntegrationError(
                 reason=f'{exc.exc_type}: {exc.value}') from exc
+        except Exception as exc:
+            name = type(exc).__name__.removesuffix('_Remote')
+            raise errors.VirtIntegrationError(
+                reason=f'{name}: {exc}') from exc
 
     def attest_destination(self, context: ty.Any, source: str,
                            instance_uuid: str, destination: str,

@@ -11,9 +11,13 @@ the bus.
 import time
 
 import fixtures
+from nova import context as nova_context
 from nova.tests.fixtures import libvirt as fakelibvirt
+from oslo_utils.fixture import uuidsentinel as uuids
 
+from nova_vtpm_migration.virt import errors
 from nova_vtpm_migration.virt import flavor_policy
+from nova_vtpm_migration.virt import rpcapi
 from tests.nova import base
 
 
@@ -133,6 +137,35 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         self.assertEqual({}, self.keys('dest'))
         self.assertEqual({mid: ('destination', 'ABORTED')},
                          self.rows('dest'))
+        self.assert_no_leak(secret)
+
+    def test_key_pull_without_nova_migration_is_refused(self):
+        """Attack: an attested host asks for a key it is not moving.
+
+        "evil" runs the plugin and passes attestation, but Nova is not
+        live-migrating the instance to it: the source refuses to wrap the
+        key for it, with or without a (forged) migration id.
+        """
+        secret = self._start_pair()
+        self.start_compute('evil')
+        api = rpcapi.ComputeAPI()
+        ctx = nova_context.get_admin_context()
+        api.attest_destination(ctx, 'src', self.server['id'], 'evil', None)
+
+        for forged in (uuids.forged_migration, self.server['id']):
+            ex = self.assertRaises(
+                errors.VirtIntegrationError, api.send_key, ctx, 'src',
+                self.server['id'], forged, 'evil')
+            self.assertIn('MigrationNotFound', str(ex))
+        # And claiming to be another host does not match the attestation.
+        ex = self.assertRaises(
+            errors.VirtIntegrationError, api.send_key, ctx, 'src',
+            self.server['id'], uuids.forged_migration, 'dest')
+        self.assertIn('UnexpectedDestination', str(ex))
+
+        self.assertEqual({}, self.rows('src'))
+        self.assertEqual({}, self.keys('evil'))
+        self.assertEqual(secret, self.libvirt_secret('src', self.server))
         self.assert_no_leak(secret)
 
     def test_non_vtpm_server_migrates_as_upstream(self):
