@@ -101,10 +101,10 @@ class VtpmMigrationService:
 
     def stop(self) -> None:
         """Stop serving and release the engine."""
-        if self._server is not None:
-            self._server.stop()
-            self._server.wait()
-            self._server = None
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+            server.wait()
         self.engine.close()
 
     # -- self attestation (placement trait) --------------------------------
