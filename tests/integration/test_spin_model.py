@@ -65,11 +65,12 @@ def _run(cmd: list[str], cwd: pathlib.Path) -> str:
     return proc.stdout + proc.stderr
 
 
-def check(tmp_path: pathlib.Path, *, liveness: bool,
-          defines: tuple[str, ...] = ()) -> PanResult:
+def check(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], *,
+          liveness: bool, defines: tuple[str, ...] = ()) -> PanResult:
     """Generate, compile and run pan; return its parsed result.
 
     :param tmp_path: an empty working directory.
+    :param capsys: pytest's capture, bypassed to print the figures.
     :param liveness: check the LTL property ``resolves`` for acceptance
         cycles under weak fairness instead of the safety assertions.
     :param defines: ``NAME`` or ``NAME=VALUE`` macros for the model.
@@ -95,9 +96,12 @@ def check(tmp_path: pathlib.Path, *, liveness: bool,
     result = PanResult(int(errors.group(1)), int(states.group(1)),
                        int(depth.group(1)), seconds, out)
     kind = 'liveness' if liveness else 'safety'
-    print(f'spin {kind} {" ".join(defines) or "(protocol)"}: '
-          f'errors={result.errors} states={result.states} '
-          f'depth={result.depth} time={result.seconds:.1f}s')
+    violation = f' [{_violation(out)}]' if result.errors else ''
+    with capsys.disabled():
+        print(f'\nspin {kind} {" ".join(defines) or "(protocol)"}: '
+              f'errors={result.errors} states={result.states} '
+              f'depth={result.depth} time={result.seconds:.1f}s'
+              f'{violation}')
     return result
 
 
@@ -106,19 +110,19 @@ def _violation(out: str) -> str:
     return found.group(1) if found else '?'
 
 
-def test_safety(tmp_path: pathlib.Path,
+def test_safety(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str],
                 record_property: Callable[[str, object], None]) -> None:
-    result = check(tmp_path, liveness=False)
+    result = check(tmp_path, capsys, liveness=False)
     record_property('spin_safety_states', result.states)
     assert result.errors == 0, result.output
     # the bounded faults make the state space non-trivial
     assert result.states > 100_000
 
 
-def test_liveness(tmp_path: pathlib.Path,
+def test_liveness(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str],
                   record_property: Callable[[str, object], None]) -> None:
     defines = () if FULL else ('MAX_CRASH=1',)
-    result = check(tmp_path, liveness=True, defines=defines)
+    result = check(tmp_path, capsys, liveness=True, defines=defines)
     record_property('spin_liveness_states', result.states)
     assert 'acceptance   cycles \t+ (fairness enabled)' in result.output
     assert result.errors == 0, result.output
@@ -133,18 +137,19 @@ def test_liveness(tmp_path: pathlib.Path,
     # presumed abort while the guest may already run on D
     ('MUTANT_PRESUMED_ABORT', 'assertion violated'),
 ])
-def test_safety_mutant_is_caught(tmp_path: pathlib.Path, mutant: str,
-                                 expected: str) -> None:
-    result = check(tmp_path, liveness=False, defines=(mutant,))
-    print(f'  {mutant}: {_violation(result.output)}')
+def test_safety_mutant_is_caught(tmp_path: pathlib.Path,
+                                 capsys: pytest.CaptureFixture[str],
+                                 mutant: str, expected: str) -> None:
+    result = check(tmp_path, capsys, liveness=False, defines=(mutant,))
     assert result.errors >= 1, result.output
     assert expected in result.output
 
 
-def test_liveness_mutant_is_caught(tmp_path: pathlib.Path) -> None:
+def test_liveness_mutant_is_caught(
+        tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     # the source sends commit/abort only once: one lost message leaves the
     # migration unresolved for ever
-    result = check(tmp_path, liveness=True,
+    result = check(tmp_path, capsys, liveness=True,
                    defines=('MUTANT_NO_RESEND', 'MAX_CRASH=1'))
     assert result.errors >= 1, result.output
     assert 'acceptance cycle' in result.output

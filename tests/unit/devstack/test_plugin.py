@@ -24,6 +24,7 @@ a recording stand-in (``stub/nova-vtpm-migration``).
 import dataclasses
 import os
 import pathlib
+import random
 import shutil
 import socket
 import subprocess
@@ -37,7 +38,7 @@ DEVSTACK = ROOT / 'devstack'
 STUB = pathlib.Path(__file__).resolve().parent / 'stub'
 
 sys.path.insert(0, str(STUB))
-import ini  # noqa: E402
+import stub_ini as ini  # noqa: E402
 
 FILTER = 'nova_vtpm_migration.scheduler.filters.VtpmAttestationFilter'
 DEVSTACK_FILTERS = ('ComputeFilter,ComputeCapabilitiesFilter,'
@@ -54,16 +55,23 @@ enabled_filters = {DEVSTACK_FILTERS}
 
 
 def _free_port_pair() -> int:
-    """A TCP port p on loopback with p + 1 free too."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(('127.0.0.1', 0))
-            port = int(s.getsockname()[1])
-        with socket.socket() as s:
-            try:
-                s.bind(('127.0.0.1', port + 1))
-            except OSError:
-                continue
+    """A TCP port p on loopback with p + 1 free too.
+
+    Chosen below the kernel's ephemeral range, where busy hosts (many
+    outgoing connections) leave few neighbouring ports free.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        socks = [socket.socket(), socket.socket()]
+        try:
+            socks[0].bind(('127.0.0.1', port))
+            socks[1].bind(('127.0.0.1', port + 1))
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
         return port
     raise AssertionError('no free port pair')
 
@@ -190,7 +198,8 @@ def test_all_phases_all_in_one_with_swtpm_host_tpm(stack: Stack) -> None:
     ca = data / 'vtpm_migration_ek_ca'
     assert (ca / 'issuercert.pem').exists()
     assert (state / 'host-tpm' / 'tpm2-00.permall').exists()
-    tpm_random = _get_random(conf['vtpm_migration']['tcti'][0])
+    tpm_random = _get_random(conf['vtpm_migration']['tcti'][0],
+                             stack.root / 'run' / 'vtpm-host-swtpm.log')
     assert len(tpm_random) == 8
 
     # enrollment then policy, with this nova.conf
@@ -237,16 +246,19 @@ def test_all_phases_all_in_one_with_swtpm_host_tpm(stack: Stack) -> None:
     assert stack.nova_conf.exists()
 
 
-def _get_random(tcti: str) -> bytes:
+def _get_random(tcti: str, log: pathlib.Path) -> bytes:
     tpm2_pytss = pytest.importorskip('tpm2_pytss')
     deadline = time.monotonic() + 10
     while True:
         try:
             ctx = tpm2_pytss.ESAPI(tpm2_pytss.TCTILdr.parse(tcti))
             break
-        except Exception:
+        except Exception as exc:
             if time.monotonic() > deadline:
-                raise
+                raise AssertionError(
+                    f'swtpm unreachable at {tcti}: {exc}; its log:\n'
+                    f'{log.read_text() if log.exists() else "(none)"}'
+                ) from exc
             time.sleep(0.1)
     with ctx:
         return bytes(ctx.get_random(8))

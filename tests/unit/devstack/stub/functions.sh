@@ -12,7 +12,7 @@ function _stub_log {
 }
 
 function _ini {
-    python3 -S -E "$STUB_DIR/ini.py" "$@"
+    python3 -S -E "$STUB_DIR/stub_ini.py" "$@"
 }
 
 function iniset {

@@ -14,7 +14,7 @@
 
 """INI file edits with DevStack's semantics, for the DevStack stub.
 
-Usage: ``ini.py set|add|get|getall FILE SECTION OPTION [VALUE...]``.
+Usage: ``stub_ini.py set|add|get|getall FILE SECTION OPTION [VALUE...]``.
 Option lines are ``option = value``; an option may repeat (multi-valued).
 """
 
