@@ -35,7 +35,9 @@
  *   which acknowledgements arrived, poll counters) is lost; messages in
  *   flight stay in the network (their loss is modelled separately).
  * - Nova's hand-over of the guest ("switched": instance.host = D) which
- *   only S's host performs, in TRANSFERRED, and which is irreversible.
+ *   only S's live process performs, in TRANSFERRED, and which is
+ *   irreversible (fenced: it cannot complete while S is down or
+ *   recovering; see ENV_ASYNC_HANDOVER).
  * - The outcome oracle S asks when it recovers in TRANSFERRING or
  *   TRANSFERRED (under Nova: the instance's host of record): it may be
  *   unavailable (bounded, S retries) and otherwise answers consistently with
@@ -87,6 +89,10 @@
  *                              the oracle unavailable presumes abort.
  *   -DMUTANT_NO_RESEND         S sends commit/abort once per incarnation
  *                              instead of until acknowledged (liveness).
+ * Environment assumption shown necessary the same way:
+ *   -DENV_ASYNC_HANDOVER       the hand-over may complete while S is down or
+ *                              recovering (not fenced): the oracle's answer
+ *                              can be stale by the time S journals it.
  */
 
 #ifndef MAX_CRASH
@@ -370,6 +376,21 @@ end_serve:
     };
     goto start
 }
+
+#ifdef ENV_ASYNC_HANDOVER
+/* Environment variant: the hand-over is completed by another actor (for
+ * example an RPC to D that is already in flight) and can therefore happen
+ * while S is down or recovering. The checker finds the race between S's
+ * oracle query and this hand-over; the default model assumes the hand-over
+ * is fenced (only S's live process performs it). */
+active proctype Handover() {
+end_handover:
+    atomic {
+        s_state == S_TRANSFERRED && d_state == D_INSTALLED && !switched ->
+            switched = true
+    }
+}
+#endif
 
 /* Crash and restart of either process, at any point (bounded). */
 active proctype Crasher() {
