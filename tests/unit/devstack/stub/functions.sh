@@ -45,12 +45,25 @@ function define_plugin {
     _stub_log "define_plugin $*"
 }
 
+# As in DevStack, a service disabled in local.conf (disable_service, which
+# records it in DISABLED_SERVICES) cannot be enabled again by a plugin.
 function enable_service {
     _stub_log "enable_service $*"
     local svc
     for svc in "$@"; do
+        [[ ",${DISABLED_SERVICES:-}," == *",$svc,"* ]] && continue
         [[ ",$ENABLED_SERVICES," == *",$svc,"* ]] \
             || ENABLED_SERVICES=${ENABLED_SERVICES:+$ENABLED_SERVICES,}$svc
+    done
+}
+
+function disable_service {
+    _stub_log "disable_service $*"
+    local svc
+    for svc in "$@"; do
+        DISABLED_SERVICES=${DISABLED_SERVICES:+$DISABLED_SERVICES,}$svc
+        ENABLED_SERVICES=$(tr ',' '\n' <<<"$ENABLED_SERVICES" \
+            | grep -vxF "$svc" | paste -sd, -)
     done
 }
 
