@@ -392,7 +392,9 @@ end_handover:
 }
 #endif
 
-/* Crash and restart of either process, at any point (bounded). */
+/* Crash and restart of either process, at any point (bounded). The
+ * crasher may also retire: otherwise weak fairness would force it to use
+ * its whole budget, and a crash could hide a liveness violation. */
 active proctype Crasher() {
 end_idle:
     do
@@ -400,6 +402,7 @@ end_idle:
         atomic { crashes++; s_crash = true }
     :: crashes < MAX_CRASH && !s_crash && !d_crash ->
         atomic { crashes++; d_crash = true }
+    :: crashes < MAX_CRASH -> crashes = MAX_CRASH     /* retire */
     od
 }
 
