@@ -224,3 +224,16 @@ def test_concurrent_threads_share_one_tpm(swtpm_factory: object) -> None:
         t.join()
     assert problems == []
     assert _raw_loaded(sim.swtpm.tcti) == ([], [])
+
+
+def test_nested_blocks(host_pair: tuple[SimHost, SimHost]) -> None:
+    a, _ = host_pair
+    srk = objects.srk_template()
+    with a.ctx.esys() as outer:
+        outer.create_primary(None, srk, constants.ESYS_TR.OWNER)
+        with a.ctx.esys() as inner:
+            inner.create_primary(None, srk, constants.ESYS_TR.OWNER)
+            assert len(context.loaded_handles(a.ctx)) == 2
+        # The inner block flushed what it created, nothing else.
+        assert len(context.loaded_handles(a.ctx)) == 1
+    assert context.loaded_handles(a.ctx) == set()
