@@ -19,6 +19,7 @@
 #   configure_nova_vtpm_migration  stack post-config: nova.conf
 #   start_nova_vtpm_migration      stack post-config: host TPM (swtpm mode)
 #   enroll_nova_vtpm_migration     stack post-config: enroll, trust policy
+#                                  (this host is the golden host)
 #   check_nova_vtpm_migration      stack extra: validate the policy
 #   configure_tempest_for_nova_vtpm_migration   stack test-config
 #   stop_nova_vtpm_migration       unstack
@@ -173,35 +174,40 @@ function configure_nova_vtpm_migration {
 }
 
 # _vtpm_migration_provision_host_swtpm: an swtpm state with EK certificates
-# signed by the local CA in VTPM_MIGRATION_EK_CA_DIR (created on first use)
+# signed by the local CA in VTPM_MIGRATION_EK_CA_DIR (created on first use,
+# reused when it exists, e.g. one CA shared by every node)
 function _vtpm_migration_provision_host_swtpm {
     local tpm_dir=$VTPM_MIGRATION_STATE_PATH/host-tpm
     local ca=$VTPM_MIGRATION_EK_CA_DIR
-    if [[ -f "$tpm_dir/tpm2-00.permall" ]]; then
-        return 0
-    fi
-    install -d -m 0700 "$tpm_dir" "$ca"
-    cat > "$ca/swtpm-localca.conf" <<EOF
+    if [[ ! -f "$tpm_dir/tpm2-00.permall" ]]; then
+        install -d -m 0700 "$tpm_dir" "$ca"
+        cat > "$ca/swtpm-localca.conf" <<EOF
 statedir = $ca
 signingkey = $ca/signkey.pem
 issuercert = $ca/issuercert.pem
 certserial = $ca/certserial
 EOF
-    cat > "$ca/swtpm-localca.options" <<EOF
+        cat > "$ca/swtpm-localca.options" <<EOF
 --platform-manufacturer DevStack
 --platform-version 2.1
 --platform-model swtpm
 EOF
-    cat > "$ca/swtpm_setup.conf" <<EOF
+        cat > "$ca/swtpm_setup.conf" <<EOF
 create_certs_tool = $(command -v swtpm_localca || echo /usr/bin/swtpm_localca)
 create_certs_tool_config = $ca/swtpm-localca.conf
 create_certs_tool_options = $ca/swtpm-localca.options
 active_pcr_banks = sha256
 EOF
-    swtpm_setup --tpm2 --tpmstate "$tpm_dir" --create-ek-cert \
-        --create-platform-cert --lock-nvram --config "$ca/swtpm_setup.conf" \
-        --write-ek-cert-files "$tpm_dir" >"$tpm_dir/swtpm_setup.log" 2>&1 \
-        || die $LINENO "swtpm_setup failed, see $tpm_dir/swtpm_setup.log"
+        swtpm_setup --tpm2 --tpmstate "$tpm_dir" --create-ek-cert \
+            --create-platform-cert --lock-nvram \
+            --config "$ca/swtpm_setup.conf" --write-ek-cert-files "$tpm_dir" \
+            >"$tpm_dir/swtpm_setup.log" 2>&1 \
+            || die $LINENO "swtpm_setup failed, see $tpm_dir/swtpm_setup.log"
+    fi
+    # the root and the intermediate that signs the EK certificates
+    cat "$ca/swtpm-localca-rootca-cert.pem" "$ca/issuercert.pem" \
+        >"$VTPM_MIGRATION_STATE_PATH/ek-ca-bundle.pem" \
+        || die $LINENO "no swtpm local CA in $ca"
 }
 
 # start_nova_vtpm_migration: the host TPM stand-in (swtpm mode only)
@@ -219,23 +225,48 @@ function start_nova_vtpm_migration {
 --flags not-need-init,startup-clear"
 }
 
+# _vtpm_migration_ek_ca_bundle: the PEM file of the trusted EK CAs (empty
+# when none is configured)
+function _vtpm_migration_ek_ca_bundle {
+    if [[ -n "$VTPM_MIGRATION_EK_CA_BUNDLE" ]]; then
+        echo "$VTPM_MIGRATION_EK_CA_BUNDLE"
+    elif [[ "$(_vtpm_migration_host_tpm_mode)" == swtpm ]]; then
+        echo "$VTPM_MIGRATION_STATE_PATH/ek-ca-bundle.pem"
+    fi
+}
+
 # enroll_nova_vtpm_migration: this host's enrollment record, then the trust
-# policy from every record of the deployment
+# policy with this host as the golden host
 function enroll_nova_vtpm_migration {
     is_service_enabled n-cpu || return 0
-    local record
-    record=$VTPM_MIGRATION_ENROLLMENT_DIR/$(hostname -s).json
+    local host record bundle
+    host=$(hostname -s)
+    record=$VTPM_MIGRATION_ENROLLMENT_DIR/$host.json
+    bundle=$(_vtpm_migration_ek_ca_bundle)
+    [[ -n "$bundle" ]] || die $LINENO "VTPM_MIGRATION_EK_CA_BUNDLE must" \
+        "name the PEM file of the CAs that issued the hosts' EK certificates"
+    [[ -r "$bundle" ]] || die $LINENO "cannot read EK CA bundle $bundle"
 
     echo_summary "Enrolling this host's TPM for vTPM live migration"
-    "$VTPM_MIGRATION_CLI" --config-file "$NOVA_CONF" enroll \
-        --format json --output "$record" \
+    "$VTPM_MIGRATION_CLI" --config-file "$NOVA_CONF" --format json \
+        enroll --host "$host" --output "$record" \
         || die $LINENO "nova-vtpm-migration enroll failed"
 
+    # With the allow-list, only the TPMs whose records are in the
+    # enrollment directory are trusted; without it, any TPM whose EK
+    # certificate chains to the bundle.
+    local -a allow=()
+    if [[ "${VTPM_MIGRATION_EK_ALLOW_LIST,,}" == true ]]; then
+        local r
+        for r in "$VTPM_MIGRATION_ENROLLMENT_DIR"/*.json; do
+            allow+=(--enrollment "$r")
+        done
+    fi
+
     echo_summary "Generating the vTPM migration trust policy"
-    sudo install -d "$(dirname "$VTPM_MIGRATION_POLICY_FILE")"
-    "$VTPM_MIGRATION_CLI" --config-file "$NOVA_CONF" policy generate \
-        --format json --enrollment-dir "$VTPM_MIGRATION_ENROLLMENT_DIR" \
-        --output "$VTPM_MIGRATION_POLICY_FILE" \
+    "$VTPM_MIGRATION_CLI" --config-file "$NOVA_CONF" --format json \
+        policy generate --ca-bundle "$bundle" --name "$host" \
+        "${allow[@]}" --output "$VTPM_MIGRATION_POLICY_FILE" \
         || die $LINENO "nova-vtpm-migration policy generate failed"
 }
 
@@ -244,8 +275,8 @@ function check_nova_vtpm_migration {
     is_service_enabled n-cpu || return 0
     [[ -s "$VTPM_MIGRATION_POLICY_FILE" ]] \
         || die $LINENO "no trust policy at $VTPM_MIGRATION_POLICY_FILE"
-    "$VTPM_MIGRATION_CLI" --config-file "$NOVA_CONF" policy check \
-        --format json "$VTPM_MIGRATION_POLICY_FILE" \
+    "$VTPM_MIGRATION_CLI" --config-file "$NOVA_CONF" --format json \
+        policy check "$VTPM_MIGRATION_POLICY_FILE" \
         || die $LINENO "trust policy $VTPM_MIGRATION_POLICY_FILE is invalid"
 }
 

@@ -17,11 +17,13 @@
 The stub (``stub/functions.sh``) implements DevStack's ini functions with
 their semantics and records every other call; ``run_process`` really starts
 the command, so the host-TPM stand-in (swtpm) the plugin configures is
-started and answered over the TCTI written to nova.conf. The operator CLI is
-a recording stand-in (``stub/nova-vtpm-migration``).
+started and answered over the TCTI written to nova.conf. The full lifecycle
+test runs the real operator CLI against that swtpm; the other tests use a
+recording stand-in with the same interface (``stub/nova-vtpm-migration``).
 """
 
 import dataclasses
+import json
 import os
 import pathlib
 import random
@@ -32,6 +34,8 @@ import sys
 import time
 
 import pytest
+
+from nova_vtpm_migration.tpm import policy as policy_mod
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 DEVSTACK = ROOT / 'devstack'
@@ -133,6 +137,7 @@ def stack(tmp_path: pathlib.Path) -> 'Stack':
                                      text=True, check=True).stdout.strip(),
         'ENABLED_SERVICES': 'n-api,n-cond,n-sch,n-cpu,tempest',
         'VTPM_MIGRATION_SWTPM_PORT': str(_free_port_pair()),
+        'TSS2_LOG': 'all+NONE',
     }
     result = Stack(tmp_path, env)
     yield result
@@ -160,12 +165,28 @@ def test_install_phase(stack: Stack) -> None:
     assert stack.nova_conf.read_text() == BASE_NOVA_CONF
 
 
+def _real_cli(stack: Stack) -> pathlib.Path:
+    """A ``nova-vtpm-migration`` that runs this tree's CLI."""
+    cli = stack.root / 'bin' / 'nova-vtpm-migration'
+    cli.parent.mkdir()
+    cli.write_text('#!/bin/bash\n'
+                   f'export PYTHONPATH={ROOT}\n'
+                   f'exec {sys.executable} -m nova_vtpm_migration.cmd.manage'
+                   ' "$@"\n')
+    cli.chmod(0o755)
+    return cli
+
+
 def test_all_phases_all_in_one_with_swtpm_host_tpm(stack: Stack) -> None:
     stack.env['VTPM_MIGRATION_HOST_TPM'] = 'swtpm'
     stack.env['VTPM_MIGRATION_SWTPM_USER'] = 'swtpm'
     stack.env['VTPM_MIGRATION_SWTPM_GROUP'] = 'swtpm'
+    stack.env['VTPM_MIGRATION_CLI'] = str(_real_cli(stack))
     data = pathlib.Path(stack.env['DATA_DIR'])
     port = int(stack.env['VTPM_MIGRATION_SWTPM_PORT'])
+
+    # -- stack install
+    stack.run('stack', 'install')
 
     # -- stack post-config
     stack.run('stack', 'post-config')
@@ -202,24 +223,24 @@ def test_all_phases_all_in_one_with_swtpm_host_tpm(stack: Stack) -> None:
                              stack.root / 'run' / 'vtpm-host-swtpm.log')
     assert len(tpm_random) == 8
 
-    # enrollment then policy, with this nova.conf
+    # the real CLI enrolled this host and wrote a policy trusting the
+    # local CA, with this host's PCR values as the golden set
     host = subprocess.run(['hostname', '-s'], capture_output=True,
                           text=True, check=True).stdout.strip()
-    record = state / 'enrollment' / f'{host}.json'
-    assert _cli_calls(stack) == [
-        f'cli --config-file {stack.nova_conf} enroll --format json '
-        f'--output {record}',
-        f'cli --config-file {stack.nova_conf} policy generate --format json '
-        f'--enrollment-dir {state / "enrollment"} --output {policy}',
-    ]
-    assert record.exists()
-    assert f'{host}.json' in policy.read_text()
+    record = json.loads(
+        (state / 'enrollment' / f'{host}.json').read_text())
+    assert record['host'] == host
+    assert 'BEGIN CERTIFICATE' in record['ek_certificate']
+    assert 'swtpm-localca' in record['ek_issuer']
+    document = json.loads(policy.read_text())
+    trust = policy_mod.TrustPolicy.from_dict(document, source=str(policy))
+    assert [g.name for g in trust.golden_sets] == [host]
+    assert trust.ek_fingerprints is None         # CA trust, no allow-list
+    issuers = {c.subject.rfc4514_string() for c in trust.ek_ca_certificates}
+    assert any('swtpm-localca' in i for i in issuers)
 
-    # -- stack extra: the policy is checked
+    # -- stack extra: the real CLI checks the policy
     stack.run('stack', 'extra')
-    assert _cli_calls(stack)[-1] == (
-        f'cli --config-file {stack.nova_conf} policy check --format json '
-        f'{policy}')
 
     # -- stack test-config: tempest knows vTPM live migration works
     stack.run('stack', 'test-config')
@@ -244,6 +265,41 @@ def test_all_phases_all_in_one_with_swtpm_host_tpm(stack: Stack) -> None:
     assert not policy.exists()
     # nova.conf itself is DevStack's to remove
     assert stack.nova_conf.exists()
+
+
+def test_post_config_calls_cli_with_its_interface(stack: Stack) -> None:
+    stack.env['VTPM_MIGRATION_HOST_TPM'] = 'swtpm'
+    stack.env['VTPM_MIGRATION_EK_ALLOW_LIST'] = 'True'
+    state = pathlib.Path(stack.env['DATA_DIR']) / 'vtpm_migration'
+    enrollment = state / 'enrollment'
+    enrollment.mkdir(parents=True)
+    # a peer's record, copied in by the operator
+    (enrollment / 'peer.json').write_text('{}')
+    policy = pathlib.Path(stack.env['NOVA_CONF_DIR']) / (
+        'vtpm-migration-policy.json')
+    stack.run('stack', 'post-config')
+    host = subprocess.run(['hostname', '-s'], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    record = enrollment / f'{host}.json'
+    common = f'cli --config-file {stack.nova_conf} --format json'
+    records = sorted([enrollment / 'peer.json', record])
+    allow = ' '.join(f'--enrollment {r}' for r in records)
+    assert _cli_calls(stack) == [
+        f'{common} enroll --host {host} --output {record}',
+        f'{common} policy generate --ca-bundle {state / "ek-ca-bundle.pem"}'
+        f' --name {host} {allow} --output {policy}',
+    ]
+    stack.run('stack', 'extra')
+    assert _cli_calls(stack)[-1] == f'{common} policy check {policy}'
+
+
+def test_hardware_tpm_needs_an_ek_ca_bundle(stack: Stack) -> None:
+    stack.env['VTPM_MIGRATION_HOST_TPM'] = 'device'
+    proc = stack.run('stack', 'post-config', check=False)
+    assert proc.returncode != 0
+    assert 'VTPM_MIGRATION_EK_CA_BUNDLE must name the PEM file' in (
+        proc.stderr)
+    assert _cli_calls(stack) == []
 
 
 def _get_random(tcti: str, log: pathlib.Path) -> bytes:
@@ -276,8 +332,15 @@ def _wait_gone(pid: int) -> None:
     raise AssertionError(f'swtpm {pid} still running after unstack')
 
 
+def _vendor_bundle(stack: Stack) -> str:
+    bundle = stack.root / 'vendor-ek-cas.pem'
+    bundle.write_text('-----BEGIN CERTIFICATE-----\n')
+    return str(bundle)
+
+
 def test_post_config_is_idempotent(stack: Stack) -> None:
     stack.env['VTPM_MIGRATION_HOST_TPM'] = 'device'
+    stack.env['VTPM_MIGRATION_EK_CA_BUNDLE'] = _vendor_bundle(stack)
     stack.run('stack', 'post-config')
     first = stack.nova_conf.read_text()
     stack.run('stack', 'post-config')
@@ -292,6 +355,7 @@ def test_compute_node_with_hardware_tpm(stack: Stack) -> None:
     stack.env['VTPM_MIGRATION_HOST_TPM'] = 'device'
     stack.env['VTPM_MIGRATION_TCTI'] = 'device:/dev/tpmrm1'
     stack.env['VTPM_MIGRATION_ENFORCEMENT'] = 'warn'
+    stack.env['VTPM_MIGRATION_EK_CA_BUNDLE'] = _vendor_bundle(stack)
     stack.run('stack', 'post-config')
     conf = stack.conf()
     assert conf['vtpm_migration']['tcti'] == ['device:/dev/tpmrm1']
@@ -301,7 +365,8 @@ def test_compute_node_with_hardware_tpm(stack: Stack) -> None:
     # no scheduler here: the filter list is DevStack's
     assert conf['filter_scheduler'] == {'enabled_filters': [DEVSTACK_FILTERS]}
     assert not any(ln.startswith('run_process') for ln in stack.log)
-    assert [c.split()[3] for c in _cli_calls(stack)] == ['enroll', 'policy']
+    assert [c.split()[5] for c in _cli_calls(stack)] == ['enroll', 'policy']
+    assert f'--ca-bundle {_vendor_bundle(stack)}' in _cli_calls(stack)[1]
     stack.run('unstack')
     assert 'stop_process vtpm-host-swtpm' not in stack.log
 
@@ -342,6 +407,7 @@ def test_disabled_service_changes_nothing(stack: Stack) -> None:
 @pytest.mark.parametrize('failing', ['enroll', 'policy generate'])
 def test_cli_failure_stops_stack(stack: Stack, failing: str) -> None:
     stack.env['VTPM_MIGRATION_HOST_TPM'] = 'device'
+    stack.env['VTPM_MIGRATION_EK_CA_BUNDLE'] = _vendor_bundle(stack)
     stack.env['FAKE_CLI_FAIL'] = failing
     proc = stack.run('stack', 'post-config', check=False)
     assert proc.returncode != 0
