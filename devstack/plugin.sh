@@ -33,6 +33,7 @@ _XTRACE_VTPM_MIGRATION=$(set +o | grep xtrace)
 set +o xtrace
 
 VTPM_MIGRATION_SWTPM_SERVICE=vtpm-host-swtpm
+_VTPM_MIGRATION_PLUGIN_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # Functions
 # ---------
@@ -175,39 +176,16 @@ function configure_nova_vtpm_migration {
 
 # _vtpm_migration_provision_host_swtpm: an swtpm state with EK certificates
 # signed by the local CA in VTPM_MIGRATION_EK_CA_DIR (created on first use,
-# reused when it exists, e.g. one CA shared by every node)
+# reused when it exists)
 function _vtpm_migration_provision_host_swtpm {
-    local tpm_dir=$VTPM_MIGRATION_STATE_PATH/host-tpm
-    local ca=$VTPM_MIGRATION_EK_CA_DIR
-    if [[ ! -f "$tpm_dir/tpm2-00.permall" ]]; then
-        install -d -m 0700 "$tpm_dir" "$ca"
-        cat > "$ca/swtpm-localca.conf" <<EOF
-statedir = $ca
-signingkey = $ca/signkey.pem
-issuercert = $ca/issuercert.pem
-certserial = $ca/certserial
-EOF
-        cat > "$ca/swtpm-localca.options" <<EOF
---platform-manufacturer DevStack
---platform-version 2.1
---platform-model swtpm
-EOF
-        cat > "$ca/swtpm_setup.conf" <<EOF
-create_certs_tool = $(command -v swtpm_localca || echo /usr/bin/swtpm_localca)
-create_certs_tool_config = $ca/swtpm-localca.conf
-create_certs_tool_options = $ca/swtpm-localca.options
-active_pcr_banks = sha256
-EOF
-        swtpm_setup --tpm2 --tpmstate "$tpm_dir" --create-ek-cert \
-            --create-platform-cert --lock-nvram \
-            --config "$ca/swtpm_setup.conf" --write-ek-cert-files "$tpm_dir" \
-            >"$tpm_dir/swtpm_setup.log" 2>&1 \
-            || die $LINENO "swtpm_setup failed, see $tpm_dir/swtpm_setup.log"
-    fi
+    "$_VTPM_MIGRATION_PLUGIN_DIR/tools/ek-ca.sh" "$VTPM_MIGRATION_EK_CA_DIR" \
+        "$VTPM_MIGRATION_STATE_PATH/host-tpm" \
+        || die $LINENO "cannot provision the swtpm host TPM"
     # the root and the intermediate that signs the EK certificates
-    cat "$ca/swtpm-localca-rootca-cert.pem" "$ca/issuercert.pem" \
+    cat "$VTPM_MIGRATION_EK_CA_DIR/swtpm-localca-rootca-cert.pem" \
+        "$VTPM_MIGRATION_EK_CA_DIR/issuercert.pem" \
         >"$VTPM_MIGRATION_STATE_PATH/ek-ca-bundle.pem" \
-        || die $LINENO "no swtpm local CA in $ca"
+        || die $LINENO "no swtpm local CA in $VTPM_MIGRATION_EK_CA_DIR"
 }
 
 # start_nova_vtpm_migration: the host TPM stand-in (swtpm mode only)

@@ -189,6 +189,18 @@ def test_devstack_job(name: str) -> None:
             if var.startswith('VTPM_MIGRATION_'):
                 assert re.search(rf'^{var}=', settings, re.M), (
                     f'{var} is not a setting of devstack/settings')
+    # nodes without a hardware TPM: swtpm, and a bundle that the pre-run
+    # playbook writes (every node's EK CA) on every node
+    pre_runs = job.get('pre-run', [])
+    pre_runs = [pre_runs] if isinstance(pre_runs, str) else pre_runs
+    playbooks = ''.join((ROOT / p).read_text() for p in pre_runs)
+    for group in groups:
+        localrc = group['devstack_localrc']
+        if localrc.get('VTPM_MIGRATION_HOST_TPM') == 'swtpm':
+            bundle = pathlib.PurePosixPath(
+                localrc['VTPM_MIGRATION_EK_CA_BUNDLE'])
+            assert bundle.name in playbooks, (
+                f'no pre-run playbook writes {bundle}')
     regex = re.compile(variables['tempest_test_regex'].strip())
     assert regex.search(VTPM_TEST_ID)
     assert variables['tempest_concurrency'] == 1

@@ -442,7 +442,39 @@ def test_shellcheck_clean() -> None:
     assert shellcheck, 'shellcheck is required (Debian package shellcheck)'
     files = [DEVSTACK / 'plugin.sh', DEVSTACK / 'settings',
              DEVSTACK / 'override-defaults', STUB / 'functions.sh',
-             STUB / 'nova-vtpm-migration']
+             DEVSTACK / 'tools' / 'ek-ca.sh', STUB / 'nova-vtpm-migration']
     proc = subprocess.run([shellcheck, '-s', 'bash', *map(str, files)],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ek_ca_script_creates_then_reuses_the_ca(tmp_path: pathlib.Path
+                                                 ) -> None:
+    # The multinode job creates each node's CA before DevStack runs; the
+    # plugin's swtpm must then get its EK certificate from that same CA.
+    x509 = pytest.importorskip('cryptography.x509')
+    script = DEVSTACK / 'tools' / 'ek-ca.sh'
+    ca = tmp_path / 'ca'
+    subprocess.run([str(script), str(ca)], check=True, timeout=120)
+    issuer_pem = (ca / 'issuercert.pem').read_bytes()
+    assert not list(tmp_path.glob('*/tpm2-00.permall'))    # CA only
+
+    tpm = tmp_path / 'tpm'
+    subprocess.run([str(script), str(ca), str(tpm)], check=True,
+                   timeout=120)
+    assert (ca / 'issuercert.pem').read_bytes() == issuer_pem   # reused
+    issuer = x509.load_pem_x509_certificate(issuer_pem)
+    root = x509.load_pem_x509_certificate(
+        (ca / 'swtpm-localca-rootca-cert.pem').read_bytes())
+    issuer.verify_directly_issued_by(root)
+    ek_certs = sorted(tpm.glob('ek-*.crt'))
+    assert ek_certs
+    for path in ek_certs:
+        x509.load_der_x509_certificate(path.read_bytes()
+                                       ).verify_directly_issued_by(issuer)
+
+    # a second run keeps the TPM state (no re-provisioning)
+    before = (tpm / 'tpm2-00.permall').read_bytes()
+    subprocess.run([str(script), str(ca), str(tpm)], check=True,
+                   timeout=120)
+    assert (tpm / 'tpm2-00.permall').read_bytes() == before
