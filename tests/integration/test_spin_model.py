@@ -152,17 +152,18 @@ KEY_FOLLOWS_GUEST = ('assertion violated (((d_key!=ACTIVE)||switched)&&'
 @pytest.mark.parametrize(('mutant', 'expected'), [
     # the source destroys its key before the commit is journaled: an abort
     # then leaves no key anywhere
-    pytest.param('MUTANT_EARLY_DESTROY', NEVER_ZERO, id='MUTANT_EARLY_DESTROY'),
+    ('MUTANT_EARLY_DESTROY', NEVER_ZERO),
     # the destination activates on restart in INSTALLED without asking S:
     # a usable key where the guest does not run (and two after S aborts)
-    pytest.param('MUTANT_D_PRESUME_COMMIT', KEY_FOLLOWS_GUEST, id='MUTANT_D_PRESUME_COMMIT'),
+    ('MUTANT_D_PRESUME_COMMIT', KEY_FOLLOWS_GUEST),
     # presumed abort while the guest may already run on D
-    pytest.param('MUTANT_PRESUMED_ABORT', KEY_FOLLOWS_GUEST, id='MUTANT_PRESUMED_ABORT'),
+    ('MUTANT_PRESUMED_ABORT', KEY_FOLLOWS_GUEST),
     # not a protocol change but an environment one: a hand-over that can
     # complete while S recovers makes the oracle's answer stale, so the
     # model's fencing assumption is necessary
-    pytest.param('ENV_ASYNC_HANDOVER', KEY_FOLLOWS_GUEST, id='ENV_ASYNC_HANDOVER'),
-])
+    ('ENV_ASYNC_HANDOVER', KEY_FOLLOWS_GUEST),
+], ids=['MUTANT_EARLY_DESTROY', 'MUTANT_D_PRESUME_COMMIT',
+        'MUTANT_PRESUMED_ABORT', 'ENV_ASYNC_HANDOVER'])
 def test_safety_mutant_is_caught(tmp_path: pathlib.Path,
                                  capsys: pytest.CaptureFixture[str],
                                  mutant: str, expected: str) -> None:
