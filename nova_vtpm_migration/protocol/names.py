@@ -1,0 +1,37 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
+
+"""TPM object names (``nameAlg || H(TPMT_PUBLIC)``) of public areas."""
+
+import tpm2_pytss
+
+from nova_vtpm_migration.protocol import errors
+
+
+def object_name(public: bytes, field: str = 'public') -> bytes:
+    """Return the TPM name of a marshalled ``TPM2B_PUBLIC``.
+
+    :param public: the marshalled public area.
+    :param field: field name used in the error.
+    :raises FieldOutOfRange: not exactly one valid ``TPM2B_PUBLIC``.
+    """
+    try:
+        pub, used = tpm2_pytss.TPM2B_PUBLIC.unmarshal(public)
+    except (tpm2_pytss.TSS2_Exception, ValueError, TypeError):
+        raise errors.FieldOutOfRange(field=field,
+                                     reason='not a TPM2B_PUBLIC') from None
+    if used != len(public):
+        raise errors.FieldOutOfRange(field=field, reason='trailing bytes')
+    return bytes(pub.get_name())

@@ -1,0 +1,165 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
+
+"""Fixtures of the protocol tests: real swtpm hosts, engines on them and
+an in-process transport with a Dolev-Yao adversary hook."""
+
+import collections.abc
+import dataclasses
+import os
+import pathlib
+import shutil
+import tempfile
+import typing as ty
+import uuid
+
+import pytest
+
+from nova_vtpm_migration.protocol import engine as engine_mod
+from nova_vtpm_migration.protocol import transport as transport_mod
+from nova_vtpm_migration.sim import swtpm
+from nova_vtpm_migration.tpm import policy as policy_mod
+from tests.functional import swtpm_fixtures
+from tests.functional.swtpm_fixtures import swtpm_ca  # noqa: F401
+from tests.functional.swtpm_fixtures import untrusted_ca  # noqa: F401
+
+os.environ.setdefault('TSS2_LOG', 'all+NONE')
+
+
+class SimulatedCrash(BaseException):
+    """Raised by a test adversary to model a process dying mid-protocol.
+
+    A ``BaseException`` so that the engine's failure handling (which
+    catches ``Exception``) does not run, as if the process was gone.
+    """
+
+
+@dataclasses.dataclass
+class Node:
+    """One simulated host: swtpm + HostTpm + engine on a state dir."""
+
+    name: str
+    sim: swtpm_fixtures.SimHost
+    state_dir: str
+    cluster: 'Cluster'
+    engine: engine_mod.MigrationEngine = dataclasses.field(init=False)
+    policy: policy_mod.TrustPolicy | None = None
+    oracle: engine_mod.OutcomeOracle = engine_mod.presumed_abort
+
+    def __post_init__(self) -> None:
+        self.open()
+
+    def open(self) -> None:
+        self.engine = engine_mod.MigrationEngine.open(
+            self.name, self.sim.tpm, self.policy or self.cluster.policy,
+            self.state_dir, self.cluster.transport,
+            session_lifetime=self.cluster.session_lifetime,
+            outcome_oracle=self.oracle)
+        self.cluster.transport.register(self.name, self.engine.handle)
+
+    def crash(self) -> None:
+        """Drop the engine (sessions, memory) as a killed process would."""
+        self.cluster.transport.unregister(self.name)
+        self.engine.close()
+
+    def restart(self) -> None:
+        self.crash()
+        self.open()
+
+
+class Cluster:
+    """Engines on real swtpm hosts connected by a LocalTransport."""
+
+    def __init__(self, policy: policy_mod.TrustPolicy,
+                 session_lifetime: float = 300) -> None:
+        self.policy = policy
+        self.session_lifetime = session_lifetime
+        self.transport = transport_mod.LocalTransport()
+        self.nodes: dict[str, Node] = {}
+        self.dir = tempfile.mkdtemp(prefix='nvm-cluster-')
+
+    def add(self, name: str, sim: swtpm_fixtures.SimHost,
+            **kwargs: ty.Any) -> Node:
+        node = Node(name, sim, os.path.join(self.dir, name), self, **kwargs)
+        self.nodes[name] = node
+        return node
+
+    def close(self) -> None:
+        for node in self.nodes.values():
+            node.crash()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def policy_for(ca: swtpm.SwtpmCA,
+               sim: swtpm_fixtures.SimHost) -> policy_mod.TrustPolicy:
+    """A policy trusting ``ca`` with ``sim``'s current PCRs as golden."""
+    return policy_mod.TrustPolicy.from_golden(ca.bundle_pem(),
+                                              sim.tpm.pcr_values())
+
+
+@pytest.fixture(scope='module')
+def hosts(swtpm_ca: swtpm.SwtpmCA  # noqa: F811
+          ) -> collections.abc.Iterator[dict[str, swtpm_fixtures.SimHost]]:
+    """Three hosts with distinct EKs (src, dst, other), shared by a test
+    module; tests must not change their PCRs."""
+    started = swtpm.make_hosts(swtpm_ca, 3, prefix='proto')
+    sims = [swtpm_fixtures.attach(h) for h in started]
+    try:
+        yield dict(zip(('src', 'dst', 'other'), sims, strict=True))
+    finally:
+        for sim in sims:
+            sim.stop()
+
+
+@pytest.fixture(scope='module')
+def trust_policy(swtpm_ca: swtpm.SwtpmCA,  # noqa: F811
+                 hosts: dict[str, swtpm_fixtures.SimHost]
+                 ) -> policy_mod.TrustPolicy:
+    return policy_for(swtpm_ca, hosts['src'])
+
+
+@pytest.fixture
+def cluster(hosts: dict[str, swtpm_fixtures.SimHost],
+            trust_policy: policy_mod.TrustPolicy
+            ) -> collections.abc.Iterator[Cluster]:
+    """Fresh engines (new journals and key stores) on the shared hosts."""
+    c = Cluster(trust_policy)
+    for name, sim in hosts.items():
+        c.add(name, sim)
+    yield c
+    c.close()
+
+
+def new_instance(node: Node, secret: bytes | None = None
+                 ) -> tuple[str, bytes]:
+    """Provision a random instance key ACTIVE on ``node``."""
+    inst = str(uuid.uuid4())
+    secret = secret if secret is not None else os.urandom(32)
+    node.engine.keystore.add(inst, secret)
+    return inst, secret
+
+
+def usable_keys(cluster: Cluster, instance: str) -> dict[str, str]:
+    """Host -> key state of ``instance``, for hosts that have one."""
+    out = {}
+    for name, node in cluster.nodes.items():
+        state = node.engine.keystore.state(instance)
+        if state is not None:
+            out[name] = state.value
+    return out
+
+
+__all__ = ['Cluster', 'Node', 'SimulatedCrash', 'new_instance',
+           'pathlib', 'policy_for', 'usable_keys']
