@@ -146,7 +146,8 @@ def aead_decrypt(key: bytes, nonce: bytes, ciphertext: bytes,
     try:
         return aead.AESGCM(key).decrypt(nonce, ciphertext, aad)
     except InvalidTag:
-        raise errors.DecryptionFailed(reason='authentication tag mismatch') from None
+        raise errors.DecryptionFailed(
+            reason='authentication tag mismatch') from None
 
 
 class EphemeralKey:

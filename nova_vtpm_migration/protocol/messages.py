@@ -336,7 +336,8 @@ def check_uuid(value: str, field: str) -> str:
     try:
         canonical = str(uuid.UUID(value))
     except ValueError:
-        raise errors.FieldOutOfRange(field=field, reason='not a UUID') from None
+        raise errors.FieldOutOfRange(field=field,
+                                     reason='not a UUID') from None
     if canonical != value:
         raise errors.FieldOutOfRange(field=field,
                                      reason='not a canonical UUID')

@@ -15,6 +15,8 @@
 
 """Happy path: a vTPM secret moves between two real swtpm hosts."""
 
+import os
+
 from nova_vtpm_migration.protocol import receipts
 from nova_vtpm_migration.protocol import states
 from tests.functional.protocol import conftest
@@ -38,8 +40,7 @@ def test_migrate_commit(cluster: conftest.Cluster) -> None:
     assert src.engine.keystore.state(inst) is _K.DESTROYED
     assert dst.engine.keystore.state(inst) is _K.ACTIVE
     assert dst.engine.keystore.read(inst) == secret
-    assert not list((src.engine.keystore._dir and
-                     __import__('os').listdir(src.engine.keystore._dir)))
+    assert not os.listdir(os.path.join(src.state_dir, 'keys'))
     record = src.engine.record(mid)
     assert record is not None
     receipts.verify_record(record, cluster.policy)
