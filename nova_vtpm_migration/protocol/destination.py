@@ -330,7 +330,7 @@ class DestinationRole:
                     with e.state_lock:
                         self.abort_local(row)
                 else:
-                    reply, _raw = e.call(row.peer, 'status',
+                    reply, _raw, _sess = e.call(row.peer, 'status',
                                          {'migration_id': mid},
                                          expect_ak=row.peer_ak_name)
                     decision = reply.body['decision']

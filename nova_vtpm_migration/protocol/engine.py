@@ -183,13 +183,15 @@ class MigrationEngine:
     def call(self, peer: str, msg_type: str,
              body: collections.abc.Mapping[str, ty.Any],
              session: session_mod.Session | None = None,
-             expect_ak: bytes = b'') -> tuple[messages.Message, bytes]:
+             expect_ak: bytes = b''
+             ) -> tuple[messages.Message, bytes, session_mod.Session]:
         """Send one sealed request and return the verified reply.
 
         :param session: the session to use (default: current, attested on
             demand; re-attested once if the peer forgot it).
         :param expect_ak: the peer AK this migration is bound to.
-        :returns: the reply message and the encoded inner request.
+        :returns: the reply message, the encoded inner request and the
+            session used.
         :raises PeerRefused: the peer answered with an error.
         :raises PeerIdentityMismatch: the peer is not ``expect_ak``.
         """
@@ -200,7 +202,7 @@ class MigrationEngine:
                 raise errors.PeerIdentityMismatch(
                     reason=f'{peer} now presents another TPM identity')
             try:
-                return self._exchange(sess, msg_type, inner), inner
+                return self._exchange(sess, msg_type, inner), inner, sess
             except errors.PeerRefused as exc:
                 if exc.kwargs.get('peer_code') != errors.SessionError.code \
                         or attempt == 2:

@@ -132,9 +132,13 @@ class SourceRole:
         self._set(mid, _S.ATTESTED, peer_ak_name=sess.peer_ak_name.hex())
         phase1 = time.monotonic()
         source_nonce = crypto.random_bytes(crypto.NONCE_SIZE)
-        reply, prepare_raw = e.call(peer, 'prepare', {
+        # NOTE(vtpm): the peer's AK is pinned for the whole migration: a
+        # re-attestation (peer forgot the session) must find the same TPM.
+        pinned = sess.peer_ak_name
+        reply, prepare_raw, sess = e.call(peer, 'prepare', {
             'seq': 1, 'migration_id': mid, 'instance_uuid': instance_uuid,
-            'source_host': e.host, 'nonce': source_nonce}, session=sess)
+            'source_host': e.host, 'nonce': source_nonce}, session=sess,
+            expect_ak=pinned)
         body = reply.body
         if body['migration_id'] != mid:
             raise errors.UnexpectedMessage(type='prepare_reply',
@@ -165,7 +169,8 @@ class SourceRole:
             receipts.signer_evidence(sess.peer_identity,
                                      sess.peer_signing_key),
             receipts.SIGNER))
-        reply, _raw = e.call(peer, 'transfer', tbody, session=sess)
+        reply, _raw, _sess = e.call(peer, 'transfer', tbody, session=sess,
+                                    expect_ak=pinned)
         receipt = reply.body['receipt']
         self._check_receipt(mid, receipt, reply.body['receipt_signature'],
                             manifest, 'installed')
@@ -226,7 +231,7 @@ class SourceRole:
         e = self.e
         mid = row.migration_id
         manifest = self._manifest(mid)
-        reply, _raw = e.call(row.peer, 'commit', {
+        reply, _raw, _sess = e.call(row.peer, 'commit', {
             'seq': 3, 'migration_id': mid,
             'manifest_hash': receipts.manifest_hash(manifest)},
             expect_ak=row.peer_ak_name)
@@ -277,7 +282,7 @@ class SourceRole:
         sent_key = before in (_S.TRANSFERRING.value, _S.TRANSFERRED.value)
         if before != _S.NEW.value:
             try:
-                reply, _raw = e.call(row.peer, 'abort', {
+                reply, _raw, _sess = e.call(row.peer, 'abort', {
                     'seq': 3, 'migration_id': mid,
                     'reason': ''.join(c for c in reason
                                       if c.isprintable())[:256]},

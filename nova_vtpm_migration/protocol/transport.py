@@ -60,6 +60,10 @@ class Adversary:
     message.
     """
 
+    def route(self, peer: str, request: bytes) -> str:
+        """Return the host the request is really delivered to."""
+        return peer
+
     def on_request(self, peer: str, request: bytes) -> bytes:
         """Return the request to deliver (possibly modified)."""
         return request
@@ -100,6 +104,7 @@ class LocalTransport(Transport):
 
     def call(self, peer: str, request: bytes) -> bytes:
         request = self.adversary.on_request(peer, request)
+        peer = self.adversary.route(peer, request)
         try:
             reply = self.deliver(peer, request)
         except errors.TransportError:

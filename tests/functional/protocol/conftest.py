@@ -33,6 +33,7 @@ from nova_vtpm_migration.sim import swtpm
 from nova_vtpm_migration.tpm import policy as policy_mod
 from tests.functional import swtpm_fixtures
 from tests.functional.swtpm_fixtures import swtpm_ca  # noqa: F401
+from tests.functional.swtpm_fixtures import swtpm_factory  # noqa: F401
 from tests.functional.swtpm_fixtures import untrusted_ca  # noqa: F401
 
 os.environ.setdefault('TSS2_LOG', 'all+NONE')
@@ -56,6 +57,8 @@ class Node:
     cluster: 'Cluster'
     engine: engine_mod.MigrationEngine = dataclasses.field(init=False)
     policy: policy_mod.TrustPolicy | None = None
+    #: Replaces the host TPM object (compromised host software).
+    tpm: ty.Any = None
     oracle: engine_mod.OutcomeOracle = engine_mod.presumed_abort
 
     def __post_init__(self) -> None:
@@ -63,7 +66,7 @@ class Node:
 
     def open(self) -> None:
         self.engine = engine_mod.MigrationEngine.open(
-            self.name, self.sim.tpm, self.policy or self.cluster.policy,
+            self.name, self.tpm or self.sim.tpm, self.policy or self.cluster.policy,
             self.state_dir, self.cluster.transport,
             session_lifetime=self.cluster.session_lifetime,
             outcome_oracle=self.oracle)
@@ -100,6 +103,34 @@ class Cluster:
         for node in self.nodes.values():
             node.crash()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RogueTpm:
+    """A real host TPM driven by compromised host software: the given
+    methods are replaced, everything else goes to the real TPM."""
+
+    def __init__(self, real: ty.Any, **overrides: ty.Any) -> None:
+        self._real = real
+        self._overrides = overrides
+
+    def __getattr__(self, name: str) -> ty.Any:
+        if name in self._overrides:
+            return self._overrides[name]
+        return getattr(self._real, name)
+
+
+def extend_pcr(sim: swtpm_fixtures.SimHost, index: int,
+               data: bytes) -> None:
+    """Extend a sha256 PCR of a running host through its own context."""
+    import hashlib
+
+    from tpm2_pytss import constants
+    from tpm2_pytss import types as tt
+    values = tt.TPML_DIGEST_VALUES([tt.TPMT_HA(
+        hashAlg=constants.TPM2_ALG.SHA256,
+        digest=tt.TPMU_HA(sha256=hashlib.sha256(data).digest()))])
+    with sim.ctx.esys() as e:
+        e.pcr_extend(getattr(constants.ESYS_TR, f'PCR{index}'), values)
 
 
 def policy_for(ca: swtpm.SwtpmCA,
@@ -151,6 +182,45 @@ def new_instance(node: Node, secret: bytes | None = None
     return inst, secret
 
 
+def verify_mod() -> ty.Any:
+    from nova_vtpm_migration.tpm import verify
+    return verify
+
+
+def edit(raw: bytes, msg_type: str, **changes: ty.Any) -> bytes:
+    """Re-encode a message of ``msg_type`` with body fields changed
+    (other messages are returned unchanged)."""
+    from nova_vtpm_migration.protocol import messages
+    msg = messages.decode(raw)
+    if msg.type != msg_type:
+        return raw
+    body = dict(msg.body)
+    for name, value in changes.items():
+        body[name] = value(body[name]) if callable(value) else value
+    return messages.encode(msg.type, body)
+
+
+def msg_type(raw: bytes) -> str:
+    """The type of a (valid) message, or '?'."""
+    from nova_vtpm_migration.protocol import messages
+    try:
+        return messages.decode(raw).type
+    except Exception:
+        return '?'
+
+
+def inner_type(raw: bytes) -> str:
+    """The inner type of a sealed message (its payload is plain)."""
+    from nova_vtpm_migration.protocol import messages
+    try:
+        msg = messages.decode(raw)
+        if msg.type != 'sealed':
+            return msg.type
+        return messages.decode(msg.body['payload']).type
+    except Exception:
+        return '?'
+
+
 def usable_keys(cluster: Cluster, instance: str) -> dict[str, str]:
     """Host -> key state of ``instance``, for hosts that have one."""
     out = {}
@@ -161,5 +231,5 @@ def usable_keys(cluster: Cluster, instance: str) -> dict[str, str]:
     return out
 
 
-__all__ = ['Cluster', 'Node', 'SimulatedCrash', 'new_instance',
-           'pathlib', 'policy_for', 'usable_keys']
+__all__ = ['Cluster', 'Node', 'RogueTpm', 'SimulatedCrash', 'extend_pcr',
+           'edit', 'inner_type', 'msg_type', 'new_instance', 'pathlib', 'policy_for', 'usable_keys']
