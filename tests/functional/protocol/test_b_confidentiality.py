@@ -81,7 +81,7 @@ def test_b_every_phase1_byte_flip_refused(
     ini = handshake.Initiator(src, trust_policy, MemClocks(), s_local, 'd')
     hello = ini.hello()
     accepted = 0
-    for i, bad in flips(hello):
+    for _i, bad in flips(hello):
         try:
             reply = handshake.Responder(dst, trust_policy, MemClocks(),
                                         d_local).process_hello(bad)
@@ -96,17 +96,17 @@ def test_b_every_phase1_byte_flip_refused(
 
     res = handshake.Responder(dst, trust_policy, MemClocks(), d_local)
     reply = res.process_hello(hello)
-    for i, bad in flips(reply):
+    for _i, bad in flips(reply):
         with pytest.raises(REFUSED):
             _fresh(ini).process_hello_reply(bad)
     attest = ini.process_hello_reply(reply)
 
-    for i, bad in flips(attest):
+    for _i, bad in flips(attest):
         with pytest.raises(REFUSED):
             _fresh(res).process_attest(messages.decode(bad))
     attest_reply, _sess = res.process_attest(messages.decode(attest))
 
-    for i, bad in flips(attest_reply):
+    for _i, bad in flips(attest_reply):
         with pytest.raises(REFUSED):
             ini.process_attest_reply(bad)
     assert ini.process_attest_reply(attest_reply).peer_ak_name == \
