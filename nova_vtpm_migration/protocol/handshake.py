@@ -201,11 +201,12 @@ class Initiator:
         identity = messages.identity_from_wire(body['identity'])
         signing_key = messages.certified_from_wire(body['signing_key'])
         ak_name = verify_peer_keys(identity, signing_key, self._policy)
-        core = wire.encode({k: body[k] for k in _REPLY_CORE}, _REPLY_CORE)
+        reply_core = wire.encode({k: body[k] for k in _REPLY_CORE},
+                                 _REPLY_CORE)
         quote = messages.quote_from_wire(body['quote'])
         _check_quote(quote, identity, ak_name,
                      crypto.transcript_hash('quote-responder', self._hello,
-                                            core),
+                                            reply_core),
                      self._policy, self._clocks)
         # NOTE(vtpm): the responder's quote checked out, so it is the
         # trusted TPM that chose eR. Now prove our own AK-EK binding.
