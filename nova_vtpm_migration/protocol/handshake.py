@@ -43,6 +43,7 @@ one (no downgrade).
 """
 
 import dataclasses
+import time
 import typing as ty
 
 from oslo_log import log as logging
@@ -167,9 +168,11 @@ class Initiator:
         self._peer_signing_key: evidence.CertifiedKey | None = None
         self._peer_ak_name = b''
         self._peer_pcrs: tuple[tuple[int, bytes], ...] = ()
+        self._started = time.monotonic()
 
     def hello(self) -> bytes:
         """Build the ``hello`` message."""
+        self._started = time.monotonic()
         self._hello = messages.encode('hello', {
             'versions': list(messages.SUPPORTED_VERSIONS),
             'suites': list(messages.SUPPORTED_SUITES),
@@ -201,6 +204,9 @@ class Initiator:
         identity = messages.identity_from_wire(body['identity'])
         signing_key = messages.certified_from_wire(body['signing_key'])
         ak_name = verify_peer_keys(identity, signing_key, self._policy)
+        # NOTE(vtpm): the quote is at most as old as this handshake, whose
+        # nonce it contains; the policy bounds that age.
+        self._policy.check_evidence_age(time.monotonic() - self._started)
         reply_core = wire.encode({k: body[k] for k in _REPLY_CORE},
                                  _REPLY_CORE)
         quote = messages.quote_from_wire(body['quote'])
@@ -296,6 +302,7 @@ class Responder:
         self._identity: evidence.HostIdentity | None = None
         self._signing_key: evidence.CertifiedKey | None = None
         self._ak_name = b''
+        self._started = time.monotonic()
 
     def process_hello(self, data: bytes) -> bytes:
         """Verify ``hello`` and build ``hello_reply`` (quotes our TPM).
@@ -358,6 +365,7 @@ class Responder:
         body = msg.body
         if body['session_id'] != self.session_id:
             raise errors.AuthenticationFailed(reason='session id mismatch')
+        self._policy.check_evidence_age(time.monotonic() - self._started)
         th2 = crypto.transcript_hash('t2', self._hello.raw, self._reply)
         quote = messages.quote_from_wire(body['quote'])
         core = wire.encode({k: body[k] for k in _ATTEST_CORE}, _ATTEST_CORE)

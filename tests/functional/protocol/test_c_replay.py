@@ -16,6 +16,8 @@
 """Requirement C: replay resistance (sessions, single messages, splicing
 across concurrent migrations, single-use migration ids)."""
 
+import dataclasses
+import time
 import uuid
 
 import pytest
@@ -190,3 +192,21 @@ def test_c_reuse_migration_id(cluster: conftest.Cluster) -> None:
         other.engine.migrate_key(inst3, 'dst', migration_id=mid)
     assert exc.value.kwargs['peer_code'] == 'id_reused'
     assert conftest.usable_keys(cluster, inst3) == {'other': 'ACTIVE'}
+
+
+class Delay(transport.Adversary):
+    def on_reply(self, peer: str, request: bytes, reply: bytes) -> bytes:
+        if conftest.msg_type(reply) == 'hello_reply':
+            time.sleep(1.2)
+        return reply
+
+
+def test_c_delayed_attestation_refused(cluster: conftest.Cluster) -> None:
+    # Evidence held back longer than the policy's max_evidence_age is
+    # stale even though its nonce is right.
+    strict = dataclasses.replace(cluster.policy, max_evidence_age=1)
+    src = cluster.add('strict-src', cluster.nodes['src'].sim, policy=strict)
+    cluster.transport.adversary = Delay()
+    with pytest.raises(tpm_errors.PolicyViolation,
+                       match='max_evidence_age'):
+        src.engine.attest_peer('dst')
