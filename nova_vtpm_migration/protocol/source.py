@@ -164,32 +164,34 @@ class SourceRole:
             dest_nonce=body['nonce'], binding_key=binding_key,
             migration_hash=transfer.migration_hash(prepare_raw, reply.raw))
         self._set(mid, _S.PREPARED, **ctx.to_json())
-        with e.state_lock:
-            secret = e.keystore.read(instance_uuid)
-            with e.journal.transaction():
-                e.keystore.lock_for_export(instance_uuid, mid)
-                self._set(mid, _S.TRANSFERRING)
         tbody, manifest = transfer.build_transfer(
-            e.tpm, ctx, secret, blobs, int(time.time()))
-        del secret
-        e.journal.put_record(mid, 'manifest', wire.encode(
-            {'manifest': manifest,
-             'signature': tbody['manifest_signature']}, SIGNED_MANIFEST))
-        e.journal.put_record(mid, 'dest_evidence', wire.encode(
-            receipts.signer_evidence(sess.peer_identity,
-                                     sess.peer_signing_key),
-            receipts.SIGNER))
+            e.tpm, ctx, e.keystore.read(instance_uuid), blobs,
+            int(time.time()))
+        # NOTE(vtpm): one durable transaction locks the key (no second
+        # export) and journals TRANSFERRING before the key leaves.
+        with e.state_lock, e.journal.transaction():
+            e.keystore.lock_for_export(instance_uuid, mid)
+            self._set(mid, _S.TRANSFERRING)
+            e.journal.put_record(mid, 'manifest', wire.encode(
+                {'manifest': manifest,
+                 'signature': tbody['manifest_signature']},
+                SIGNED_MANIFEST))
+            e.journal.put_record(mid, 'dest_evidence', wire.encode(
+                receipts.signer_evidence(sess.peer_identity,
+                                         sess.peer_signing_key),
+                receipts.SIGNER))
         reply, _raw, _sess = e.call(peer, 'transfer', tbody, session=sess,
                                     expect_ak=pinned)
         receipt = reply.body['receipt']
         self._check_receipt(mid, receipt, reply.body['receipt_signature'],
                             manifest, 'installed')
-        e.journal.put_record(mid, 'receipt_installed', wire.encode(
-            {'receipt': receipt,
-             'signature': reply.body['receipt_signature']},
-            SIGNED_RECEIPT))
-        self._set(mid, _S.TRANSFERRED,
-                  manifest_hash=receipts.manifest_hash(manifest).hex())
+        with e.journal.transaction():
+            e.journal.put_record(mid, 'receipt_installed', wire.encode(
+                {'receipt': receipt,
+                 'signature': reply.body['receipt_signature']},
+                SIGNED_RECEIPT))
+            self._set(mid, _S.TRANSFERRED,
+                      manifest_hash=receipts.manifest_hash(manifest).hex())
         LOG.info('Migration %s: key of instance %s transferred to %s '
                  '(phase 1 %.1f ms, phase 2 %.1f ms)', mid, instance_uuid,
                  peer, (phase1 - started) * 1000,

@@ -77,6 +77,8 @@ def test_keystore_custody(cluster: conftest.Cluster) -> None:
     assert list(key_dir.iterdir()) == []
     with pytest.raises(errors.MalformedMessage):
         ks.add('../../etc/passwd', b'x')
+    with pytest.raises(errors.KeyStoreError):
+        ks.add(str(uuid.uuid4()), b'x' * 129)
 
 
 def test_session_reuse_and_lifetime(cluster: conftest.Cluster) -> None:
