@@ -18,7 +18,8 @@
 ::
 
     I -> R  hello        versions, suites, nI, eI, I.identity, I.signing_key
-    R -> I  hello_reply  version, suite, sid, nR, eR, R.identity,
+    R -> I  hello_reply  versions, suites, version, suite (the best
+                         common ones), sid, nR, eR, R.identity,
                          R.signing_key, cred(I.EK, I.AK, cI),
                          quote_R(H('quote-responder', hello, all of the
                                    above))
@@ -39,7 +40,7 @@ The credential round trip proves that each AK lives in the same TPM as the
 EK whose certificate chains to a trusted CA, and both credential secrets
 enter the key schedule. The versions and suites offered and chosen are in
 the transcript; the initiator refuses a choice that is not the best common
-one (no downgrade).
+one of both (quoted) offers (no downgrade).
 """
 
 import dataclasses
@@ -128,6 +129,19 @@ def _check_quote(quote: evidence.Quote, identity: evidence.HostIdentity,
     clocks.set_peer_clock(ak_name, clock)
 
 
+def _check_choice(body: dict[str, ty.Any]) -> None:
+    """Refuse a version or suite other than the best common one of
+    both sides' (quoted) offers: no downgrade."""
+    common = set(body['versions']) & set(messages.SUPPORTED_VERSIONS)
+    if not common or body['version'] != max(common):
+        raise errors.UnsupportedVersion(
+            version=body['version'], supported=messages.SUPPORTED_VERSIONS)
+    suites = [s for s in messages.SUPPORTED_SUITES if s in body['suites']]
+    if not suites or body['suite'] != suites[0]:
+        raise errors.UnsupportedSuite(suite=body['suite'],
+                                      supported=messages.SUPPORTED_SUITES)
+
+
 def _make_credential(identity: evidence.HostIdentity,
                      secret: bytes) -> evidence.CredentialChallenge:
     with names.checked('EK public area'):
@@ -194,13 +208,6 @@ class Initiator:
         if msg.type == 'error':
             _refusal(msg, self._peer, 'hello')
         body = msg.body
-        if body['version'] != max(messages.SUPPORTED_VERSIONS):
-            raise errors.UnsupportedVersion(
-                version=body['version'],
-                supported=messages.SUPPORTED_VERSIONS)
-        if body['suite'] != messages.SUPPORTED_SUITES[0]:
-            raise errors.UnsupportedSuite(
-                suite=body['suite'], supported=messages.SUPPORTED_SUITES)
         identity = messages.identity_from_wire(body['identity'])
         signing_key = messages.certified_from_wire(body['signing_key'])
         ak_name = verify_peer_keys(identity, signing_key, self._policy)
@@ -214,8 +221,10 @@ class Initiator:
                      crypto.transcript_hash('quote-responder', self._hello,
                                             reply_core),
                      self._policy, self._clocks)
+        _check_choice(body)
         # NOTE(vtpm): the responder's quote checked out, so it is the
-        # trusted TPM that chose eR. Now prove our own AK-EK binding.
+        # trusted TPM that chose eR (and the version). Now prove our own
+        # AK-EK binding.
         c_i = self._tpm.activate_credential(
             messages.credential_from_wire(body['credential']))
         th2 = crypto.transcript_hash('t2', self._hello, msg.raw)
@@ -329,6 +338,8 @@ class Responder:
         crypto.load_point(body['ephemeral'])
         self._c_i = crypto.random_bytes(crypto.NONCE_SIZE)
         core = {
+            'versions': list(messages.SUPPORTED_VERSIONS),
+            'suites': list(messages.SUPPORTED_SUITES),
             'version': max(common),
             'suite': suites[0],
             'session_id': self.session_id,

@@ -141,6 +141,8 @@ SCHEMAS: dict[str, wire.Schema] = {
         'signing_key': _O(CERTIFIED_KEY),
     },
     'hello_reply': {
+        'versions': _L(_I(1, 255), max=8),
+        'suites': _L(_S(max=64), max=8),
         'version': _I(1, 255),
         'suite': _S(max=64),
         'session_id': SESSION_ID,
