@@ -75,10 +75,12 @@ class ClockStore(ty.Protocol):
     """Persistent last-seen TPM clock of each peer AK."""
 
     def get_peer_clock(self, ak_name: bytes) -> evidence.ClockInfo | None:
+        """The last accepted clock of a peer AK, or ``None``."""
         ...
 
     def set_peer_clock(self, ak_name: bytes,
                        clock: evidence.ClockInfo) -> None:
+        """Persist the clock of a peer AK's accepted quote."""
         ...
 
 
