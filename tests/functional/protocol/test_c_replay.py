@@ -210,3 +210,23 @@ def test_c_delayed_attestation_refused(cluster: conftest.Cluster) -> None:
     with pytest.raises(tpm_errors.PolicyViolation,
                        match='max_evidence_age'):
         src.engine.attest_peer('dst')
+
+
+def test_c_peer_clock_never_goes_back(cluster: conftest.Cluster) -> None:
+    src = cluster.nodes['src']
+    sess = src.engine.attest_peer('dst')
+    seen = src.engine.journal.get_peer_clock(sess.peer_ak_name)
+    assert seen is not None and seen.safe
+    src.restart()  # the last clock of each peer AK is persisted
+    assert src.engine.journal.get_peer_clock(sess.peer_ak_name) == seen
+    src.engine.attest_peer('dst')
+    later = src.engine.journal.get_peer_clock(sess.peer_ak_name)
+    assert later is not None and (later.reset_count, later.restart_count,
+                                  later.clock) >= (
+        seen.reset_count, seen.restart_count, seen.clock)
+    # Evidence from a TPM whose clock is behind what was seen (a rolled
+    # back or cloned state) is refused.
+    src.engine.journal.set_peer_clock(sess.peer_ak_name, dataclasses.replace(
+        later, reset_count=later.reset_count + 1))
+    with pytest.raises(tpm_errors.ClockRollback):
+        src.engine.attest_peer('dst', fresh=True)
