@@ -50,8 +50,12 @@ class Engine(ty.Protocol):
     def abort(self, migration_id: str) -> None:
         """Abort; idempotent, also for unknown migrations."""
 
-    def recover(self, oracle: ty.Callable[[str, str], bool]) -> None:
-        """Resolve in-doubt migrations after a restart."""
+    def recover(self, oracle: ty.Callable[[str, str], str]) -> None:
+        """Resolve in-doubt migrations after a restart.
+
+        :param oracle: ``oracle(migration_id, instance_uuid)`` returns
+            ``commit``, ``abort`` or ``unknown`` (leave it in doubt).
+        """
 
     def close(self) -> None:
         """Release the TPM and other resources."""

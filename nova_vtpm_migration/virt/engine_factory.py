@@ -12,23 +12,167 @@
 #    License for the specific language governing permissions and limitations
 #    under the License.
 
-"""Builds this host's protocol engine from ``[vtpm_migration]`` options.
 
-Kept apart from :mod:`nova_vtpm_migration.virt.service` so that the facade
-stays independent of how the engine, the host TPM and the peer transport
-are constructed.
+"""Builds this host's protocol engine and adapts it to the facade.
+
+:func:`build` reads ``[vtpm_migration]`` (one compute per process, as in a
+deployment); :func:`assemble` takes everything explicitly, so tests can run
+several computes in one process, each with its own TPM and state.
 """
 
+import typing as ty
+
+from nova import rpc as nova_rpc
+from oslo_log import log as logging
+
+from nova_vtpm_migration import conf
+from nova_vtpm_migration.protocol import engine as engine_mod
+from nova_vtpm_migration.protocol import errors as protocol_errors
+from nova_vtpm_migration.protocol import states
+from nova_vtpm_migration.rpc import rpcapi as protocol_rpcapi
+from nova_vtpm_migration.rpc import server as protocol_server
+from nova_vtpm_migration.rpc import transport as protocol_transport
+from nova_vtpm_migration.tpm import config as tpm_config
+from nova_vtpm_migration.tpm import policy as policy_mod
+from nova_vtpm_migration.tpm import verify
 from nova_vtpm_migration.virt import engine
 from nova_vtpm_migration.virt import errors
+from nova_vtpm_migration.virt import secret_envelope
+from nova_vtpm_migration.virt import self_attestation
+
+LOG = logging.getLogger(__name__)
+CONF = conf.CONF
+
+
+class EngineAdapter:
+    """:class:`~nova_vtpm_migration.virt.engine.Engine` on the protocol's
+    ``MigrationEngine``, served over Nova's message bus.
+
+    :param host: this compute host (RPC server name, protocol address).
+    :param tpm: this host's ``HostTpm``.
+    :param policy: the ``TrustPolicy`` peers must satisfy.
+    :param state_dir: journal and key store directory.
+    :param transport: the oslo.messaging transport (Nova's).
+    """
+
+    def __init__(self, host: str, tpm: ty.Any,
+                 policy: policy_mod.TrustPolicy, state_dir: str,
+                 transport: ty.Any) -> None:
+        self.host = host
+        self.tpm = tpm
+        self.policy = policy
+        self._transport = transport
+        self._oracle: ty.Callable[[str, str], str] | None = None
+        self.engine = engine_mod.MigrationEngine.open(
+            host, tpm, policy, state_dir,
+            protocol_transport.RpcTransport(
+                protocol_rpcapi.VtpmMigrationAPI(transport)),
+            outcome_oracle=self._outcome)
+        self._self = self_attestation.SelfAttestation(tpm, policy)
+        self._server: ty.Any = None
+
+    def _outcome(self, row: ty.Any) -> str:
+        if self._oracle is None:
+            return engine_mod.UNKNOWN
+        return self._oracle(row.migration_id, row.instance_uuid)
+
+    def start(self) -> None:
+        self._server = protocol_server.start_server(
+            self.host, self.engine.handle, transport=self._transport)
+
+    def self_check(self) -> None:
+        self._self.check()
+
+    def attest_peer(self, peer: str, policy: str | None) -> dict[str, ty.Any]:
+        session = self.engine.attest_peer(peer)
+        if policy:
+            _check_named_policy(policy, session)
+        return {'peer': peer,
+                'ek': session.peer_identity.ek_fingerprint[:16],
+                'policy': policy or 'default'}
+
+    def migrate_key(self, peer: str, migration_id: str, instance_uuid: str,
+                    secret: bytes) -> dict[str, ty.Any]:
+        keystore = self.engine.keystore
+        with self.engine.state_lock:
+            if keystore.state(instance_uuid) in (None,
+                                                 states.KeyState.DESTROYED):
+                # NOTE(vtpm): first move of an instance Nova created here:
+                # take custody with a new KEK sealed to this TPM.
+                keystore.add(instance_uuid, secret_envelope.new_kek())
+            kek = keystore.read(instance_uuid)
+        blob = secret_envelope.wrap(kek, instance_uuid, secret)
+        handle = self.engine.migrate_key(
+            instance_uuid, peer, migration_id,
+            state_blobs={secret_envelope.BLOB: blob})
+        return {'migration': handle.migration_id, 'peer': handle.peer}
+
+    def take_pending_key(self, instance_uuid: str,
+                         migration_id: str) -> bytes:
+        kek = self.engine.take_pending_key(instance_uuid, migration_id)
+        blobs = self.engine.take_state_blobs(instance_uuid, migration_id)
+        if secret_envelope.BLOB not in blobs:
+            raise errors.VirtIntegrationError(
+                reason=f'migration {migration_id} carried no vTPM secret')
+        return secret_envelope.unwrap(kek, instance_uuid,
+                                      blobs[secret_envelope.BLOB])
+
+    def commit(self, migration_id: str) -> None:
+        self.engine.commit(migration_id)
+
+    def abort(self, migration_id: str) -> None:
+        try:
+            self.engine.abort(migration_id, reason='nova rollback')
+        except protocol_errors.UnknownMigration:
+            # Not the source of it (the destination's rollback), or never
+            # started: nothing to abort here.
+            pass
+
+    def recover(self, oracle: ty.Callable[[str, str], str]) -> None:
+        self._oracle = oracle
+        result = self.engine.recover()
+        if result:
+            LOG.info('Recovered vTPM migrations: %s', result)
+
+    def close(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+            server.wait()
+        self.engine.close()
+        self.tpm.ctx.close()
+
+
+def _check_named_policy(name: str, session: ty.Any) -> None:
+    path = CONF.vtpm_migration.named_policies.get(name)
+    if path is None:
+        raise errors.VirtIntegrationError(
+            reason=f'trust policy {name!r} is not in [vtpm_migration] '
+                   f'named_policies')
+    named = policy_mod.TrustPolicy.load(
+        path, default_max_age=CONF.vtpm_migration.evidence_max_age)
+    verify.verify_identity(session.peer_identity, named)
+    named.check_pcr_values(dict(session.peer_pcr_values))
+
+
+def assemble(host: str, tpm: ty.Any, policy: policy_mod.TrustPolicy,
+             state_dir: str, transport: ty.Any = None) -> engine.Engine:
+    """Return the engine of *host* from explicit parts.
+
+    :param transport: oslo.messaging transport (default: Nova's).
+    """
+    return EngineAdapter(host, tpm, policy, state_dir,
+                         transport or nova_rpc.TRANSPORT)
 
 
 def build(host: str) -> engine.Engine:
-    """Return the protocol engine of *host*.
+    """Return the protocol engine of *host* from ``[vtpm_migration]``.
 
-    :raises EngineUnavailable: the engine cannot be built.
+    :raises EngineUnavailable: the policy, TPM or state cannot be used.
     """
-    # NOTE(vtpm): wired to nova_vtpm_migration.protocol.engine once the
-    # protocol layer is merged.
-    raise errors.EngineUnavailable(
-        host=host, reason='the protocol engine is not installed')
+    try:
+        policy = tpm_config.trust_policy(CONF)
+        tpm = tpm_config.host_tpm(CONF, policy)
+        return assemble(host, tpm, policy, CONF.vtpm_migration.state_path)
+    except Exception as exc:
+        raise errors.EngineUnavailable(host=host, reason=str(exc)) from exc

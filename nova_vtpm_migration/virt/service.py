@@ -56,8 +56,9 @@ CONF = conf.CONF
 #: checks that Nova's migration record names *destination*, then returns
 #: the local instance's vTPM secret; raises a ``VirtIntegrationError``.
 SecretReader = ty.Callable[[ty.Any, str, str, str], bytes]
-#: ``oracle(migration_uuid, instance_uuid) -> True`` to commit.
-RecoveryOracle = ty.Callable[[str, str], bool]
+#: ``oracle(migration_uuid, instance_uuid) -> 'commit' | 'abort' |
+#: 'unknown'``.
+RecoveryOracle = ty.Callable[[str, str], str]
 
 
 Engine = engine.Engine

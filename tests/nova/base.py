@@ -23,7 +23,7 @@ from nova.tests.functional.libvirt import base as libvirt_base
 # Registers the [vtpm_migration] options on Nova's CONF.
 from nova_vtpm_migration import conf as vtpm_conf  # noqa: F401
 from nova_vtpm_migration.virt.libvirt import driver as plugin_driver
-from tests.nova import engine_double
+from tests.nova import engines as vtpm_engines
 from tests.nova import fixtures as vtpm_fixtures
 from tests.nova import host_tpms
 
@@ -63,7 +63,7 @@ class PluginDriverMixin(ApiPasteMixin):
 
     def setUp(self):
         self.host_tpms = self.useFixture(host_tpms.HostTpms())
-        self.engines = engine_double.Registry(self.host_tpms)
+        self.engines = vtpm_engines.Engines(self.host_tpms)
         self.useFixture(fixtures.MonkeyPatch(ENGINE_FACTORY,
                                              self.engines.factory))
         super().setUp()
@@ -202,9 +202,9 @@ class VtpmServersBase(PluginDriverMixin, libvirt_base.LibvirtMigrationMixin,
         """migration id -> (role, state) in the host's journal."""
         return self.engines.rows(hostname)
 
-    def record(self, hostname, migration_uuid):
-        """The signed audit record of a committed migration, if any."""
-        return self.engines.record(hostname, migration_uuid)
+    def records(self, hostname, migration_uuid):
+        """Kinds of signed protocol records the host keeps for a move."""
+        return self.engines.records(hostname, migration_uuid)
 
     def migration_uuid(self, server):
         """The UUID of the server's latest live migration."""

@@ -12,6 +12,7 @@ import time
 
 import fixtures
 from nova import context as nova_context
+from nova import objects
 from nova.tests.fixtures import libvirt as fakelibvirt
 from oslo_utils.fixture import uuidsentinel as uuids
 
@@ -43,13 +44,18 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         self.assertEqual('dest', self.server_host(self.server))
         self.assertEqual([self.server['id']], self.domains('dest'))
         self.assertEqual([], self.domains('src'))
-        # The protocol ran on both hosts under Nova's migration id, and the
-        # source keeps the signed record of the committed move.
+        # The protocol ran on both hosts under Nova's migration id; the
+        # source keeps the destination's evidence and signed receipt, the
+        # destination the source-signed manifest (non-repudiation) and its
+        # own commit receipt.
         mid = self.migration_uuid(self.server)
         self.assertEqual({mid: ('source', 'COMMITTED')}, self.rows('src'))
         self.assertEqual({mid: ('destination', 'COMMITTED')},
                          self.rows('dest'))
-        self.assertTrue(self.record('src', mid))
+        self.assertLessEqual({'manifest', 'dest_evidence',
+                              'receipt_installed'}, self.records('src', mid))
+        self.assertLessEqual({'manifest', 'receipt_committed'},
+                             self.records('dest', mid))
         # The destination holds the key (and libvirt the same secret); the
         # source holds none.
         self.assertEqual(secret, self.libvirt_secret('dest', self.server))
@@ -331,6 +337,39 @@ class RecoveryTest(base.VtpmServersBase):
         mid = self.migration_uuid(self.server)
         self.assertEqual(('source', 'COMMITTED'), self.rows('src')[mid])
         self.assertEqual(('destination', 'COMMITTED'), self.rows('dest')[mid])
+
+
+    def test_restart_in_doubt_waits_for_the_operator(self):
+        """Nova has no record of the hand-over: nothing is decided.
+
+        The guest left the source, but Nova's records say it did not (as
+        if the hand-over had not been saved). Recovery must neither
+        presume abort (the guest may run on the destination) nor commit:
+        the key stays LOCKED at the source and PENDING at the destination,
+        usable nowhere, until the operator decides.
+        """
+        self._start_pair()
+        self.useFixture(fixtures.MockPatch(
+            'nova_vtpm_migration.virt.service.VtpmMigrationService.commit'))
+        self._live_migrate(self.server, api=self.admin_api)
+        mid = self.migration_uuid(self.server)
+        ctx = nova_context.get_admin_context()
+        migration = objects.Migration.get_by_uuid(ctx, mid)
+        migration.status = 'running'
+        migration.save()
+        instance = objects.Instance.get_by_uuid(ctx, self.server['id'])
+        instance.host = 'src'
+        instance.save()
+
+        self.restart_compute_service('src')
+
+        self.assertEqual([], self._key_holders())
+        self.assertEqual('LOCKED', self.keys('src')[self.server['id']])
+        self.assertEqual('PENDING', self.keys('dest')[self.server['id']])
+
+        self.engines.adapters['src'].engine.decide(mid, 'commit')
+        self.assertEqual(['dest'], self._key_holders())
+        self.assertNotIn(self.server['id'], self.keys('src'))
 
 
 class SchedulerGateTest(base.VtpmServersBase):

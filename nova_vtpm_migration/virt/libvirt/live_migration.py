@@ -240,26 +240,41 @@ def make_secret_reader(host: ty.Any, hostname: str) -> ty.Callable[
     return reader
 
 
-def make_oracle(host: ty.Any) -> ty.Callable[[str, str], bool]:
-    """Return the recovery oracle: did the guest move to the destination?
+#: Nova migration states in which the guest may still be moving.
+_UNDECIDED_STATES = frozenset({'running', 'post-migrating'})
 
-    Commit only if the guest no longer runs here and Nova's record says
-    the destination took it over; otherwise presume abort.
+
+def make_oracle(host: ty.Any) -> ty.Callable[[str, str], str]:
+    """Return the recovery oracle of an in-doubt move of this source.
+
+    ``commit`` when the guest no longer runs here and Nova recorded the
+    hand-over (migration ``completed`` or the instance's host is the
+    destination); ``abort`` when the guest runs here and Nova's migration
+    ended without a hand-over; otherwise ``unknown``: the key stays LOCKED
+    here and PENDING there (never usable twice) until the operator decides
+    (``nova-vtpm-migration journal decide``). Presuming abort would be
+    unsafe when the guest may already run on the destination.
     """
-    def oracle(migration_uuid: str, instance_uuid: str) -> bool:
+    def oracle(migration_uuid: str, instance_uuid: str) -> str:
         context = nova_context.get_admin_context()
         try:
             host.get_guest(objects.Instance(uuid=instance_uuid))
         except nova_exception.InstanceNotFound:
-            pass
+            guest_here = False
         else:
-            return False
+            guest_here = True
         try:
             migration = objects.Migration.get_by_uuid(context,
                                                       migration_uuid)
             instance = objects.Instance.get_by_uuid(context, instance_uuid)
         except nova_exception.NotFound:
-            return False
-        return bool(migration.status == 'completed'
-                    or instance.host == migration.dest_compute)
+            return 'unknown'
+        handed_over = (migration.status == 'completed'
+                       or instance.host == migration.dest_compute)
+        if handed_over and not guest_here:
+            return 'commit'
+        if (guest_here and not handed_over
+                and migration.status not in _UNDECIDED_STATES):
+            return 'abort'
+        return 'unknown'
     return oracle
