@@ -12,7 +12,6 @@
 #    License for the specific language governing permissions and limitations
 #    under the License.
 
-
 """Builds this host's protocol engine and adapts it to the facade.
 
 :func:`build` reads ``[vtpm_migration]`` (one compute per process, as in a
