@@ -8,6 +8,8 @@ plugin side (journal rows, key custody), plus everything that went over
 the bus.
 """
 
+import json
+import os
 import time
 
 import fixtures
@@ -16,6 +18,7 @@ from nova import objects
 from nova.tests.fixtures import libvirt as fakelibvirt
 from oslo_utils.fixture import uuidsentinel as uuids
 
+from nova_vtpm_migration.tpm import policy as policy_mod
 from nova_vtpm_migration.virt import errors
 from nova_vtpm_migration.virt import flavor_policy
 from nova_vtpm_migration.virt import rpcapi
@@ -111,6 +114,53 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         self.assertNotIn('send_key', self.rpc.methods())
         self.assertNotIn('pre_live_migration', self.rpc.methods())
         self.assert_no_leak(secret)
+
+    def _named_policy(self, name, pcr7):
+        doc = policy_mod.TrustPolicy.document(
+            self.host_tpms.ca.bundle_pem(),
+            [(name, {0: bytes(32), 7: pcr7})])
+        path = os.path.join(self.host_tpms.root, f'{name}.json')
+        with open(path, 'w') as f:
+            json.dump(doc, f)
+        return path
+
+    def test_flavor_selects_a_stricter_named_policy(self):
+        """``vtpm_migration:policy`` names a policy the dest fails."""
+        strict = self._named_policy('strict', b'\x07' * 32)
+        self.flags(named_policies={'strict': strict},
+                   group='vtpm_migration')
+        self.start_compute('src')
+        self.src = self.computes['src']
+        self.server = self.create_vtpm_server(
+            {flavor_policy.POLICY_SPEC: 'strict'})
+        self.start_compute('dest')
+        self.dest = self.computes['dest']
+
+        self._live_migrate(self.server, migration_expected_state='error',
+                           server_expected_state='ACTIVE',
+                           api=self.admin_api, host='dest')
+
+        details = self.action_event_details(
+            self.server, 'compute_check_can_live_migrate_destination')
+        self.assertIn('Policy rule pcr[7] violated', details)
+        self.assertEqual('src', self.server_host(self.server))
+
+    def test_flavor_naming_an_unknown_policy_is_refused(self):
+        self.start_compute('src')
+        self.src = self.computes['src']
+        self.server = self.create_vtpm_server(
+            {flavor_policy.POLICY_SPEC: 'gold'})
+        self.start_compute('dest')
+        self.dest = self.computes['dest']
+
+        self._live_migrate(self.server, migration_expected_state='error',
+                           server_expected_state='ACTIVE',
+                           api=self.admin_api, host='dest')
+
+        details = self.action_event_details(
+            self.server, 'compute_check_can_live_migrate_destination')
+        self.assertIn("trust policy 'gold' is not in [vtpm_migration] "
+                      "named_policies", details)
 
     def test_failure_during_migration_rolls_back(self):
         """Test 4: the libvirt job fails after the key moved."""
