@@ -223,3 +223,36 @@ class VtpmMigrationService:
                      migration_uuid: str) -> None:
         """Abort on behalf of the destination's rollback."""
         self.abort(instance_uuid, migration_uuid)
+
+
+class UnavailableService:
+    """Stands in for the facade of a host whose engine did not start.
+
+    The host keeps running its instances, reports no attestation trait and
+    refuses every protected live migration with the start-up failure as
+    the reason.
+
+    :param host: this compute service's host name.
+    :param reason: why the engine is not available (no secrets).
+    """
+
+    def __init__(self, host: str, reason: str) -> None:
+        self.host = host
+        self.reason = reason
+
+    def _fail(self, *args: ty.Any, **kwargs: ty.Any) -> ty.NoReturn:
+        raise errors.EngineUnavailable(host=self.host, reason=self.reason)
+
+    attest_source = receive_key = abort_incoming = _fail
+    commit = abort = _fail
+
+    def expected_destination(self, instance_uuid: str) -> None:
+        """No destination is ever attested by this host."""
+        return None
+
+    def attestation_fresh(self) -> bool:
+        """This host never advertises itself as attested."""
+        return False
+
+    def stop(self) -> None:
+        """Nothing to stop."""

@@ -224,6 +224,33 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         self.assertEqual(secret, self.libvirt_secret('src', self.server))
         self.assert_no_leak(secret)
 
+    def test_host_without_working_engine_refuses_protected_moves(self):
+        """A compute whose TPM/engine fails keeps running but never takes
+        part in a protected live migration (and reports no trait)."""
+        real_factory = self.engines.factory
+
+        def factory(host):
+            if host == 'dest':
+                raise RuntimeError('TPM device /dev/tpmrm0 missing')
+            return real_factory(host)
+
+        self.useFixture(fixtures.MonkeyPatch(base.ENGINE_FACTORY, factory))
+        secret = self._start_pair()
+        self.assertNotIn(flavor_policy.ATTESTED_TRAIT,
+                         self._get_provider_traits(
+                             self.compute_rp_uuids['dest']))
+
+        self._live_migrate(self.server, migration_expected_state='error',
+                           server_expected_state='ACTIVE',
+                           api=self.admin_api, host='dest')
+
+        details = self.action_event_details(
+            self.server, 'compute_check_can_live_migrate_destination')
+        self.assertIn('The vTPM migration engine of host dest is not '
+                      'available', details)
+        self.assertEqual(secret, self.libvirt_secret('src', self.server))
+        self.assert_no_leak(secret)
+
     def test_non_vtpm_server_migrates_as_upstream(self):
         """Test 6: servers without vTPM never involve the plugin."""
         self.start_compute('src')

@@ -23,6 +23,7 @@ lives in :class:`~nova_vtpm_migration.virt.service.VtpmMigrationService`.
 methods disappears or changes its signature.
 """
 
+import contextlib
 import typing as ty
 
 from oslo_log import log as logging
@@ -37,7 +38,8 @@ LOG = logging.getLogger(__name__)
 class VtpmMigrationDriverMixin:
     """Mix in before ``nova.virt.libvirt.driver.LibvirtDriver``."""
 
-    _vtpm: vtpm_service.VtpmMigrationService | None = None
+    _vtpm: (vtpm_service.VtpmMigrationService
+            | vtpm_service.UnavailableService | None) = None
     # Provided by nova.virt.libvirt.driver.LibvirtDriver.
     _host: ty.Any
 
@@ -46,15 +48,21 @@ class VtpmMigrationDriverMixin:
         # NOTE(vtpm): a host whose engine cannot start keeps running its
         # instances; it reports no attestation trait and refuses to take
         # part in protected live migrations (the error names the cause).
+        engine = None
         try:
             engine = vtpm_service.default_engine_factory(host)
             vtpm = vtpm_service.VtpmMigrationService(
                 host, engine, lm.make_secret_reader(self._host, host))
             vtpm.start(lm.make_oracle(self._host))
-        except Exception:
+        except Exception as exc:
             LOG.exception('The vTPM migration service of host %s did not '
                           'start; vTPM live migrations with this host will '
                           'be refused', host)
+            if engine is not None:
+                with contextlib.suppress(Exception):
+                    engine.close()
+            self._vtpm = vtpm_service.UnavailableService(
+                host, f'{type(exc).__name__}: {exc}')
         else:
             self._vtpm = vtpm
 
@@ -68,7 +76,8 @@ class VtpmMigrationDriverMixin:
                              allocations: ty.Any = None) -> None:
         super().update_provider_tree(  # type: ignore[misc]
             provider_tree, nodename, allocations=allocations)
-        attested = self._vtpm is not None and self._vtpm.attestation_fresh()
+        attested = (self._vtpm is not None
+                    and self._vtpm.attestation_fresh())
         traits.update(provider_tree, nodename, attested)
 
     def check_can_live_migrate_destination(
