@@ -115,13 +115,13 @@ class Guest:
 
     def argv(self) -> list[str]:
         """The QEMU command line."""
-        args = [QEMU, '-name', 'guest=%s' % self.name,
+        args = [QEMU, '-name', f'guest={self.name}',
                 '-accel', 'tcg', '-M', 'q35', '-m', str(self.memory_mb),
                 '-nographic', '-nodefaults',
-                '-chardev', 'socket,id=chrtpm,path=%s' % self.vtpm_ctrl_path,
+                '-chardev', f'socket,id=chrtpm,path={self.vtpm_ctrl_path}',
                 '-tpmdev', 'emulator,id=tpm0,chardev=chrtpm',
-                '-device', '%s,tpmdev=tpm0' % self.tpm_device,
-                '-qmp', 'unix:%s,server=on,wait=off' % self.qmp_path]
+                '-device', f'{self.tpm_device},tpmdev=tpm0',
+                '-qmp', f'unix:{self.qmp_path},server=on,wait=off']
         if self.firmware:
             args += ['-bios', self.firmware]
         if self.incoming:
@@ -141,7 +141,7 @@ class Guest:
         self.proc = process.spawn(self.argv(), self.log_path)
         try:
             process.wait_for(lambda: os.path.exists(self.qmp_path),
-                             what='QEMU %s' % self.name, action='start',
+                             what=f'QEMU {self.name}', action='start',
                              timeout=timeout, proc=self.proc,
                              log_path=self.log_path)
             self.qmp = qmp.QmpClient(self.qmp_path, timeout=timeout)
@@ -190,18 +190,18 @@ class Guest:
         """
         if not self.incoming:
             raise errors.DataplaneError(
-                reason='guest %s was not started as a migration '
-                       'destination' % self.name)
-        self.execute('migrate-incoming', {'uri': 'tcp:%s:0' % host})
+                reason=f'guest {self.name} was not started as a migration '
+                       'destination')
+        self.execute('migrate-incoming', {'uri': f'tcp:{host}:0'})
         deadline = time.monotonic() + timeout
         while True:
             info = self.execute('query-migrate')
             for addr in info.get('socket-address', []):
                 if addr.get('type') == 'inet' and addr.get('port'):
-                    return 'tcp:%s:%s' % (addr['host'], addr['port'])
+                    return 'tcp:{}:{}'.format(addr['host'], addr['port'])
             if time.monotonic() >= deadline:
                 raise errors.ProcessTimeout(
-                    what='QEMU %s' % self.name, action='listen',
+                    what=f'QEMU {self.name}', action='listen',
                     timeout=timeout)
             time.sleep(0.01)
 
@@ -259,7 +259,7 @@ class Guest:
             error=info.get('error-desc'),
             wall_time_ms=wall)
 
-    def wait_status(self, wanted: ty.Container[str], timeout: float = 10.0,
+    def wait_status(self, wanted: ty.Collection[str], timeout: float = 10.0,
                     interval: float = 0.005) -> str:
         """Wait until :meth:`status` is in *wanted* (or ``dead``).
 
@@ -275,8 +275,8 @@ class Guest:
                 return st
             if time.monotonic() >= deadline:
                 raise errors.ProcessTimeout(
-                    what='QEMU %s' % self.name,
-                    action='reach state %s (is %s)' % (
+                    what=f'QEMU {self.name}',
+                    action='reach state {} (is {})'.format(
                         '/'.join(sorted(wanted)), st), timeout=timeout)
             time.sleep(interval)
 

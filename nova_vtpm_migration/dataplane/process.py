@@ -45,8 +45,8 @@ def check_socket_path(path: str) -> None:
     """
     if len(os.fsencode(path)) > MAX_UNIX_SOCKET_PATH:
         raise errors.DataplaneError(
-            reason='unix socket path longer than %d bytes: %s; use a '
-                   'shorter work directory' % (MAX_UNIX_SOCKET_PATH, path))
+            reason=f'unix socket path longer than {MAX_UNIX_SOCKET_PATH} '
+                   f'bytes: {path}; use a shorter work directory')
 
 
 def spawn(args: list[str], log_path: str,
@@ -128,8 +128,8 @@ def wait_for(predicate: ty.Callable[[], bool], what: str, action: str,
     while not predicate():
         if proc is not None and proc.poll() is not None:
             raise errors.ProcessStartError(
-                what=what, reason='exited with status %s%s' % (
-                    proc.returncode, log_tail(log_path)))
+                what=what, reason=f'exited with status {proc.returncode}'
+                                  f'{log_tail(log_path)}')
         if time.monotonic() >= deadline:
             raise errors.ProcessTimeout(what=what, action=action,
                                         timeout=timeout)

@@ -84,7 +84,7 @@ class QmpClient:
                 if time.monotonic() >= deadline:
                     raise errors.QmpConnectionError(
                         path=self.path,
-                        reason='cannot connect: %s' % last) from e
+                        reason=f'cannot connect: {last}') from e
                 time.sleep(0.02)
         self._sock = sock
         self._buf = b''
@@ -125,7 +125,7 @@ class QmpClient:
             raise errors.QmpConnectionError(path=self.path,
                                             reason='not connected')
         self._next_id += 1
-        req_id = 'nvm-%d' % self._next_id
+        req_id = f'nvm-{self._next_id}'
         req: JsonDict = {'execute': command, 'id': req_id}
         if arguments:
             req['arguments'] = arguments
@@ -135,7 +135,7 @@ class QmpClient:
         except OSError as e:
             self.close()
             raise errors.QmpConnectionError(
-                path=self.path, reason='send failed: %s' % e) from e
+                path=self.path, reason=f'send failed: {e}') from e
         while True:
             msg = self._read_message(deadline)
             if 'event' in msg:
@@ -186,7 +186,7 @@ class QmpClient:
             except OSError as e:
                 self.close()
                 raise errors.QmpConnectionError(
-                    path=self.path, reason='receive failed: %s' % e) from e
+                    path=self.path, reason=f'receive failed: {e}') from e
             if not chunk:
                 self.close()
                 if eof_ok:

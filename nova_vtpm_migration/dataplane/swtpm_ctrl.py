@@ -75,7 +75,7 @@ def command(path: str, cmd: int, payload: bytes = b'',
     (result,) = struct.unpack('>I', data[:4])
     if result != 0:
         raise errors.SwtpmCtrlError(command=name, path=path,
-                                    reason='TPM result 0x%x' % result)
+                                    reason=f'TPM result 0x{result:x}')
     return data[4:]
 
 

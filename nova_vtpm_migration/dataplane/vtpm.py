@@ -52,7 +52,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import typing as ty
 
 from oslo_log import log as logging
 
@@ -134,8 +133,8 @@ class VtpmKey:
                                       bytes(other._value))
 
     def __repr__(self) -> str:
-        return '<VtpmKey %d bits%s>' % (
-            len(self._value) * 8, ' (wiped)' if self.wiped else '')
+        wiped = ' (wiped)' if self.wiped else ''
+        return f'<VtpmKey {len(self._value) * 8} bits{wiped}>'
 
     __str__ = __repr__
 
@@ -182,9 +181,9 @@ class VtpmProcess:
         """The tpm2-tss TCTI configuration (standalone mode only)."""
         if self.server_path is None:
             raise errors.DataplaneError(
-                reason='%s is driven by QEMU and has no TPM server socket'
-                       % self.name)
-        return 'swtpm:path=%s' % self.server_path
+                reason=f'{self.name} is driven by QEMU and has no TPM '
+                       'server socket')
+        return f'swtpm:path={self.server_path}'
 
     @property
     def pid(self) -> int | None:
@@ -199,16 +198,15 @@ class VtpmProcess:
         """
         mode = self.key.mode
         args = [SWTPM, 'socket', '--tpm2',
-                '--tpmstate', 'dir=%s' % self.state_dir,
-                '--ctrl', 'type=unixio,path=%s' % self.ctrl_path,
-                '--key', 'fd=%d,format=binary,mode=%s' % (key_fd, mode),
+                '--tpmstate', f'dir={self.state_dir}',
+                '--ctrl', f'type=unixio,path={self.ctrl_path}',
+                '--key', f'fd={key_fd},format=binary,mode={mode}',
                 '--migration-key',
-                'fd=%d,format=binary,mode=%s' % (migration_key_fd, mode),
-                '--pid', 'file=%s' % self.pid_path,
-                '--log', 'file=%s,level=%d' % (self.log_path,
-                                               self.log_level)]
+                f'fd={migration_key_fd},format=binary,mode={mode}',
+                '--pid', f'file={self.pid_path}',
+                '--log', f'file={self.log_path},level={self.log_level}']
         if self.server_path is not None:
-            args += ['--server', 'type=unixio,path=%s' % self.server_path,
+            args += ['--server', f'type=unixio,path={self.server_path}',
                      '--flags', 'not-need-init' + (
                          ',startup-clear' if self.startup_clear else '')]
         return args
@@ -222,8 +220,7 @@ class VtpmProcess:
         :raises ProcessTimeout: it did not come up in time.
         """
         if self.proc is not None and self.proc.poll() is None:
-            raise errors.DataplaneError(reason='%s already running'
-                                        % self.name)
+            raise errors.DataplaneError(reason=f'{self.name} already running')
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         for path in (self.ctrl_path, self.server_path, self.pid_path):
             if path and os.path.lexists(path):
@@ -246,7 +243,7 @@ class VtpmProcess:
             process.wait_for(
                 lambda: all(os.path.exists(p) for p in sockets)
                 and os.path.exists(self.pid_path),
-                what='swtpm %s' % self.name, action='listen',
+                what=f'swtpm {self.name}', action='listen',
                 timeout=timeout, proc=self.proc, log_path=self.log_path)
         except errors.DataplaneError:
             self.kill()
@@ -326,13 +323,13 @@ class VtpmProcess:
             return []
 
 
-def cmdline_of(pid: int) -> ty.Optional[list[str]]:
+def cmdline_of(pid: int) -> list[str] | None:
     """Return the argv of a live process, ``None`` if it is gone.
 
     :param pid: the process id.
     """
     try:
-        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+        with open(f'/proc/{pid}/cmdline', 'rb') as f:
             raw = f.read()
     except OSError:
         return None
