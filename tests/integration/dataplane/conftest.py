@@ -51,8 +51,8 @@ def processes_mentioning(text: str) -> list[tuple[int, str]]:
 def base_dir() -> collections.abc.Iterator[str]:
     missing = [b for b in REQUIRED if shutil.which(b) is None]
     if missing:
-        pytest.skip('not installed: %s (tools/ensure-system-packages.sh)'
-                    % ', '.join(missing))
+        pytest.skip(f'not installed: {", ".join(missing)} '
+                    '(tools/ensure-system-packages.sh)')
     os.environ.setdefault('TSS2_LOG', 'all+NONE')
     path = tempfile.mkdtemp(prefix='nvm-t-')
     yield path
@@ -63,7 +63,7 @@ def base_dir() -> collections.abc.Iterator[str]:
         except ProcessLookupError:
             pass
     shutil.rmtree(path, ignore_errors=True)
-    assert not stray, 'stray processes left behind: %s' % stray
+    assert not stray, f'stray processes left behind: {stray}'
 
 
 @pytest.fixture
