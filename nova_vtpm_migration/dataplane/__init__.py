@@ -25,8 +25,9 @@ This package drives the processes that hold a guest's vTPM on a host:
 - :mod:`.provision` - recognisable vTPM content written and read back
   through tpm2-pytss;
 - :mod:`.host` - a simulated host owning those processes;
-- :mod:`.migration` - plain (upstream-equivalent) and protocol-secured live
-  migration with per-phase timings.
+- :mod:`.migration` - live migration with per-phase timings, and the
+  plain (upstream-equivalent) key hand-over;
+- :mod:`.secured` - the key delivered only by the protocol engines.
 
 It is used by the tests, the demo and the benchmark; product code (the
 Nova driver, the protocol and the TPM layer) never imports it.

@@ -135,6 +135,7 @@ class MigrationResult:
         migrated, e.g. attestation refused).
     :ivar phases_ms: wall time per phase in milliseconds (``PHASE_*``).
     :ivar error: why it was aborted.
+    :ivar migration_id: the protocol's migration id (secured mode).
     """
 
     instance: str
@@ -143,6 +144,7 @@ class MigrationResult:
     qemu: guest_mod.MigrationStats | None = None
     phases_ms: dict[str, float] = dataclasses.field(default_factory=dict)
     error: str | None = None
+    migration_id: str | None = None
 
     @property
     def committed(self) -> bool:
@@ -218,6 +220,7 @@ def live_migrate(exchange: KeyExchange, src: host_mod.SimHost,
             src.destroy_instance(instance_uuid)
         result.outcome = COMMITTED
     result.phases_ms[PHASE_TOTAL] = (time.perf_counter() - t0) * 1000.0
+    result.migration_id = getattr(exchange, 'migration_id', None)
     LOG.info('Live migration (%s) of %s: %s in %.1f ms', result.mode,
              instance_uuid, result.outcome, result.phases_ms[PHASE_TOTAL])
     return result
