@@ -37,7 +37,8 @@ Sequence::
              destination: vTPM(key) + QEMU -incoming, listen
              source: QMP migrate, poll query-migrate
     success  exchange.commit(instance); source QEMU quit, vTPM state dir
-             removed, key wiped
+             removed, key wiped (if the commit itself fails the outcome
+             is in doubt and left to the protocol's recovery)
     failure  exchange.abort(instance); destination QEMU and vTPM killed,
              state dir removed, key wiped; source guest resumed
 
@@ -59,6 +60,7 @@ LOG = logging.getLogger(__name__)
 
 COMMITTED = 'committed'
 ABORTED = 'aborted'
+IN_DOUBT = 'in-doubt'
 
 #: Phase names used as keys of :attr:`MigrationResult.phases_ms`.
 PHASE_ATTEST = 'phase1_attest'
@@ -130,7 +132,9 @@ class MigrationResult:
 
     :ivar instance: the instance id.
     :ivar mode: ``plain`` or ``secured``.
-    :ivar outcome: ``committed`` or ``aborted``.
+    :ivar outcome: ``committed``, ``aborted`` or ``in-doubt`` (the guest
+        runs on the destination but the commit failed; the source stays
+        paused with its vTPM state until the protocol's recovery decides).
     :ivar qemu: the source QEMU's statistics (``None`` if QEMU never
         migrated, e.g. attestation refused).
     :ivar phases_ms: wall time per phase in milliseconds (``PHASE_*``).
@@ -216,9 +220,19 @@ def live_migrate(exchange: KeyExchange, src: host_mod.SimHost,
         result.outcome = ABORTED
     else:
         with _Timer(result, PHASE_COMMIT):
-            exchange.commit(instance_uuid)
-            src.destroy_instance(instance_uuid)
-        result.outcome = COMMITTED
+            try:
+                exchange.commit(instance_uuid)
+            except Exception as e:  # noqa: BLE001 - reported in the result
+                # NOTE(vtpm): the guest runs on the destination but the
+                # key move is not final; the protocol's recovery decides.
+                # The paused source keeps its vTPM state until then.
+                result.error = str(e)
+                result.outcome = IN_DOUBT
+                LOG.error('Commit of the migration of %s failed; the '
+                          'outcome is in doubt: %s', instance_uuid, e)
+            else:
+                src.destroy_instance(instance_uuid)
+                result.outcome = COMMITTED
     result.phases_ms[PHASE_TOTAL] = (time.perf_counter() - t0) * 1000.0
     result.migration_id = getattr(exchange, 'migration_id', None)
     LOG.info('Live migration (%s) of %s: %s in %.1f ms', result.mode,
