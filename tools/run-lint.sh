@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 V=.venv/bin
 echo "=== ruff"
-"$V/ruff" check nova_vtpm_migration nova tests tools
+mapfile -t ruff_paths < <(ls -d nova_vtpm_migration nova tests tools \
+    2>/dev/null)
+"$V/ruff" check "${ruff_paths[@]}"
 echo "=== mypy"
 "$V/mypy"
 echo "=== reno lint"
