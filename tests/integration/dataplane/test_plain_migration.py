@@ -164,3 +164,16 @@ def test_seabios_guest_keeps_permanent_state(hosts, instance_uuid):
     # stopped depends on timing; if it did not, the state still resumes.
     if back.resumed:
         assert back.pcrs == contents.pcrs
+
+
+def test_migrate_there_and_back(hosts, running_instance):
+    """The destination's re-encrypted state migrates on again."""
+    src, dst = hosts
+    inst_uuid, _, contents = running_instance
+
+    there = migration.live_migrate_plain(src, dst, inst_uuid)
+    back = migration.live_migrate_plain(dst, src, inst_uuid)
+
+    assert there.committed and back.committed, (there.error, back.error)
+    _assert_nothing_on(dst, inst_uuid)
+    assert provision.compare(contents, src.read_back(inst_uuid)) == []
