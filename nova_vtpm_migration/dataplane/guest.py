@@ -135,6 +135,11 @@ class Guest:
         :raises ProcessStartError: QEMU exited (e.g. vTPM not reachable).
         :raises ProcessTimeout: no QMP socket in time.
         """
+        if self.firmware and not os.path.exists(self.firmware):
+            raise errors.ProcessStartError(
+                what=f'QEMU {self.name}',
+                reason=f'firmware {self.firmware} not found (Debian '
+                       'package qemu-system-data)')
         os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
         if os.path.lexists(self.qmp_path):
             os.unlink(self.qmp_path)
@@ -205,13 +210,16 @@ class Guest:
                     timeout=timeout)
             time.sleep(0.01)
 
-    def set_max_bandwidth(self, bytes_per_second: int) -> None:
+    def set_max_bandwidth(self, bytes_per_second: int) -> int:
         """Limit the migration bandwidth (to make a migration last).
 
         :param bytes_per_second: the limit.
+        :returns: the previous limit.
         """
+        old = self.execute('query-migrate-parameters')['max-bandwidth']
         self.execute('migrate-set-parameters',
                      {'max-bandwidth': bytes_per_second})
+        return int(old)
 
     def migrate(self, uri: str, timeout: float = 60.0,
                 poll_interval: float = 0.005,

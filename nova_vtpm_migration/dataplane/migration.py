@@ -205,11 +205,16 @@ def live_migrate(exchange: KeyExchange, src: host_mod.SimHost,
             key = vtpm.VtpmKey(exchange.take_pending_key(instance_uuid))
         with _Timer(result, PHASE_DEST_START):
             uri = dst.prepare_incoming(instance_uuid, key)
+        previous_bandwidth = None
         if max_bandwidth is not None:
-            src_guest.set_max_bandwidth(max_bandwidth)
-        with _Timer(result, PHASE_QEMU):
-            result.qemu = src_guest.migrate(uri, timeout=timeout,
-                                            on_poll=on_poll)
+            previous_bandwidth = src_guest.set_max_bandwidth(max_bandwidth)
+        try:
+            with _Timer(result, PHASE_QEMU):
+                result.qemu = src_guest.migrate(uri, timeout=timeout,
+                                                on_poll=on_poll)
+        finally:
+            if previous_bandwidth is not None and src_guest.is_alive():
+                src_guest.set_max_bandwidth(previous_bandwidth)
         _check_outcome(result, dst, instance_uuid)
     except Exception as e:  # noqa: BLE001 - every failure aborts
         result.error = str(e)

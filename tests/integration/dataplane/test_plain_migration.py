@@ -106,6 +106,8 @@ def test_destination_killed_mid_migration(hosts, running_instance):
 
     assert 'active' in seen
     assert result.outcome == migration.ABORTED
+    params = src.instance(inst_uuid).guest.execute('query-migrate-parameters')
+    assert params['max-bandwidth'] != 100_000  # the limit was lifted again
     assert result.qemu is not None and result.qemu.status == 'failed'
     _assert_nothing_on(dst, inst_uuid)
     _assert_source_intact(src, inst_uuid, key, contents)
