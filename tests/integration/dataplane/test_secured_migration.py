@@ -66,10 +66,11 @@ class Engines:
 
     def __init__(self, tpms: list[swtpm_fixtures.SimHost],
                  policy: policy_mod.TrustPolicy,
+                 src_policy: policy_mod.TrustPolicy | None = None,
                  dst_policy: policy_mod.TrustPolicy | None = None) -> None:
         self.dir = tempfile.mkdtemp(prefix='nvm-eng-')
         self.transport = transport_mod.LocalTransport()
-        self.src = self._open('src', tpms[0], policy)
+        self.src = self._open('src', tpms[0], src_policy or policy)
         self.dst = self._open('dst', tpms[1], dst_policy or policy)
         self.calls: list[str] = []
 
@@ -159,14 +160,16 @@ def test_secured_migration_key_only_from_protocol(hosts, instance_uuid,
     assert provision.compare(contents, dst.read_back(instance_uuid)) == []
 
 
+@pytest.mark.parametrize('refuser', ['src', 'dst'])
 def test_attestation_refused_starts_no_destination_vtpm(
         hosts, instance_uuid, host_tpms, trust_policy,
-        untrusted_ca):  # noqa: F811
+        untrusted_ca, refuser):  # noqa: F811
     src, dst = hosts
-    # The destination trusts another EK CA: it refuses the source.
+    # One side trusts another EK CA only: it refuses its peer.
     refusing = policy_mod.TrustPolicy.from_golden(
         untrusted_ca.bundle_pem(), host_tpms[0].tpm.pcr_values())
-    engines = Engines(host_tpms, trust_policy, dst_policy=refusing)
+    engines = Engines(host_tpms, trust_policy,
+                      **{f'{refuser}_policy': refusing})
     try:
         contents = _start_protected_instance(engines, src, instance_uuid)
 
