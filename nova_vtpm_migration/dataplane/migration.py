@@ -138,7 +138,8 @@ class MigrationResult:
     :ivar qemu: the source QEMU's statistics (``None`` if QEMU never
         migrated, e.g. attestation refused).
     :ivar phases_ms: wall time per phase in milliseconds (``PHASE_*``).
-    :ivar error: why it was aborted.
+    :ivar error: why it was aborted (or is in doubt).
+    :ivar error_type: the class name of that error.
     :ivar migration_id: the protocol's migration id (secured mode).
     """
 
@@ -148,6 +149,7 @@ class MigrationResult:
     qemu: guest_mod.MigrationStats | None = None
     phases_ms: dict[str, float] = dataclasses.field(default_factory=dict)
     error: str | None = None
+    error_type: str | None = None
     migration_id: str | None = None
 
     @property
@@ -218,6 +220,7 @@ def live_migrate(exchange: KeyExchange, src: host_mod.SimHost,
         _check_outcome(result, dst, instance_uuid)
     except Exception as e:  # noqa: BLE001 - every failure aborts
         result.error = str(e)
+        result.error_type = type(e).__name__
         LOG.warning('Live migration of %s from %s to %s failed: %s',
                     instance_uuid, src.name, dst.name, e)
         with _Timer(result, PHASE_ABORT):
@@ -232,6 +235,7 @@ def live_migrate(exchange: KeyExchange, src: host_mod.SimHost,
                 # key move is not final; the protocol's recovery decides.
                 # The paused source keeps its vTPM state until then.
                 result.error = str(e)
+                result.error_type = type(e).__name__
                 result.outcome = IN_DOUBT
                 LOG.error('Commit of the migration of %s failed; the '
                           'outcome is in doubt: %s', instance_uuid, e)
