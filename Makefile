@@ -5,6 +5,7 @@
 #   make lint   - ruff, mypy, reno lint, shellcheck
 #   make bench  - benchmarks with printed ratios
 #   make tpm-bench - micro-benchmark of the host TPM layer (swtpm)
+#   make docs   - the Sphinx documentation (warnings are errors)
 #
 # Every target installs the Debian packages and the pinned virtualenv it
 # needs; a second run skips what is already there.
@@ -17,7 +18,7 @@ PIP := $(VENV)/bin/pip
 PKG_SOURCES := $(shell find nova_vtpm_migration nova -name '*.py' 2>/dev/null) \
 	setup.cfg setup.py pyproject.toml
 
-.PHONY: all demo test lint bench tpm-bench system venv install \
+.PHONY: all demo test lint bench tpm-bench docs system venv install \
 	sample-config constraints clean
 
 all: test
@@ -56,6 +57,9 @@ bench: install
 
 tpm-bench: install
 	@$(PY) -m nova_vtpm_migration.cmd.tpm_bench $(BENCH_ARGS)
+
+docs: install
+	@$(VENV)/bin/sphinx-build -W -b html doc/source doc/build/html
 
 sample-config: install
 	@$(VENV)/bin/oslo-config-generator \

@@ -34,16 +34,15 @@ from nova_vtpm_migration.dataplane import migration
 from nova_vtpm_migration.dataplane import provision
 from nova_vtpm_migration.dataplane import secured
 from nova_vtpm_migration.dataplane import vtpm
+from nova_vtpm_migration.protocol import engine as engine_mod
+from nova_vtpm_migration.protocol import states
+from nova_vtpm_migration.protocol import transport as transport_mod
 from nova_vtpm_migration.sim import swtpm
 from nova_vtpm_migration.tpm import policy as policy_mod
 from tests.functional import swtpm_fixtures
 from tests.functional.swtpm_fixtures import swtpm_ca  # noqa: F401
 from tests.functional.swtpm_fixtures import untrusted_ca  # noqa: F401
 from tests.integration.dataplane import conftest
-
-engine_mod = pytest.importorskip('nova_vtpm_migration.protocol.engine')
-states = pytest.importorskip('nova_vtpm_migration.protocol.states')
-transport_mod = pytest.importorskip('nova_vtpm_migration.protocol.transport')
 
 _K = states.KeyState
 

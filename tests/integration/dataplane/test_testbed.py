@@ -17,13 +17,9 @@
 
 import os
 
-import pytest
-
 from nova_vtpm_migration.dataplane import provision
+from nova_vtpm_migration.dataplane import testbed
 from tests.integration.dataplane import conftest
-
-pytest.importorskip('nova_vtpm_migration.protocol.engine')
-testbed = pytest.importorskip('nova_vtpm_migration.dataplane.testbed')
 
 
 def test_testbed_migrates_both_ways_and_cleans_up(base_dir):

@@ -1,0 +1,361 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
+
+"""The destination role: handlers of the sealed phase-2 and outcome
+requests, the local consumer's access to a received key, and recovery.
+
+Every handler runs under the engine's state lock and checks that the
+attested peer of the session is the AK the migration is bound to.
+"""
+
+import time
+import typing as ty
+
+from oslo_log import log as logging
+
+from nova_vtpm_migration import exception
+from nova_vtpm_migration.protocol import crypto
+from nova_vtpm_migration.protocol import errors
+from nova_vtpm_migration.protocol import journal as journal_mod
+from nova_vtpm_migration.protocol import messages
+from nova_vtpm_migration.protocol import receipts
+from nova_vtpm_migration.protocol import session as session_mod
+from nova_vtpm_migration.protocol import states
+from nova_vtpm_migration.protocol import transfer
+from nova_vtpm_migration.protocol import wire
+from nova_vtpm_migration.tpm import errors as tpm_errors
+from nova_vtpm_migration.tpm import evidence
+
+if ty.TYPE_CHECKING:
+    from nova_vtpm_migration.protocol import engine as engine_mod
+
+LOG = logging.getLogger(__name__)
+
+_D = states.DestState
+_ROLE = states.Role.DESTINATION
+
+
+class DestinationRole:
+    """Destination-side operations of a :class:`~.engine.MigrationEngine`.
+    """
+
+    def __init__(self, engine: 'engine_mod.MigrationEngine') -> None:
+        self.e = engine
+        self._blobs: dict[str, dict[str, bytes]] = {}
+
+    def dispatch(self, sess: session_mod.Session,
+                 msg: messages.Message) -> bytes:
+        """Handle one authenticated request; return the encoded inner
+        reply.
+
+        :raises ProtocolError: the request is refused.
+        """
+        handlers = {'prepare': self._on_prepare,
+                    'transfer': self._on_transfer,
+                    'commit': self._on_commit,
+                    'abort': self._on_abort,
+                    'status': self._on_status}
+        handler = handlers.get(msg.type)
+        if handler is None:
+            raise errors.UnexpectedMessage(type=msg.type,
+                                           reason='not a request')
+        with self.e.state_lock:
+            return handler(sess, msg)
+
+    def _row(self, mid: str, sess: session_mod.Session
+             ) -> journal_mod.MigrationRow:
+        row = self.e.journal.get(mid, _ROLE)
+        if row is None:
+            raise errors.UnknownMigration(migration_id=mid)
+        if row.peer_ak_name and row.peer_ak_name != sess.peer_ak_name:
+            raise errors.PeerIdentityMismatch(
+                reason=f'migration {mid} belongs to another source')
+        return row
+
+    def _set(self, mid: str, new: states.DestState,
+             **context: ty.Any) -> journal_mod.MigrationRow:
+        return self.e.journal.set_state(mid, _ROLE, new.value, **context)
+
+    # -- prepare: reserve a slot, present the binding key ------------------
+
+    def _on_prepare(self, sess: session_mod.Session,
+                    msg: messages.Message) -> bytes:
+        e = self.e
+        body = msg.body
+        mid, instance = body['migration_id'], body['instance_uuid']
+        if e.journal.is_seen(mid):
+            raise errors.MigrationIdReused(migration_id=mid)
+        key_state = e.keystore.state(instance)
+        if key_state not in (None, states.KeyState.DESTROYED):
+            raise errors.InstanceBusy(
+                instance_uuid=instance,
+                reason=f'this host holds its key ({key_state.value})')
+        dest_nonce = crypto.random_bytes(crypto.NONCE_SIZE)
+        key = e.tpm.certified_binding_key(
+            transfer.binding_qualifier(msg.raw, dest_nonce))
+        reply = messages.encode('prepare_reply', {
+            'migration_id': mid, 'nonce': dest_nonce,
+            'binding_key': messages.certified_to_wire(key)})
+        with e.journal.transaction():
+            e.journal.mark_seen(mid)
+            e.journal.create_migration(
+                mid, _ROLE, _D.RESERVED.value, instance,
+                body['source_host'], context={
+                    'peer_ak_name': sess.peer_ak_name.hex(),
+                    'version': sess.version,
+                    'source_nonce': body['nonce'].hex(),
+                    'dest_nonce': dest_nonce.hex(),
+                    'migration_hash': transfer.migration_hash(
+                        msg.raw, reply).hex(),
+                    'binding_key': [key.public.hex(),
+                                    key.certify_attest.hex(),
+                                    key.certify_signature.hex()],
+                })
+        LOG.info('Migration %s: reserved a slot for instance %s', mid,
+                 instance)
+        return reply
+
+    def _context(self, row: journal_mod.MigrationRow,
+                 sess: session_mod.Session) -> transfer.MigrationContext:
+        c = row.context
+        public, attest, signature = (bytes.fromhex(x)
+                                     for x in c['binding_key'])
+        return transfer.MigrationContext(
+            migration_id=row.migration_id,
+            instance_uuid=row.instance_uuid, version=c['version'],
+            source_ak_name=row.peer_ak_name,
+            dest_ak_name=sess.local_ak_name,
+            source_nonce=bytes.fromhex(c['source_nonce']),
+            dest_nonce=bytes.fromhex(c['dest_nonce']),
+            binding_key=evidence.CertifiedKey(
+                public=public, certify_attest=attest,
+                certify_signature=signature),
+            migration_hash=bytes.fromhex(c['migration_hash']))
+
+    # -- transfer: verify, unwrap in the TPM, install PENDING --------------
+
+    def _on_transfer(self, sess: session_mod.Session,
+                     msg: messages.Message) -> bytes:
+        e = self.e
+        body = msg.body
+        mid = body['migration_id']
+        row = self._row(mid, sess)
+        if row.state != _D.RESERVED.value:
+            raise errors.StateError(role=_ROLE.value, migration_id=mid,
+                                    old=row.state, new=_D.INSTALLED.value)
+        ctx = self._context(row, sess)
+        try:
+            transfer.check_manifest(ctx, body, sess.peer_signing_key)
+            secret, blobs = transfer.open_transfer(e.tpm, ctx, body)
+        except (errors.ProtocolError, tpm_errors.TpmError):
+            # NOTE(vtpm): a transfer that does not verify or unwrap (e.g.
+            # the PCRs changed since the binding key was certified) ends
+            # the migration here; the source learns it from the error.
+            self._set(mid, _D.ABORTED)
+            raise
+        manifest = body['manifest']
+        manifest_hash = receipts.manifest_hash(manifest)
+        with e.journal.transaction():
+            e.keystore.install_pending(row.instance_uuid, mid, secret)
+            self._set(mid, _D.INSTALLED, manifest_hash=manifest_hash.hex())
+            e.journal.put_record(mid, 'manifest', wire.encode(
+                {'manifest': manifest,
+                 'signature': body['manifest_signature']},
+                receipts.SIGNED_MANIFEST))
+        del secret
+        if blobs:
+            self._blobs[mid] = blobs
+        receipt = transfer.build_receipt(ctx, 'installed', manifest_hash,
+                                         int(time.time()))
+        LOG.info('Migration %s: key of instance %s installed (PENDING)',
+                 mid, row.instance_uuid)
+        return messages.encode('transfer_reply', {
+            'migration_id': mid, 'receipt': receipt,
+            'receipt_signature': receipts.sign_receipt(e.tpm, receipt)})
+
+    # -- commit / abort ----------------------------------------------------
+
+    def _on_commit(self, sess: session_mod.Session,
+                   msg: messages.Message) -> bytes:
+        mid = msg.body['migration_id']
+        row = self._row(mid, sess)
+        if msg.body['manifest_hash'].hex() != row.context.get(
+                'manifest_hash'):
+            raise errors.AuthenticationFailed(
+                reason='commit names another manifest')
+        if row.state not in (_D.INSTALLED.value, _D.COMMITTED.value):
+            raise errors.StateError(
+                role=_ROLE.value, migration_id=mid, old=row.state,
+                new=_D.COMMITTED.value)
+        signed = self.e.journal.get_record(mid, 'receipt_committed')
+        if signed is None:
+            receipt = transfer.build_receipt(
+                self._context(row, sess), 'committed',
+                bytes.fromhex(row.context['manifest_hash']),
+                int(time.time()))
+            signature = receipts.sign_receipt(self.e.tpm, receipt)
+            signed = wire.encode({'receipt': receipt,
+                                  'signature': signature},
+                                 receipts.SIGNED_RECEIPT)
+            with self.e.journal.transaction():
+                self.e.journal.put_record(mid, 'receipt_committed', signed)
+                if row.state == _D.INSTALLED.value:
+                    self.commit_local(row)
+        elif row.state == _D.INSTALLED.value:
+            self.commit_local(row)
+        decoded = wire.decode(signed, receipts.SIGNED_RECEIPT)
+        receipt, signature = decoded['receipt'], decoded['signature']
+        return messages.encode('commit_reply', {
+            'migration_id': mid, 'receipt': receipt,
+            'receipt_signature': signature})
+
+    def commit_local(self, row: journal_mod.MigrationRow) -> None:
+        """``INSTALLED -> COMMITTED``: the received key becomes ACTIVE."""
+        e = self.e
+        with e.journal.transaction():
+            e.keystore.activate(row.instance_uuid, row.migration_id)
+            self._set(row.migration_id, _D.COMMITTED)
+        LOG.info('Migration %s committed; key of instance %s is ACTIVE on '
+                 'this host', row.migration_id, row.instance_uuid)
+
+    def _on_abort(self, sess: session_mod.Session,
+                  msg: messages.Message) -> bytes:
+        e = self.e
+        mid = msg.body['migration_id']
+        row = e.journal.get(mid, _ROLE)
+        if row is None:
+            # NOTE(vtpm): tombstone, so a delayed prepare of this migration
+            # id is refused later.
+            with e.journal.transaction():
+                if not e.journal.is_seen(mid):
+                    e.journal.mark_seen(mid)
+                e.journal.create_migration(
+                    mid, _ROLE, _D.ABORTED.value, '', 'unknown',
+                    context={'peer_ak_name': sess.peer_ak_name.hex()})
+        else:
+            row = self._row(mid, sess)
+            if row.state == _D.COMMITTED.value:
+                raise errors.StateError(role=_ROLE.value, migration_id=mid,
+                                        old=row.state,
+                                        new=_D.ABORTED.value)
+            if row.state != _D.ABORTED.value:
+                self.abort_local(row)
+        return messages.encode('abort_reply', {'migration_id': mid,
+                                               'state': _D.ABORTED.value})
+
+    def abort_local(self, row: journal_mod.MigrationRow) -> None:
+        """``RESERVED|INSTALLED -> ABORTED``: destroy what was received."""
+        e = self.e
+        with e.journal.transaction():
+            if (e.keystore.migration_of(row.instance_uuid)
+                    == row.migration_id and e.keystore.state(
+                        row.instance_uuid) is states.KeyState.PENDING):
+                e.keystore.destroy(row.instance_uuid)
+            self._set(row.migration_id, _D.ABORTED)
+        e.keystore.wipe_orphans()
+        self._blobs.pop(row.migration_id, None)
+        LOG.info('Migration %s aborted; nothing of instance %s kept on '
+                 'this host', row.migration_id, row.instance_uuid)
+
+    def _on_status(self, sess: session_mod.Session,
+                   msg: messages.Message) -> bytes:
+        mid = msg.body['migration_id']
+        e = self.e
+        src = e.journal.get(mid, states.Role.SOURCE)
+        if src is not None:
+            if src.peer_ak_name and src.peer_ak_name != sess.peer_ak_name:
+                raise errors.PeerIdentityMismatch(
+                    reason=f'migration {mid} has another destination')
+            state, decision = e.source.decision(mid)
+        else:
+            dst = e.journal.get(mid, _ROLE)
+            if dst is None:
+                state, decision = 'UNKNOWN', 'abort'
+            else:
+                self._row(mid, sess)
+                state = dst.state
+                decision = {_D.COMMITTED.value: 'commit',
+                            _D.ABORTED.value: 'abort'}.get(state,
+                                                           'pending')
+        return messages.encode('status_reply', {
+            'migration_id': mid, 'state': state[:16],
+            'decision': decision})
+
+    # -- the local consumer ------------------------------------------------
+
+    def take_pending_key(self, instance_uuid: str,
+                         migration_id: str) -> bytes:
+        """Return the secret received with ``migration_id`` (PENDING, or
+        ACTIVE once committed) to the in-process caller.
+
+        :raises KeyNotFound: no such key for that migration here.
+        """
+        row = self.e.journal.get(migration_id, _ROLE)
+        if row is None or row.instance_uuid != instance_uuid:
+            raise errors.KeyNotFound(instance_uuid=instance_uuid)
+        if row.state == _D.INSTALLED.value:
+            return self.e.keystore.read(
+                instance_uuid, allowed=(states.KeyState.PENDING,),
+                migration_id=migration_id)
+        if row.state == _D.COMMITTED.value:
+            return self.e.keystore.read(instance_uuid)
+        raise errors.KeyNotFound(instance_uuid=instance_uuid)
+
+    def take_state_blobs(self, instance_uuid: str,
+                         migration_id: str) -> dict[str, bytes]:
+        """The state blobs received with ``migration_id`` (kept in memory
+        only; lost on restart)."""
+        row = self.e.journal.get(migration_id, _ROLE)
+        if row is None or row.instance_uuid != instance_uuid:
+            raise errors.UnknownMigration(migration_id=migration_id)
+        return dict(self._blobs.get(migration_id, {}))
+
+    # -- recovery ------------------------------------------------------------
+
+    def recover(self) -> dict[str, str]:
+        """Abort RESERVED migrations; ask the source about INSTALLED ones.
+        """
+        e = self.e
+        result: dict[str, str] = {}
+        for row in e.journal.list_migrations(
+                _ROLE, (_D.RESERVED.value, _D.INSTALLED.value)):
+            mid = row.migration_id
+            try:
+                if row.state == _D.RESERVED.value:
+                    with e.state_lock:
+                        self.abort_local(row)
+                else:
+                    reply, _raw, _sess = e.call(row.peer, 'status',
+                                         {'migration_id': mid},
+                                         expect_ak=row.peer_ak_name)
+                    decision = reply.body['decision']
+                    LOG.info('Recovery: migration %s INSTALLED, source '
+                             'says %s', mid, decision)
+                    with e.state_lock:
+                        current = e.journal.get(mid, _ROLE)
+                        if current is None or \
+                                current.state != _D.INSTALLED.value:
+                            pass
+                        elif decision == 'commit':
+                            self.commit_local(current)
+                        elif decision == 'abort':
+                            self.abort_local(current)
+            except exception.VtpmMigrationException as exc:
+                LOG.warning('Recovery of migration %s incomplete: %s', mid,
+                            exc)
+            row_now = e.journal.get(mid, _ROLE)
+            result[mid] = row_now.state if row_now else 'UNKNOWN'
+        return result
+

@@ -1,0 +1,424 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
+
+"""Message types, their schemas and the message envelope.
+
+A message is the canonical encoding of ``{"v": <version>, "type": <type>,
+"body": {...}}``. Phase-1 messages travel in the clear (they carry only
+public evidence and are bound into TPM quotes); every later message is the
+``payload`` of a ``sealed`` envelope MACed under the session key of its
+direction (see :mod:`.session`).
+"""
+
+import collections.abc
+import dataclasses
+import typing as ty
+import uuid
+
+from nova_vtpm_migration.protocol import errors
+from nova_vtpm_migration.protocol import wire
+from nova_vtpm_migration.tpm import evidence
+
+#: The protocol version this code speaks.
+VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+#: The only cipher suite: ECDH P-256 + HKDF-SHA256 + HMAC-SHA256 +
+#: AES-256-GCM, TPM ECDSA P-256/SHA-256 quotes and signatures.
+SUITE = 'p256-hkdf-sha256-aes256gcm-ecdsa'
+SUPPORTED_SUITES = (SUITE,)
+
+_B = wire.Bytes
+_S = wire.Str
+_I = wire.Int
+_O = wire.Obj
+_L = wire.List
+
+NONCE = _B(exact=32)
+MAC = _B(exact=32)
+SESSION_ID = _B(exact=16)
+POINT = _B(exact=65)
+NAME = _B(min=34, max=66)
+UUID = _S(min=36, max=36)
+HASH = _B(exact=32)
+STATE = _S(max=16)
+SEQ = _I(min=1, max=2 ** 48)
+
+IDENTITY: wire.Schema = {
+    'ek_certificate': _B(1, 4096),
+    'ek_public': _B(1, 1024),
+    'ak_public': _B(1, 1024),
+}
+CERTIFIED_KEY: wire.Schema = {
+    'public': _B(1, 1024),
+    'certify_attest': _B(1, 1024),
+    'certify_signature': _B(1, 512),
+}
+QUOTE: wire.Schema = {
+    'attest': _B(1, 2048),
+    'signature': _B(1, 512),
+    'pcr_values': _L(_O({'index': _I(0, 23), 'value': _B(exact=32)}),
+                     max=24),
+}
+CREDENTIAL: wire.Schema = {
+    'credential_blob': _B(1, 1024),
+    'encrypted_secret': _B(1, 1024),
+}
+WRAPPED_KEY: wire.Schema = {
+    'ephemeral_point': POINT,
+    'nonce': _B(exact=12),
+    'ciphertext': _B(1, 1024),
+}
+
+#: The manifest the source signs with its TPM signing key.
+MANIFEST: wire.Schema = {
+    'version': _I(1, 255),
+    'migration_id': UUID,
+    'instance_uuid': UUID,
+    'source_ak_name': NAME,
+    'dest_ak_name': NAME,
+    'source_nonce': NONCE,
+    'dest_nonce': NONCE,
+    'binding_key_name': NAME,
+    'wrapped_key_hash': HASH,
+    'ciphertext_hash': HASH,
+    'blob_names': _L(_S(max=64), max=8),
+    'created_at': _I(),
+}
+RECEIPT_STATUSES = ('installed', 'committed')
+#: The receipt the destination signs with its TPM signing key.
+RECEIPT: wire.Schema = {
+    'version': _I(1, 255),
+    'status': _S(choices=RECEIPT_STATUSES),
+    'migration_id': UUID,
+    'instance_uuid': UUID,
+    'source_ak_name': NAME,
+    'dest_ak_name': NAME,
+    'source_nonce': NONCE,
+    'dest_nonce': NONCE,
+    'manifest_hash': HASH,
+    'created_at': _I(),
+}
+#: Plaintext of the transfer AEAD.
+MAX_BLOB_SIZE = 1024 * 1024
+PAYLOAD: wire.Schema = {
+    'secret': _B(1, 128),
+    'blobs': _L(_O({'name': _S(max=64), 'data': _B(0, MAX_BLOB_SIZE)}),
+                max=8),
+}
+#: Associated data of the transfer AEAD.
+AAD: wire.Schema = {
+    'version': _I(1, 255),
+    'migration_id': UUID,
+    'instance_uuid': UUID,
+    'source_ak_name': NAME,
+    'dest_ak_name': NAME,
+    'seq': _I(1, 16),
+}
+
+DECISIONS = ('commit', 'abort', 'pending', 'unknown')
+
+#: Body schema of every message type.
+SCHEMAS: dict[str, wire.Schema] = {
+    # Phase 1 (clear text, bound into TPM quotes).
+    'hello': {
+        'versions': _L(_I(1, 255), max=8),
+        'suites': _L(_S(max=64), max=8),
+        'nonce': NONCE,
+        'ephemeral': POINT,
+        'identity': _O(IDENTITY),
+        'signing_key': _O(CERTIFIED_KEY),
+    },
+    'hello_reply': {
+        'versions': _L(_I(1, 255), max=8),
+        'suites': _L(_S(max=64), max=8),
+        'version': _I(1, 255),
+        'suite': _S(max=64),
+        'session_id': SESSION_ID,
+        'nonce': NONCE,
+        'ephemeral': POINT,
+        'identity': _O(IDENTITY),
+        'signing_key': _O(CERTIFIED_KEY),
+        'quote': _O(QUOTE),
+        'credential': _O(CREDENTIAL),
+    },
+    'attest': {
+        'session_id': SESSION_ID,
+        'quote': _O(QUOTE),
+        'proof': MAC,
+        'credential': _O(CREDENTIAL),
+    },
+    'attest_reply': {
+        'session_id': SESSION_ID,
+        'proof': MAC,
+        'confirm': MAC,
+    },
+    # The authenticated envelope of every later message.
+    'sealed': {
+        'session_id': SESSION_ID,
+        'seq': SEQ,
+        'request_hash': _B(0, 32),
+        'payload': _B(1, 3 * 1024 * 1024),
+        'mac': MAC,
+    },
+    # Phase 2 and outcome (always inside 'sealed').
+    'prepare': {
+        'seq': _I(1, 1),
+        'migration_id': UUID,
+        'instance_uuid': UUID,
+        'source_host': _S(max=255),
+        'nonce': NONCE,
+    },
+    'prepare_reply': {
+        'migration_id': UUID,
+        'nonce': NONCE,
+        'binding_key': _O(CERTIFIED_KEY),
+    },
+    'transfer': {
+        'seq': _I(2, 2),
+        'migration_id': UUID,
+        'wrapped_key': _O(WRAPPED_KEY),
+        'payload_nonce': _B(exact=12),
+        'ciphertext': _B(1, 2 * 1024 * 1024),
+        'manifest': _O(MANIFEST),
+        'manifest_signature': _B(1, 512),
+    },
+    'transfer_reply': {
+        'migration_id': UUID,
+        'receipt': _O(RECEIPT),
+        'receipt_signature': _B(1, 512),
+    },
+    'commit': {
+        'seq': _I(3, 3),
+        'migration_id': UUID,
+        'manifest_hash': HASH,
+    },
+    'commit_reply': {
+        'migration_id': UUID,
+        'receipt': _O(RECEIPT),
+        'receipt_signature': _B(1, 512),
+    },
+    'abort': {
+        'seq': _I(3, 3),
+        'migration_id': UUID,
+        'reason': _S(min=0, max=256),
+    },
+    'abort_reply': {
+        'migration_id': UUID,
+        'state': STATE,
+    },
+    'status': {
+        'migration_id': UUID,
+    },
+    'status_reply': {
+        'migration_id': UUID,
+        'state': STATE,
+        'decision': _S(choices=DECISIONS),
+    },
+    # Refusal (clear text in phase 1, sealed afterwards when possible).
+    'error': {
+        'code': _S(max=64),
+        'message': _S(min=0, max=1024),
+    },
+}
+
+#: Which reply type answers which request type.
+REPLIES = {
+    'hello': 'hello_reply',
+    'attest': 'attest_reply',
+    'prepare': 'prepare_reply',
+    'transfer': 'transfer_reply',
+    'commit': 'commit_reply',
+    'abort': 'abort_reply',
+    'status': 'status_reply',
+}
+PHASE1_TYPES = frozenset({'hello', 'hello_reply', 'attest',
+                          'attest_reply'})
+SEALED_TYPES = frozenset({'prepare', 'prepare_reply', 'transfer',
+                          'transfer_reply', 'commit', 'commit_reply',
+                          'abort', 'abort_reply', 'status',
+                          'status_reply', 'error'})
+
+_ENVELOPE_KEYS = frozenset({'v', 'type', 'body'})
+
+
+@dataclasses.dataclass(frozen=True)
+class Message:
+    """A decoded message.
+
+    :ivar type: the message type.
+    :ivar body: validated body (bytes fields as ``bytes``).
+    :ivar raw: the exact canonical bytes it was decoded from.
+    """
+
+    type: str
+    body: dict[str, ty.Any]
+    raw: bytes
+
+
+def encode(msg_type: str, body: collections.abc.Mapping[str, ty.Any],
+           version: int = VERSION) -> bytes:
+    """Encode a message canonically after checking it against its schema.
+
+    :raises UnknownMessageType: ``msg_type`` has no schema.
+    :raises MalformedMessage: ``body`` does not match the schema.
+    """
+    schema = SCHEMAS.get(msg_type)
+    if schema is None:
+        raise errors.UnknownMessageType(type=msg_type[:32])
+    data = wire.dumps({'v': version, 'type': msg_type,
+                       'body': wire.to_wire(body, schema, 'body')})
+    if len(data) > wire.MAX_MESSAGE_SIZE:
+        raise errors.MessageTooLarge(size=len(data),
+                                     limit=wire.MAX_MESSAGE_SIZE)
+    return data
+
+
+def decode(data: bytes,
+           allowed: collections.abc.Collection[str] | None = None
+           ) -> Message:
+    """Decode and validate one message.
+
+    :param data: the received bytes.
+    :param allowed: message types acceptable here (others are refused).
+    :raises MalformedMessage: any syntax or schema violation (subclass).
+    :raises UnsupportedVersion: a version this code does not speak.
+    :raises UnexpectedMessage: a valid type not in ``allowed``.
+    """
+    value = wire.loads(data)
+    if not isinstance(value, dict):
+        raise errors.WrongFieldType(field='.', expected='object')
+    keys = set(value)
+    for name in sorted(keys - _ENVELOPE_KEYS):
+        raise errors.UnknownField(field=str(name)[:64])
+    for name in sorted(_ENVELOPE_KEYS - keys):
+        raise errors.MissingField(field=name)
+    version = value['v']
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise errors.WrongFieldType(field='v', expected='int')
+    if version not in SUPPORTED_VERSIONS:
+        raise errors.UnsupportedVersion(
+            version=version, supported=SUPPORTED_VERSIONS)
+    msg_type = value['type']
+    if not isinstance(msg_type, str):
+        raise errors.WrongFieldType(field='type', expected='str')
+    schema = SCHEMAS.get(msg_type)
+    if schema is None:
+        raise errors.UnknownMessageType(type=msg_type[:32])
+    if allowed is not None and msg_type not in allowed:
+        raise errors.UnexpectedMessage(type=msg_type,
+                                       reason='not acceptable here')
+    body = wire.from_wire(value['body'], schema, 'body')
+    _check_uuids(body)
+    return Message(type=msg_type, body=body, raw=bytes(data))
+
+
+def _check_uuids(body: collections.abc.Mapping[str, ty.Any]) -> None:
+    for name in ('migration_id', 'instance_uuid'):
+        if name in body:
+            check_uuid(body[name], name)
+
+
+def check_uuid(value: str, field: str) -> str:
+    """Require the canonical lower-case hyphenated UUID form.
+
+    :raises FieldOutOfRange: anything else (also path-like strings).
+    """
+    try:
+        canonical = str(uuid.UUID(value))
+    except ValueError:
+        raise errors.FieldOutOfRange(field=field,
+                                     reason='not a UUID') from None
+    if canonical != value:
+        raise errors.FieldOutOfRange(field=field,
+                                     reason='not a canonical UUID')
+    return value
+
+
+# Conversions between evidence dataclasses and wire dictionaries.
+
+def identity_to_wire(ident: evidence.HostIdentity) -> dict[str, bytes]:
+    """Wire form of a :class:`~evidence.HostIdentity`."""
+    return {'ek_certificate': ident.ek_certificate,
+            'ek_public': ident.ek_public, 'ak_public': ident.ak_public}
+
+
+def identity_from_wire(d: collections.abc.Mapping[str, ty.Any]
+                       ) -> evidence.HostIdentity:
+    """A :class:`~evidence.HostIdentity` from its wire form."""
+    return evidence.HostIdentity(ek_certificate=d['ek_certificate'],
+                                 ek_public=d['ek_public'],
+                                 ak_public=d['ak_public'])
+
+
+def certified_to_wire(key: evidence.CertifiedKey) -> dict[str, bytes]:
+    """Wire form of a :class:`~evidence.CertifiedKey`."""
+    return {'public': key.public, 'certify_attest': key.certify_attest,
+            'certify_signature': key.certify_signature}
+
+
+def certified_from_wire(d: collections.abc.Mapping[str, ty.Any]
+                        ) -> evidence.CertifiedKey:
+    """A :class:`~evidence.CertifiedKey` from its wire form."""
+    return evidence.CertifiedKey(public=d['public'],
+                                 certify_attest=d['certify_attest'],
+                                 certify_signature=d['certify_signature'])
+
+
+def quote_to_wire(q: evidence.Quote) -> dict[str, ty.Any]:
+    """Wire form of a :class:`~evidence.Quote`."""
+    return {'attest': q.attest, 'signature': q.signature,
+            'pcr_values': [{'index': i, 'value': v}
+                           for i, v in q.pcr_values]}
+
+
+def quote_from_wire(d: collections.abc.Mapping[str, ty.Any]
+                    ) -> evidence.Quote:
+    """A :class:`~evidence.Quote` from its wire form.
+
+    :raises DuplicateField: a PCR index appears twice.
+    """
+    pcrs = tuple((p['index'], p['value']) for p in d['pcr_values'])
+    if len({i for i, _ in pcrs}) != len(pcrs):
+        raise errors.DuplicateField(field='quote.pcr_values.index')
+    return evidence.Quote(attest=d['attest'], signature=d['signature'],
+                          pcr_values=pcrs)
+
+
+def credential_to_wire(c: evidence.CredentialChallenge
+                       ) -> dict[str, bytes]:
+    """Wire form of a :class:`~evidence.CredentialChallenge`."""
+    return {'credential_blob': c.credential_blob,
+            'encrypted_secret': c.encrypted_secret}
+
+
+def credential_from_wire(d: collections.abc.Mapping[str, ty.Any]
+                         ) -> evidence.CredentialChallenge:
+    """A :class:`~evidence.CredentialChallenge` from its wire form."""
+    return evidence.CredentialChallenge(
+        credential_blob=d['credential_blob'],
+        encrypted_secret=d['encrypted_secret'])
+
+
+def wrapped_to_wire(w: evidence.WrappedKey) -> dict[str, bytes]:
+    """Wire form of a :class:`~evidence.WrappedKey`."""
+    return {'ephemeral_point': w.ephemeral_point, 'nonce': w.nonce,
+            'ciphertext': w.ciphertext}
+
+
+def wrapped_from_wire(d: collections.abc.Mapping[str, ty.Any]
+                      ) -> evidence.WrappedKey:
+    """A :class:`~evidence.WrappedKey` from its wire form."""
+    return evidence.WrappedKey(ephemeral_point=d['ephemeral_point'],
+                               nonce=d['nonce'], ciphertext=d['ciphertext'])

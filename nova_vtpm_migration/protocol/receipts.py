@@ -1,0 +1,182 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
+
+"""Signed manifests and receipts, and their offline verification.
+
+The source signs a *manifest* of each transfer with its TPM signing key
+(source non-repudiation); the destination signs *receipts* (``installed``
+after phase 2, ``committed`` after the commit) that name the manifest's
+hash and both hosts' nonces. A *record* bundles a manifest, a receipt and
+both signers' public evidence (EK certificate, EK and AK public areas, the
+AK-certified signing key); :func:`verify_record` checks it with nothing but
+the trust policy, e.g. years later in an audit.
+"""
+
+import collections.abc
+import typing as ty
+
+from nova_vtpm_migration.protocol import crypto
+from nova_vtpm_migration.protocol import errors
+from nova_vtpm_migration.protocol import handshake
+from nova_vtpm_migration.protocol import messages
+from nova_vtpm_migration.protocol import names
+from nova_vtpm_migration.protocol import wire
+from nova_vtpm_migration.tpm import errors as tpm_errors
+from nova_vtpm_migration.tpm import evidence
+from nova_vtpm_migration.tpm import verify
+
+SIGNER: wire.Schema = {
+    'identity': wire.Obj(messages.IDENTITY),
+    'signing_key': wire.Obj(messages.CERTIFIED_KEY),
+}
+SIGNED_MANIFEST: wire.Schema = {
+    'manifest': wire.Obj(messages.MANIFEST),
+    'signature': wire.Bytes(1, 512),
+}
+SIGNED_RECEIPT: wire.Schema = {
+    'receipt': wire.Obj(messages.RECEIPT),
+    'signature': wire.Bytes(1, 512),
+}
+#: An audit record: manifest + receipt + both signers' evidence.
+RECORD: wire.Schema = {
+    'manifest': wire.Obj(messages.MANIFEST),
+    'manifest_signature': wire.Bytes(1, 512),
+    'receipt': wire.Obj(messages.RECEIPT),
+    'receipt_signature': wire.Bytes(1, 512),
+    'source': wire.Obj(SIGNER),
+    'dest': wire.Obj(SIGNER),
+}
+
+Body = collections.abc.Mapping[str, ty.Any]
+
+
+def manifest_hash(manifest: Body) -> bytes:
+    """SHA-256 of the canonical manifest encoding."""
+    return crypto.sha256(wire.encode(manifest, messages.MANIFEST))
+
+
+def sign_manifest(tpm: ty.Any, manifest: Body) -> bytes:
+    """Sign a manifest with the host TPM's signing key."""
+    sig: bytes = tpm.sign(wire.encode(manifest, messages.MANIFEST))
+    return sig
+
+
+def sign_receipt(tpm: ty.Any, receipt: Body) -> bytes:
+    """Sign a receipt with the host TPM's signing key."""
+    sig: bytes = tpm.sign(wire.encode(receipt, messages.RECEIPT))
+    return sig
+
+
+def signer_evidence(identity: evidence.HostIdentity,
+                    signing_key: evidence.CertifiedKey) -> dict[str, ty.Any]:
+    """The wire form of a signer's public evidence."""
+    return {'identity': messages.identity_to_wire(identity),
+            'signing_key': messages.certified_to_wire(signing_key)}
+
+
+def _verify_signed(data: bytes, signature: bytes, signer: Body,
+                   expected_ak_name: bytes, policy: ty.Any,
+                   what: str) -> None:
+    identity = messages.identity_from_wire(signer['identity'])
+    key = messages.certified_from_wire(signer['signing_key'])
+    try:
+        ak_name = handshake.verify_peer_keys(identity, key, policy)
+        if ak_name != expected_ak_name:
+            raise errors.ReceiptInvalid(
+                reason=f'{what} names another AK than its signer')
+        with names.checked(what):
+            verify.verify_signature(key.public, data, signature)
+    except (tpm_errors.VerificationError, errors.MalformedMessage) as exc:
+        raise errors.ReceiptInvalid(
+            reason=f'{what}: {type(exc).__name__}: {exc}') from None
+
+
+def verify_manifest(manifest: Body, signature: bytes, source: Body,
+                    policy: ty.Any) -> None:
+    """Verify a manifest's signature from the source's evidence alone.
+
+    :param source: the source's :data:`SIGNER` evidence.
+    :raises ReceiptInvalid: anything does not verify.
+    """
+    _verify_signed(wire.encode(manifest, messages.MANIFEST), signature,
+                   source, manifest['source_ak_name'], policy, 'manifest')
+
+
+def verify_receipt(receipt: Body, signature: bytes, dest: Body,
+                   policy: ty.Any) -> None:
+    """Verify a receipt's signature from the destination's evidence alone.
+
+    :raises ReceiptInvalid: anything does not verify.
+    """
+    _verify_signed(wire.encode(receipt, messages.RECEIPT), signature,
+                   dest, receipt['dest_ak_name'], policy, 'receipt')
+
+
+def check_receipt_matches(receipt: Body, manifest: Body,
+                          status: str) -> None:
+    """Check that a receipt acknowledges exactly this manifest.
+
+    :raises ReceiptInvalid: any bound field differs.
+    """
+    if receipt['status'] != status:
+        raise errors.ReceiptInvalid(
+            reason=f"receipt status {receipt['status']}, expected {status}")
+    for name in ('migration_id', 'instance_uuid', 'source_ak_name',
+                 'dest_ak_name', 'source_nonce', 'dest_nonce'):
+        if receipt[name] != manifest[name]:
+            raise errors.ReceiptInvalid(
+                reason=f'receipt and manifest differ in {name}')
+    if receipt['manifest_hash'] != manifest_hash(manifest):
+        raise errors.ReceiptInvalid(
+            reason='receipt does not acknowledge this manifest')
+
+
+def build_record(manifest: Body, manifest_signature: bytes, receipt: Body,
+                 receipt_signature: bytes, source: Body, dest: Body
+                 ) -> bytes:
+    """Encode an audit record canonically."""
+    return wire.encode({'manifest': manifest,
+                        'manifest_signature': manifest_signature,
+                        'receipt': receipt,
+                        'receipt_signature': receipt_signature,
+                        'source': source, 'dest': dest}, RECORD)
+
+
+def verify_record(data: bytes, policy: ty.Any,
+                  status: str = 'committed') -> dict[str, ty.Any]:
+    """Verify an audit record offline.
+
+    Checks both signers' EK chains and AK-certified signing keys against
+    ``policy``, both signatures, that each AK name in the manifest is its
+    signer's, and that the receipt acknowledges exactly this manifest
+    (hash, ids, nonces) with ``status``.
+
+    :returns: the decoded record.
+    :raises ReceiptInvalid: anything does not verify.
+    :raises MalformedMessage: the record is not a valid encoding.
+    """
+    record = wire.decode(data, RECORD)
+    manifest, receipt = record['manifest'], record['receipt']
+    messages.check_uuid(manifest['migration_id'], 'migration_id')
+    if names.object_name(record['source']['identity']['ak_public']) \
+            != manifest['source_ak_name']:
+        raise errors.ReceiptInvalid(reason='manifest signer is not its '
+                                           'source')
+    verify_manifest(manifest, record['manifest_signature'],
+                    record['source'], policy)
+    verify_receipt(receipt, record['receipt_signature'], record['dest'],
+                   policy)
+    check_receipt_matches(receipt, manifest, status)
+    return record

@@ -1,0 +1,373 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
+
+"""The source role: phase 2 as coordinator, commit, abort, recovery.
+
+Every state change is journalled (and fsynced) before the message that
+depends on it is sent; the key is ``LOCKED`` in the same transaction that
+enters ``TRANSFERRING`` and destroyed in the one that enters
+``COMMITTED``.
+"""
+
+import dataclasses
+import time
+import typing as ty
+import uuid
+
+from oslo_log import log as logging
+
+from nova_vtpm_migration import exception
+from nova_vtpm_migration.protocol import crypto
+from nova_vtpm_migration.protocol import errors
+from nova_vtpm_migration.protocol import journal as journal_mod
+from nova_vtpm_migration.protocol import messages
+from nova_vtpm_migration.protocol import receipts
+from nova_vtpm_migration.protocol import states
+from nova_vtpm_migration.protocol import transfer
+from nova_vtpm_migration.protocol import wire
+
+if ty.TYPE_CHECKING:
+    from nova_vtpm_migration.protocol import engine as engine_mod
+    from nova_vtpm_migration.protocol import session as session_mod
+
+LOG = logging.getLogger(__name__)
+
+_S = states.SourceState
+_ROLE = states.Role.SOURCE
+
+SIGNED_MANIFEST = receipts.SIGNED_MANIFEST
+SIGNED_RECEIPT = receipts.SIGNED_RECEIPT
+
+
+@dataclasses.dataclass(frozen=True)
+class MigrationHandle:
+    """A migration whose key transfer completed (source ``TRANSFERRED``).
+
+    :ivar migration_id: the single-use migration id.
+    :ivar instance_uuid: the instance.
+    :ivar peer: the destination's transport address.
+    :ivar manifest: the signed manifest (public).
+    :ivar receipt: the destination's signed ``installed`` receipt.
+    """
+
+    migration_id: str
+    instance_uuid: str
+    peer: str
+    manifest: dict[str, ty.Any]
+    receipt: dict[str, ty.Any]
+
+
+class SourceRole:
+    """Source-side operations of a :class:`~.engine.MigrationEngine`."""
+
+    def __init__(self, engine: 'engine_mod.MigrationEngine') -> None:
+        self.e = engine
+        #: The session each unfinished migration ran on; its outcome
+        #: messages use it too (one attestation per migration even with a
+        #: session lifetime of 0), unless the peer forgot it.
+        self._sessions: dict[str, session_mod.Session] = {}
+
+    def _session(self, mid: str) -> 'session_mod.Session | None':
+        sess = self._sessions.get(mid)
+        return sess if sess is not None and sess.valid else None
+
+    def _set(self, mid: str, new: states.SourceState,
+             **context: ty.Any) -> journal_mod.MigrationRow:
+        return self.e.journal.set_state(mid, _ROLE, new.value, **context)
+
+    def _row(self, mid: str) -> journal_mod.MigrationRow:
+        row = self.e.journal.get(mid, _ROLE)
+        if row is None:
+            raise errors.UnknownMigration(migration_id=mid)
+        return row
+
+    def migrate(self, instance_uuid: str, peer: str,
+                migration_id: str | None, state_blobs: dict[str, bytes]
+                | None) -> MigrationHandle:
+        """Run phases 1 and 2: afterwards the destination holds the key
+        ``PENDING`` and this host ``LOCKED``.
+
+        On any failure the migration is aborted (best effort) and the
+        error re-raised; the key is ``ACTIVE`` again unless the abort could
+        not be delivered after the transfer (then recovery finishes it).
+
+        :raises InstanceBusy: the key is not ``ACTIVE`` here.
+        :raises MigrationIdReused: ``migration_id`` was used before.
+        """
+        mid = messages.check_uuid(migration_id or str(uuid.uuid4()),
+                                  'migration_id')
+        messages.check_uuid(instance_uuid, 'instance_uuid')
+        blobs = dict(state_blobs or {})
+        e = self.e
+        with e.state_lock:
+            if e.keystore.state(instance_uuid) is not states.KeyState.ACTIVE:
+                raise errors.InstanceBusy(
+                    instance_uuid=instance_uuid,
+                    reason='no ACTIVE key on this host')
+            with e.journal.transaction():
+                e.journal.mark_seen(mid)
+                e.journal.create_migration(mid, _ROLE, _S.NEW.value,
+                                           instance_uuid, peer)
+        try:
+            return self._run(mid, instance_uuid, peer, blobs)
+        except Exception as exc:
+            LOG.warning('Migration %s of instance %s to %s failed: %s',
+                        mid, instance_uuid, peer, exc)
+            try:
+                self.abort(mid, reason=type(exc).__name__)
+            except exception.VtpmMigrationException as abort_exc:
+                LOG.warning('Abort of migration %s incomplete (recovery '
+                            'will finish it): %s', mid, abort_exc)
+            raise
+
+    def _run(self, mid: str, instance_uuid: str, peer: str,
+             blobs: dict[str, bytes]) -> MigrationHandle:
+        e = self.e
+        started = time.monotonic()
+        fresh = e.session_lifetime <= 0
+        sess = e.attest_peer(peer, fresh=fresh)
+        self._set(mid, _S.ATTESTED, peer_ak_name=sess.peer_ak_name.hex())
+        phase1 = time.monotonic()
+        source_nonce = crypto.random_bytes(crypto.NONCE_SIZE)
+        # NOTE(vtpm): the peer's AK is pinned for the whole migration: a
+        # re-attestation (peer forgot the session) must find the same TPM.
+        pinned = sess.peer_ak_name
+        self._sessions[mid] = sess
+        reply, prepare_raw, sess = e.call(peer, 'prepare', {
+            'seq': 1, 'migration_id': mid, 'instance_uuid': instance_uuid,
+            'source_host': e.host, 'nonce': source_nonce}, session=sess,
+            expect_ak=pinned)
+        body = reply.body
+        if body['migration_id'] != mid:
+            raise errors.UnexpectedMessage(type='prepare_reply',
+                                           reason='other migration')
+        binding_key = messages.certified_from_wire(body['binding_key'])
+        transfer.verify_binding_key(binding_key, sess.peer_identity,
+                                    sess.peer_pcr_values, prepare_raw,
+                                    body['nonce'], e.policy)
+        ctx = transfer.MigrationContext(
+            migration_id=mid, instance_uuid=instance_uuid,
+            version=sess.version, source_ak_name=sess.local_ak_name,
+            dest_ak_name=sess.peer_ak_name, source_nonce=source_nonce,
+            dest_nonce=body['nonce'], binding_key=binding_key,
+            migration_hash=transfer.migration_hash(prepare_raw, reply.raw))
+        self._set(mid, _S.PREPARED, **ctx.to_json())
+        tbody, manifest = transfer.build_transfer(
+            e.tpm, ctx, e.keystore.read(instance_uuid), blobs,
+            int(time.time()))
+        # NOTE(vtpm): one durable transaction locks the key (no second
+        # export) and journals TRANSFERRING before the key leaves.
+        with e.state_lock, e.journal.transaction():
+            e.keystore.lock_for_export(instance_uuid, mid)
+            self._set(mid, _S.TRANSFERRING)
+            e.journal.put_record(mid, 'manifest', wire.encode(
+                {'manifest': manifest,
+                 'signature': tbody['manifest_signature']},
+                SIGNED_MANIFEST))
+            e.journal.put_record(mid, 'dest_evidence', wire.encode(
+                receipts.signer_evidence(sess.peer_identity,
+                                         sess.peer_signing_key),
+                receipts.SIGNER))
+        reply, _raw, _sess = e.call(peer, 'transfer', tbody, session=sess,
+                                    expect_ak=pinned)
+        receipt = reply.body['receipt']
+        self._check_receipt(mid, receipt, reply.body['receipt_signature'],
+                            manifest, 'installed')
+        with e.journal.transaction():
+            e.journal.put_record(mid, 'receipt_installed', wire.encode(
+                {'receipt': receipt,
+                 'signature': reply.body['receipt_signature']},
+                SIGNED_RECEIPT))
+            self._set(mid, _S.TRANSFERRED,
+                      manifest_hash=receipts.manifest_hash(manifest).hex())
+        LOG.info('Migration %s: key of instance %s transferred to %s '
+                 '(phase 1 %.1f ms, phase 2 %.1f ms)', mid, instance_uuid,
+                 peer, (phase1 - started) * 1000,
+                 (time.monotonic() - phase1) * 1000)
+        return MigrationHandle(migration_id=mid,
+                               instance_uuid=instance_uuid, peer=peer,
+                               manifest=manifest, receipt=receipt)
+
+    def _check_receipt(self, mid: str, receipt: dict[str, ty.Any],
+                       signature: bytes, manifest: dict[str, ty.Any],
+                       status: str) -> None:
+        dest = wire.decode(self._record(mid, 'dest_evidence'),
+                           receipts.SIGNER)
+        receipts.verify_receipt(receipt, signature, dest, self.e.policy)
+        receipts.check_receipt_matches(receipt, manifest, status)
+
+    def _record(self, mid: str, kind: str) -> bytes:
+        data = self.e.journal.get_record(mid, kind)
+        if data is None:
+            raise errors.JournalError(reason=f'{kind} of {mid} missing')
+        return data
+
+    def _manifest(self, mid: str) -> dict[str, ty.Any]:
+        signed = wire.decode(self._record(mid, 'manifest'), SIGNED_MANIFEST)
+        manifest: dict[str, ty.Any] = signed['manifest']
+        return manifest
+
+    # -- commit ---------------------------------------------------------
+
+    def commit(self, mid: str) -> dict[str, ty.Any]:
+        """Decide commit: the destination activates its copy, then this
+        host verifies the ``committed`` receipt and destroys its own.
+
+        :returns: the signed ``committed`` receipt.
+        :raises StateError: the migration is not ``TRANSFERRED``.
+        """
+        with self.e.state_lock:
+            row = self._row(mid)
+            if row.state == _S.TRANSFERRED.value:
+                row = self._set(mid, _S.COMMITTING)
+            elif row.state != _S.COMMITTING.value:
+                raise errors.StateError(role=_ROLE.value, migration_id=mid,
+                                        old=row.state,
+                                        new=_S.COMMITTING.value)
+        return self._send_commit(row)
+
+    def _send_commit(self, row: journal_mod.MigrationRow
+                     ) -> dict[str, ty.Any]:
+        e = self.e
+        mid = row.migration_id
+        manifest = self._manifest(mid)
+        reply, _raw, _sess = e.call(row.peer, 'commit', {
+            'seq': 3, 'migration_id': mid,
+            'manifest_hash': receipts.manifest_hash(manifest)},
+            session=self._session(mid), expect_ak=row.peer_ak_name)
+        receipt = reply.body['receipt']
+        signature = reply.body['receipt_signature']
+        self._check_receipt(mid, receipt, signature, manifest, 'committed')
+        signed = wire.decode(self._record(mid, 'manifest'), SIGNED_MANIFEST)
+        record = receipts.build_record(
+            manifest, signed['signature'], receipt, signature,
+            receipts.signer_evidence(e.local.identity,
+                                     e.local.signing_key),
+            wire.decode(self._record(mid, 'dest_evidence'),
+                        receipts.SIGNER))
+        with e.state_lock:
+            with e.journal.transaction():
+                e.journal.put_record(mid, 'record', record)
+                if e.keystore.migration_of(row.instance_uuid) == mid:
+                    e.keystore.destroy(row.instance_uuid)
+                self._set(mid, _S.COMMITTED)
+            e.keystore.wipe_orphans()
+        self._sessions.pop(mid, None)
+        LOG.info('Migration %s committed; key of instance %s destroyed on '
+                 'this host', mid, row.instance_uuid)
+        return dict(receipt, signature=signature)
+
+    # -- abort ------------------------------------------------------------
+
+    def abort(self, mid: str, reason: str = 'requested') -> None:
+        """Decide abort: the destination destroys what it received, then
+        the key is ``ACTIVE`` here again.
+
+        :raises StateError: the migration is committing or committed.
+        :raises TransportError: the destination could not confirm (the
+            migration stays ``ABORTING``; recovery re-sends).
+        """
+        with self.e.state_lock:
+            row = self._row(mid)
+            if row.state == _S.ABORTED.value:
+                return
+            if row.state != _S.ABORTING.value:
+                row = self._set(mid, _S.ABORTING, abort_from=row.state)
+        self._send_abort(row, reason)
+
+    def _send_abort(self, row: journal_mod.MigrationRow,
+                    reason: str) -> None:
+        e = self.e
+        mid = row.migration_id
+        before = row.context.get('abort_from', _S.NEW.value)
+        sent_key = before in (_S.TRANSFERRING.value, _S.TRANSFERRED.value)
+        if before != _S.NEW.value:
+            try:
+                reply, _raw, _sess = e.call(row.peer, 'abort', {
+                    'seq': 3, 'migration_id': mid,
+                    'reason': ''.join(c for c in reason
+                                      if c.isprintable())[:256]},
+                    session=self._session(mid), expect_ak=row.peer_ak_name)
+                if reply.body['state'] != states.DestState.ABORTED.value:
+                    raise errors.StateError(
+                        role='destination', migration_id=mid,
+                        old=reply.body['state'],
+                        new=states.DestState.ABORTED.value)
+            except exception.VtpmMigrationException:
+                # NOTE(vtpm): before the transfer the destination holds no
+                # key; a RESERVED slot is released by its own recovery.
+                if sent_key:
+                    raise
+                LOG.warning('Migration %s: destination not told about the '
+                            'abort (it holds no key)', mid)
+        with e.state_lock:
+            with e.journal.transaction():
+                if (e.keystore.migration_of(row.instance_uuid) == mid and
+                        e.keystore.state(row.instance_uuid)
+                        is states.KeyState.LOCKED):
+                    e.keystore.unlock(row.instance_uuid, mid)
+                self._set(mid, _S.ABORTED)
+        self._sessions.pop(mid, None)
+        LOG.info('Migration %s aborted; key of instance %s is ACTIVE on '
+                 'this host', mid, row.instance_uuid)
+
+    # -- status (answering a destination) ----------------------------------
+
+    def decision(self, mid: str) -> tuple[str, str]:
+        """This host's decision on a migration it is the source of.
+
+        :returns: (state, 'commit' | 'abort' | 'pending').
+        """
+        row = self.e.journal.get(mid, _ROLE)
+        if row is None:
+            # NOTE(vtpm): presumed abort: a migration this source has no
+            # record of can never be committed by it.
+            return 'UNKNOWN', 'abort'
+        if row.state in (_S.COMMITTING.value, _S.COMMITTED.value):
+            return row.state, 'commit'
+        if row.state in (_S.ABORTING.value, _S.ABORTED.value):
+            return row.state, 'abort'
+        return row.state, 'pending'
+
+    # -- recovery -----------------------------------------------------------
+
+    def recover(self) -> dict[str, str]:
+        """Resolve unfinished source migrations (see the engine)."""
+        result: dict[str, str] = {}
+        final = {s.value for s in states.SOURCE_FINAL}
+        for row in self.e.journal.list_migrations(_ROLE):
+            if row.state in final:
+                continue
+            mid = row.migration_id
+            try:
+                if row.state in (_S.TRANSFERRING.value,
+                                 _S.TRANSFERRED.value):
+                    outcome = self.e.outcome_oracle(row)
+                    LOG.info('Recovery: migration %s in %s, oracle says '
+                             '%s', mid, row.state, outcome)
+                    if outcome == 'commit':
+                        self._set(mid, _S.COMMITTING)
+                        self._send_commit(self._row(mid))
+                    else:
+                        self.abort(mid, reason='recovery')
+                elif row.state == _S.COMMITTING.value:
+                    self._send_commit(row)
+                else:
+                    self.abort(mid, reason='recovery')
+            except exception.VtpmMigrationException as exc:
+                LOG.warning('Recovery of migration %s incomplete: %s', mid,
+                            exc)
+            result[mid] = self._row(mid).state
+        return result

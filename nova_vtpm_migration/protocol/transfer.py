@@ -1,0 +1,234 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
+
+"""Phase 2: the vTPM secret transfer (message building and checking).
+
+::
+
+    S -> D  prepare        seq=1, migration_id, instance_uuid, nS2
+    D -> S  prepare_reply  nD2, binding key certified by D's AK with
+                           qualifying data H('binding-key', prepare, nD2)
+    S -> D  transfer       seq=2, WrappedKey(data key -> binding key,
+                           info = H('wrap', M)),
+                           AES-256-GCM(HKDF(data key, M), secret + blobs,
+                           AAD = v, migration id, instance, AK names, seq),
+                           manifest + S's TPM signature
+    D -> S  transfer_reply receipt('installed') + D's TPM signature
+
+    M = H('migration', prepare, prepare_reply)
+
+The binding key must be certified by the AK attested in phase 1 and its
+PCR policy must be the one of the PCR values that AK quoted (no
+bait-and-switch between the phases); only ``TPM2_ECDH_ZGen`` under that
+PCR policy in D's TPM recovers the data key.
+"""
+
+import dataclasses
+import typing as ty
+
+from nova_vtpm_migration.protocol import crypto
+from nova_vtpm_migration.protocol import errors
+from nova_vtpm_migration.protocol import messages
+from nova_vtpm_migration.protocol import names
+from nova_vtpm_migration.protocol import receipts
+from nova_vtpm_migration.protocol import wire
+from nova_vtpm_migration.tpm import evidence
+from nova_vtpm_migration.tpm import verify
+
+TRANSFER_SEQ = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class MigrationContext:
+    """What both sides agreed on for one migration after ``prepare``."""
+
+    migration_id: str
+    instance_uuid: str
+    version: int
+    source_ak_name: bytes
+    dest_ak_name: bytes
+    source_nonce: bytes
+    dest_nonce: bytes
+    binding_key: evidence.CertifiedKey = dataclasses.field(repr=False)
+    migration_hash: bytes
+
+    def to_json(self) -> dict[str, ty.Any]:
+        """Public, JSON-serialisable form (for the journal context)."""
+        return {'source_ak_name': self.source_ak_name.hex(),
+                'dest_ak_name': self.dest_ak_name.hex(),
+                'source_nonce': self.source_nonce.hex(),
+                'dest_nonce': self.dest_nonce.hex(),
+                'migration_hash': self.migration_hash.hex()}
+
+
+def binding_qualifier(prepare_raw: bytes, dest_nonce: bytes) -> bytes:
+    """Qualifying data of the binding key's certification."""
+    return crypto.transcript_hash('binding-key', prepare_raw, dest_nonce)
+
+
+def migration_hash(prepare_raw: bytes, prepare_reply_raw: bytes) -> bytes:
+    """Hash of the migration's transcript (prepare and its reply)."""
+    return crypto.transcript_hash('migration', prepare_raw,
+                                  prepare_reply_raw)
+
+
+def _wrap_info(ctx: MigrationContext) -> bytes:
+    return crypto.transcript_hash('wrap', ctx.migration_hash)
+
+
+def _aad(ctx: MigrationContext) -> bytes:
+    return wire.encode({'version': ctx.version,
+                        'migration_id': ctx.migration_id,
+                        'instance_uuid': ctx.instance_uuid,
+                        'source_ak_name': ctx.source_ak_name,
+                        'dest_ak_name': ctx.dest_ak_name,
+                        'seq': TRANSFER_SEQ}, messages.AAD)
+
+
+def verify_binding_key(key: evidence.CertifiedKey,
+                       peer_identity: evidence.HostIdentity,
+                       peer_pcr_values: tuple[tuple[int, bytes], ...],
+                       prepare_raw: bytes, dest_nonce: bytes,
+                       policy: ty.Any) -> None:
+    """Check the destination's binding key against phase-1 evidence.
+
+    :raises VerificationError: not certified by the attested AK for this
+        migration, not fixedTPM/PCR-bound, or bound to other PCR values.
+    """
+    with names.checked('binding key'):
+        verify.verify_binding_key(key, peer_identity.ak_public,
+                                  binding_qualifier(prepare_raw, dest_nonce),
+                                  policy, peer_pcr_values)
+
+
+def build_transfer(tpm: ty.Any, ctx: MigrationContext, secret: bytes,
+                   blobs: dict[str, bytes], created_at: int
+                   ) -> tuple[dict[str, ty.Any], dict[str, ty.Any]]:
+    """Encrypt the secret (and state blobs) and sign the manifest.
+
+    :returns: the ``transfer`` body and the manifest.
+    """
+    data_key = crypto.random_bytes(crypto.KEY_SIZE)
+    with names.checked('binding key'):
+        wrapped = verify.wrap(ctx.binding_key.public, data_key,
+                              _wrap_info(ctx))
+    payload = wire.encode({'secret': secret,
+                           'blobs': [{'name': n, 'data': d}
+                                     for n, d in sorted(blobs.items())]},
+                          messages.PAYLOAD)
+    nonce = crypto.random_bytes(crypto.GCM_NONCE_SIZE)
+    ciphertext = crypto.aead_encrypt(
+        crypto.payload_key(data_key, ctx.migration_hash), nonce, payload,
+        _aad(ctx))
+    wrapped_wire = messages.wrapped_to_wire(wrapped)
+    manifest = {
+        'version': ctx.version,
+        'migration_id': ctx.migration_id,
+        'instance_uuid': ctx.instance_uuid,
+        'source_ak_name': ctx.source_ak_name,
+        'dest_ak_name': ctx.dest_ak_name,
+        'source_nonce': ctx.source_nonce,
+        'dest_nonce': ctx.dest_nonce,
+        'binding_key_name': names.object_name(ctx.binding_key.public),
+        'wrapped_key_hash': crypto.sha256(
+            wire.encode(wrapped_wire, messages.WRAPPED_KEY)),
+        'ciphertext_hash': crypto.sha256(nonce + ciphertext),
+        'blob_names': sorted(blobs),
+        'created_at': created_at,
+    }
+    body = {
+        'seq': TRANSFER_SEQ,
+        'migration_id': ctx.migration_id,
+        'wrapped_key': wrapped_wire,
+        'payload_nonce': nonce,
+        'ciphertext': ciphertext,
+        'manifest': manifest,
+        'manifest_signature': receipts.sign_manifest(tpm, manifest),
+    }
+    return body, manifest
+
+
+def check_manifest(ctx: MigrationContext, body: dict[str, ty.Any],
+                   source_signing_key: evidence.CertifiedKey) -> None:
+    """Check the manifest against the agreed context and its signature.
+
+    :raises AuthenticationFailed: a bound field or hash differs.
+    :raises SignatureInvalid: the source did not sign this manifest.
+    """
+    manifest = body['manifest']
+    expected = {
+        'version': ctx.version, 'migration_id': ctx.migration_id,
+        'instance_uuid': ctx.instance_uuid,
+        'source_ak_name': ctx.source_ak_name,
+        'dest_ak_name': ctx.dest_ak_name,
+        'source_nonce': ctx.source_nonce, 'dest_nonce': ctx.dest_nonce,
+        'binding_key_name': names.object_name(ctx.binding_key.public),
+        'wrapped_key_hash': crypto.sha256(
+            wire.encode(body['wrapped_key'], messages.WRAPPED_KEY)),
+        'ciphertext_hash': crypto.sha256(body['payload_nonce']
+                                         + body['ciphertext']),
+    }
+    for name, value in expected.items():
+        if manifest[name] != value:
+            raise errors.AuthenticationFailed(
+                reason=f'manifest field {name} does not match the '
+                       f'migration')
+    with names.checked('manifest signature'):
+        verify.verify_signature(source_signing_key.public,
+                                wire.encode(manifest, messages.MANIFEST),
+                                body['manifest_signature'])
+
+
+def open_transfer(tpm: ty.Any, ctx: MigrationContext,
+                  body: dict[str, ty.Any]
+                  ) -> tuple[bytes, dict[str, bytes]]:
+    """Unwrap the data key in the TPM and decrypt the payload.
+
+    Call :func:`check_manifest` first.
+
+    :returns: the secret and the state blobs.
+    :raises TpmPolicyCheckFailed: the PCRs changed since the binding key
+        was certified (unwrap refused by the TPM).
+    :raises DecryptionFailed: wrong key, AAD or altered ciphertext.
+    """
+    with names.checked('wrapped key'):
+        data_key: bytes = tpm.unwrap(
+            messages.wrapped_from_wire(body['wrapped_key']),
+            _wrap_info(ctx))
+    plaintext = crypto.aead_decrypt(
+        crypto.payload_key(data_key, ctx.migration_hash),
+        body['payload_nonce'], body['ciphertext'], _aad(ctx))
+    payload = wire.decode(plaintext, messages.PAYLOAD)
+    blobs = {b['name']: b['data'] for b in payload['blobs']}
+    if sorted(blobs) != body['manifest']['blob_names'] or \
+            len(blobs) != len(payload['blobs']):
+        raise errors.AuthenticationFailed(
+            reason='state blobs differ from the manifest')
+    return payload['secret'], blobs
+
+
+def build_receipt(ctx: MigrationContext, status: str,
+                  manifest_hash: bytes, created_at: int
+                  ) -> dict[str, ty.Any]:
+    """The receipt body the destination signs."""
+    return {
+        'version': ctx.version, 'status': status,
+        'migration_id': ctx.migration_id,
+        'instance_uuid': ctx.instance_uuid,
+        'source_ak_name': ctx.source_ak_name,
+        'dest_ak_name': ctx.dest_ak_name,
+        'source_nonce': ctx.source_nonce, 'dest_nonce': ctx.dest_nonce,
+        'manifest_hash': manifest_hash, 'created_at': created_at,
+    }
