@@ -79,17 +79,21 @@ class SimHost:
     :param host_tpm: the host's TPM, for callers (optional).
     :param firmware: guest firmware, see :mod:`.guest`; the default leaves
         the vTPM alone so provisioned PCRs survive (see :mod:`.provision`).
+    :param return_path: enable QEMU's migration return path on the guests
+        (see :meth:`_start`).
     """
 
     def __init__(self, name: str, work_dir: str | None = None,
                  host_tpm: ty.Any = None,
-                 firmware: str | None = guest_mod.FIRMWARE_NO_TPM) -> None:
+                 firmware: str | None = guest_mod.FIRMWARE_NO_TPM,
+                 return_path: bool = True) -> None:
         self.name = name
         self._owns_work_dir = work_dir is None
         self.work_dir = work_dir or tempfile.mkdtemp(prefix=f'nvm-{name}-')
         os.makedirs(self.work_dir, mode=0o700, exist_ok=True)
         self.host_tpm = host_tpm
         self.firmware = firmware
+        self.return_path = return_path
         self.instances: dict[str, Instance] = {}
 
     def __enter__(self) -> 'SimHost':
@@ -187,11 +191,16 @@ class SimHost:
                 incoming=incoming, firmware=self.firmware)
             inst.guest.start()
             # NOTE(vtpm): with the return path the source learns that the
-            # destination failed to load (e.g. it refused the vTPM state)
-            # and resumes the guest itself instead of reporting success.
+            # destination failed to load (e.g. it refused the vTPM state),
+            # reports the migration failed and resumes the guest itself;
+            # its "downtime" then includes the destination's load of the
+            # device state (the swtpm state import). Without it QEMU
+            # reports success and only the source side of the downtime,
+            # and the caller must notice the failed destination and resume
+            # the source (as libvirt's Confirm phase does).
             inst.guest.execute('migrate-set-capabilities', {
                 'capabilities': [{'capability': 'return-path',
-                                  'state': True}]})
+                                  'state': self.return_path}]})
         except Exception:
             inst.kill()
             raise

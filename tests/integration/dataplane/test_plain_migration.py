@@ -23,6 +23,8 @@ nothing and that the source survives.
 
 import os
 
+import pytest
+
 from nova_vtpm_migration.dataplane import migration
 from nova_vtpm_migration.dataplane import provision
 from nova_vtpm_migration.dataplane import swtpm_ctrl
@@ -73,17 +75,33 @@ def test_plain_migration_preserves_vtpm_bit_for_bit(hosts, running_instance):
     assert provision.compare(contents, dst.read_back(inst_uuid)) == []
 
 
-def test_destination_with_wrong_key_is_refused(hosts, running_instance):
+@pytest.mark.parametrize('return_path', [True, False])
+def test_destination_with_wrong_key_is_refused(hosts, instance_uuid,
+                                               return_path):
     src, dst = hosts
-    inst_uuid, key, contents = running_instance
+    src.return_path = dst.return_path = return_path
+    key = vtpm.VtpmKey.generate()
+    contents = src.provision_instance(instance_uuid, key)
+    src.start_instance(instance_uuid)
+    inst_uuid = instance_uuid
 
     result = migration.live_migrate_plain(src, dst, inst_uuid,
                                           key=vtpm.VtpmKey.generate())
 
     assert result.outcome == migration.ABORTED
-    # QEMU's return path told the source that the destination could not
-    # load the vTPM state (swtpm: HMAC verification / decryption failed).
-    assert result.qemu is not None and result.qemu.status == 'failed'
+    assert result.qemu is not None
+    if return_path:
+        # QEMU's return path told the source that the destination could
+        # not load the vTPM state (swtpm: HMAC verification failed).
+        assert result.qemu.status == 'failed'
+    elif result.qemu.status == 'completed':
+        # The source believes it finished; the destination died loading
+        # the vTPM state, and the data plane resumed the source. (If the
+        # destination died before the source had sent everything, the
+        # source saw a write error and failed by itself.)
+        assert 'destination guest is dead' in result.error
+    else:
+        assert result.qemu.status == 'failed'
     _assert_nothing_on(dst, inst_uuid)
     _assert_source_intact(src, inst_uuid, key, contents)
 
