@@ -85,7 +85,8 @@ class KeyExchange(ty.Protocol):
     def transfer(self, instance_uuid: str) -> None:
         """Phase 2: move the instance's secret to the destination."""
 
-    def take_pending_key(self, instance_uuid: str) -> bytes | bytearray:
+    def take_pending_key(self, instance_uuid: str
+                         ) -> 'bytes | bytearray | vtpm.VtpmKey':
         """Destination: return the secret delivered by phase 2."""
 
     def commit(self, instance_uuid: str) -> None:
@@ -113,11 +114,11 @@ class DirectKeyExchange:
     def transfer(self, instance_uuid: str) -> None:
         """Nothing to transfer: the key is handed over directly."""
 
-    def take_pending_key(self, instance_uuid: str) -> bytearray:
+    def take_pending_key(self, instance_uuid: str) -> 'vtpm.VtpmKey':
         """Return a copy of the key for the destination vTPM."""
         # NOTE(vtpm): a copy, so wiping the source's key object on commit
         # does not touch the destination's.
-        return bytearray(self._key._value)
+        return self._key.copy()
 
     def commit(self, instance_uuid: str) -> None:
         """Nothing to record."""
@@ -204,7 +205,9 @@ def live_migrate(exchange: KeyExchange, src: host_mod.SimHost,
         with _Timer(result, PHASE_TRANSFER):
             exchange.transfer(instance_uuid)
         with _Timer(result, PHASE_KEY):
-            key = vtpm.VtpmKey(exchange.take_pending_key(instance_uuid))
+            delivered = exchange.take_pending_key(instance_uuid)
+            key = (delivered if isinstance(delivered, vtpm.VtpmKey)
+                   else vtpm.VtpmKey(delivered))
         with _Timer(result, PHASE_DEST_START):
             uri = dst.prepare_incoming(instance_uuid, key)
         previous_bandwidth = None

@@ -89,6 +89,15 @@ class VtpmKey:
         """
         return cls(secrets.token_bytes(size))
 
+    def copy(self) -> 'VtpmKey':
+        """Return an independent copy (wiping one leaves the other).
+
+        :raises DataplaneError: the key was wiped.
+        """
+        if self.wiped:
+            raise errors.DataplaneError(reason='vTPM key was destroyed')
+        return VtpmKey(self._value)
+
     @property
     def mode(self) -> str:
         """swtpm's cipher mode name for this key size."""

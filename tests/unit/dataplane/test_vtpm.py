@@ -47,6 +47,15 @@ def test_key_never_shown_and_wipe():
         key.open_fd()
 
 
+def test_copy_is_independent():
+    key = vtpm.VtpmKey(b'a' * 32)
+    other = key.copy()
+    key.wipe()
+    assert not other.wiped and other.same_as(vtpm.VtpmKey(b'a' * 32))
+    with pytest.raises(errors.DataplaneError):
+        key.copy()
+
+
 def test_same_as():
     assert vtpm.VtpmKey(b'a' * 32).same_as(vtpm.VtpmKey(b'a' * 32))
     assert not vtpm.VtpmKey(b'a' * 32).same_as(vtpm.VtpmKey(b'b' * 32))
