@@ -64,7 +64,8 @@ class Testbed:
     def __init__(self, names: collections.abc.Sequence[str] = ('src', 'dst'),
                  *, distinct_eks: bool = True,
                  session_lifetime: float = 300.0,
-                 firmware: str | None = guest_mod.FIRMWARE_NO_TPM
+                 firmware: str | None = guest_mod.FIRMWARE_NO_TPM,
+                 transport_url: str | None = None
                  ) -> None:
         # NOTE(vtpm): imported here so that the rest of the data plane
         # does not depend on the protocol and the simulator.
@@ -82,7 +83,13 @@ class Testbed:
         self.hosts: dict[str, host_mod.SimHost] = {}
         self.engines: dict[str, ty.Any] = {}
         self.transport = transport_mod.LocalTransport()
+        self.names = tuple(names)
+        self._rpc: ty.Any = None
+        self._servers: list[ty.Any] = []
         try:
+            peers: ty.Any = self.transport
+            if transport_url is not None:
+                peers = self._rpc_transport(transport_url)
             self._host_tpms = swtpm.make_hosts(
                 self.ca, len(names), distinct=distinct_eks, prefix='tb')
             tpms = []
@@ -97,9 +104,13 @@ class Testbed:
             for name, tpm in zip(names, tpms, strict=True):
                 eng = engine_mod.MigrationEngine.open(
                     name, tpm, self.policy,
-                    os.path.join(self.dir, name, 'engine'), self.transport,
+                    os.path.join(self.dir, name, 'engine'), peers,
                     session_lifetime=session_lifetime)
                 self.transport.register(name, eng.handle)
+                if self._rpc is not None:
+                    from nova_vtpm_migration.rpc import server
+                    self._servers.append(server.start_server(
+                        name, eng.handle, self._rpc))
                 self.engines[name] = eng
                 self.hosts[name] = host_mod.SimHost(
                     name, os.path.join(self.dir, name[:8] + '-dp'),
@@ -107,6 +118,28 @@ class Testbed:
         except BaseException:
             self.close()
             raise
+
+    def _rpc_transport(self, url: str) -> ty.Any:
+        """Engines talk over oslo.messaging on *url* (e.g. RabbitMQ)."""
+        from oslo_config import cfg
+        import oslo_messaging as messaging
+
+        from nova_vtpm_migration.rpc import rpcapi
+        from nova_vtpm_migration.rpc import transport as rpc_transport
+
+        # NOTE(vtpm): oslo.messaging registers its options on the global
+        # CONF only.
+        self._rpc = messaging.get_rpc_transport(cfg.CONF, url=url)
+        return rpc_transport.RpcTransport(rpcapi.VtpmMigrationAPI(self._rpc))
+
+    @property
+    def tpm_contexts(self) -> dict[str, ty.Any]:
+        """Host name -> its ``TpmContext`` (command statistics)."""
+        return dict(zip(self.names, self._contexts, strict=True))
+
+    def host_tpm(self, name: str) -> ty.Any:
+        """The swtpm process standing in for *name*'s hardware TPM."""
+        return self._host_tpms[self.names.index(name)]
 
     def __enter__(self) -> 'Testbed':
         return self
@@ -161,6 +194,13 @@ class Testbed:
 
     def close(self) -> None:
         """Stop every process and remove every directory."""
+        for srv in self._servers:
+            srv.stop()
+            srv.wait()
+        self._servers = []
+        if self._rpc is not None:
+            self._rpc.cleanup()
+            self._rpc = None
         for h in self.hosts.values():
             h.cleanup()
         for eng in self.engines.values():
