@@ -25,13 +25,13 @@ from nova import rpc as nova_rpc
 from oslo_log import log as logging
 
 from nova_vtpm_migration import conf
+from nova_vtpm_migration import service as host_service
 from nova_vtpm_migration.protocol import engine as engine_mod
 from nova_vtpm_migration.protocol import errors as protocol_errors
 from nova_vtpm_migration.protocol import states
 from nova_vtpm_migration.rpc import rpcapi as protocol_rpcapi
 from nova_vtpm_migration.rpc import server as protocol_server
 from nova_vtpm_migration.rpc import transport as protocol_transport
-from nova_vtpm_migration.tpm import config as tpm_config
 from nova_vtpm_migration.tpm import policy as policy_mod
 from nova_vtpm_migration.tpm import verify
 from nova_vtpm_migration.virt import engine
@@ -47,27 +47,22 @@ class EngineAdapter:
     """:class:`~nova_vtpm_migration.virt.engine.Engine` on the protocol's
     ``MigrationEngine``, served over Nova's message bus.
 
-    :param host: this compute host (RPC server name, protocol address).
-    :param tpm: this host's ``HostTpm``.
-    :param policy: the ``TrustPolicy`` peers must satisfy.
-    :param state_dir: journal and key store directory.
-    :param transport: the oslo.messaging transport (Nova's).
+    :param engine: this host's ``MigrationEngine`` (its transport must
+        reach peers; see :func:`rpc_transport`).
+    :param transport: the oslo.messaging transport its RPC server uses
+        (Nova's).
     """
 
-    def __init__(self, host: str, tpm: ty.Any,
-                 policy: policy_mod.TrustPolicy, state_dir: str,
+    def __init__(self, engine: engine_mod.MigrationEngine,
                  transport: ty.Any) -> None:
-        self.host = host
-        self.tpm = tpm
-        self.policy = policy
+        self.engine = engine
+        self.host = engine.host
+        self.tpm = engine.tpm
         self._transport = transport
         self._oracle: ty.Callable[[str, str], str] | None = None
-        self.engine = engine_mod.MigrationEngine.open(
-            host, tpm, policy, state_dir,
-            protocol_transport.RpcTransport(
-                protocol_rpcapi.VtpmMigrationAPI(transport)),
-            outcome_oracle=self._outcome)
-        self._self = self_attestation.SelfAttestation(tpm, policy)
+        engine.outcome_oracle = self._outcome
+        self._self = self_attestation.SelfAttestation(engine.tpm,
+                                                      engine.policy)
         self._server: ty.Any = None
 
     def _outcome(self, row: ty.Any) -> str:
@@ -154,24 +149,39 @@ def _check_named_policy(name: str, session: ty.Any) -> None:
     named.check_pcr_values(dict(session.peer_pcr_values))
 
 
+def rpc_transport(transport: ty.Any) -> protocol_transport.RpcTransport:
+    """The protocol transport over *transport* (an oslo.messaging one)."""
+    return protocol_transport.RpcTransport(
+        protocol_rpcapi.VtpmMigrationAPI(transport))
+
+
 def assemble(host: str, tpm: ty.Any, policy: policy_mod.TrustPolicy,
-             state_dir: str, transport: ty.Any = None) -> engine.Engine:
-    """Return the engine of *host* from explicit parts.
+             state_dir: str, transport: ty.Any = None) -> EngineAdapter:
+    """Return the engine of *host* from explicit parts (several computes
+    in one process, as in the functional tests).
 
     :param transport: oslo.messaging transport (default: Nova's).
     """
-    return EngineAdapter(host, tpm, policy, state_dir,
-                         transport or nova_rpc.TRANSPORT)
+    transport = transport or nova_rpc.TRANSPORT
+    return EngineAdapter(
+        engine_mod.MigrationEngine.open(host, tpm, policy, state_dir,
+                                        rpc_transport(transport)),
+        transport)
 
 
 def build(host: str) -> engine.Engine:
     """Return the protocol engine of *host* from ``[vtpm_migration]``.
 
+    Uses :func:`nova_vtpm_migration.service.build_engine`, so the journal
+    is where the operator CLI (``nova-vtpm-migration journal ...``) looks.
+
     :raises EngineUnavailable: the policy, TPM or state cannot be used.
     """
+    transport = nova_rpc.TRANSPORT
     try:
-        policy = tpm_config.trust_policy(CONF)
-        tpm = tpm_config.host_tpm(CONF, policy)
-        return assemble(host, tpm, policy, CONF.vtpm_migration.state_path)
+        return EngineAdapter(
+            host_service.build_engine(CONF, host,
+                                      transport=rpc_transport(transport)),
+            transport)
     except Exception as exc:
         raise errors.EngineUnavailable(host=host, reason=str(exc)) from exc

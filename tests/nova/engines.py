@@ -6,8 +6,10 @@ swtpm TPM, state directory and the test trust policy, and talks to its
 peers over Nova's (in-process) message bus, as in a deployment.
 """
 
+import os
 import typing as ty
 
+from nova_vtpm_migration import service as host_service
 from nova_vtpm_migration.protocol import states
 from nova_vtpm_migration.virt import engine_factory
 
@@ -22,7 +24,7 @@ class Engines:
     def factory(self, host: str) -> ty.Any:
         adapter = engine_factory.assemble(
             host, self.tpms.tpm(host), self.tpms.policy,
-            self.tpms.state_dir(host))
+            os.path.join(self.tpms.state_dir(host), host_service.ENGINE_DIR))
         self.adapters[host] = adapter
         return adapter
 
