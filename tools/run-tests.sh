@@ -39,9 +39,10 @@ if compgen -G "tests/nova/test_*.py" >/dev/null; then
         --concurrency "${NOVA_TEST_CONCURRENCY:-2}"
     rc=$?
     .venv/bin/stestr last --subunit 2>/dev/null \
-        | .venv/bin/subunit2junitxml > "$results/stestr.xml" 2>/dev/null
+        | .venv/bin/subunit-stats > "$results/stestr.stats" 2>/dev/null
     [[ $rc -ne 0 ]] && failed=1
 fi
 
-"$PY" tools/summarize_junit.py "$results"/*.xml || failed=1
+"$PY" tools/summarize_junit.py "$results"/*.xml "$results"/*.stats \
+    || failed=1
 exit $failed

@@ -1,4 +1,7 @@
-"""Print one summary line per JUnit XML file and a total line.
+"""Print one summary line per runner result file and a total line.
+
+Result files are JUnit XML (``*.xml``, pytest) or ``subunit-stats``
+output (``*.stats``, stestr).
 
 Exit status 1 when any test failed or errored, or when no test ran at all.
 """
@@ -19,15 +22,33 @@ def _counts(path: pathlib.Path) -> tuple[int, int, int]:
     return total - failed - skipped, failed, skipped
 
 
+def _stats_counts(path: pathlib.Path) -> tuple[int, int, int]:
+    values = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition(':')
+        if value.strip().isdigit():
+            values[key.strip()] = int(value)
+    return (values['Passed tests'], values['Failed tests'],
+            values['Skipped tests'])
+
+
 def main(paths: list[str]) -> int:
     passed = failed = skipped = 0
     for name in paths:
         path = pathlib.Path(name)
+        if '*' in path.name:
+            continue
         if not path.exists() or path.stat().st_size == 0:
             print(f'{path.stem}: no results (runner crashed?)')
             failed += 1
             continue
-        p, f, s = _counts(path)
+        try:
+            p, f, s = (_stats_counts(path) if path.suffix == '.stats'
+                       else _counts(path))
+        except (KeyError, ET.ParseError) as exc:
+            print(f'{path.stem}: unreadable results ({exc})')
+            failed += 1
+            continue
         print(f'{path.stem}: {p} passed, {f} failed, {s} skipped')
         passed, failed, skipped = passed + p, failed + f, skipped + s
     print(f'total: {passed} passed, {failed} failed, {skipped} skipped')
