@@ -46,6 +46,7 @@ import typing as ty
 
 from oslo_log import log as logging
 
+from nova_vtpm_migration import fileutils
 from nova_vtpm_migration.protocol import errors
 from nova_vtpm_migration.protocol import states
 from nova_vtpm_migration.tpm import evidence
@@ -131,7 +132,7 @@ class Journal:
         self._db.execute('PRAGMA synchronous=FULL')
         self._db.execute('PRAGMA secure_delete=ON')
         self._db.executescript(_SCHEMA)
-        _fsync_dir(directory)
+        fileutils.fsync_dir(directory)
 
     def close(self) -> None:
         """Close the database (pending transactions roll back)."""
@@ -320,10 +321,3 @@ def _row(r: tuple[ty.Any, ...]) -> MigrationRow:
                         context=json.loads(r[5]), created_at=r[6],
                         updated_at=r[7])
 
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -34,6 +34,7 @@ import typing as ty
 
 from oslo_log import log as logging
 
+from nova_vtpm_migration import fileutils
 from nova_vtpm_migration.protocol import errors
 from nova_vtpm_migration.protocol import journal as journal_mod
 from nova_vtpm_migration.protocol import messages
@@ -108,13 +109,8 @@ class KeyStore:
                 instance_uuid=instance_uuid,
                 reason='the secret cannot be sealed (size)') from None
         path = os.path.join(self._dir, name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, blob)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        _fsync_dir(self._dir)
+        fileutils.write_durably(path, blob)
+        fileutils.fsync_dir(self._dir)
         return name
 
     def _store(self, instance_uuid: str, secret: bytes,
@@ -202,7 +198,7 @@ class KeyStore:
                 _wipe(os.path.join(self._dir, name))
                 wiped.append(name)
         if wiped:
-            _fsync_dir(self._dir)
+            fileutils.fsync_dir(self._dir)
             LOG.debug('Wiped %d unused sealed key blobs', len(wiped))
         return wiped
 
@@ -225,10 +221,3 @@ def _wipe(path: str) -> None:
         os.close(fd)
     os.unlink(path)
 
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

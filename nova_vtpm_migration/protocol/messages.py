@@ -348,32 +348,41 @@ def check_uuid(value: str, field: str) -> str:
 
 # Conversions between evidence dataclasses and wire dictionaries.
 
+_T = ty.TypeVar('_T')
+
+
+def _plain_to_wire(obj: ty.Any) -> dict[str, bytes]:
+    """Wire form of an evidence dataclass whose fields are all bytes."""
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+
+
+def _plain_from_wire(cls: type[_T],
+                     d: collections.abc.Mapping[str, ty.Any]) -> _T:
+    """An evidence dataclass from its (schema-checked) wire form."""
+    fields = dataclasses.fields(ty.cast(ty.Any, cls))
+    return cls(**{f.name: d[f.name] for f in fields})
+
+
 def identity_to_wire(ident: evidence.HostIdentity) -> dict[str, bytes]:
     """Wire form of a :class:`~evidence.HostIdentity`."""
-    return {'ek_certificate': ident.ek_certificate,
-            'ek_public': ident.ek_public, 'ak_public': ident.ak_public}
+    return _plain_to_wire(ident)
 
 
 def identity_from_wire(d: collections.abc.Mapping[str, ty.Any]
                        ) -> evidence.HostIdentity:
     """A :class:`~evidence.HostIdentity` from its wire form."""
-    return evidence.HostIdentity(ek_certificate=d['ek_certificate'],
-                                 ek_public=d['ek_public'],
-                                 ak_public=d['ak_public'])
+    return _plain_from_wire(evidence.HostIdentity, d)
 
 
 def certified_to_wire(key: evidence.CertifiedKey) -> dict[str, bytes]:
     """Wire form of a :class:`~evidence.CertifiedKey`."""
-    return {'public': key.public, 'certify_attest': key.certify_attest,
-            'certify_signature': key.certify_signature}
+    return _plain_to_wire(key)
 
 
 def certified_from_wire(d: collections.abc.Mapping[str, ty.Any]
                         ) -> evidence.CertifiedKey:
     """A :class:`~evidence.CertifiedKey` from its wire form."""
-    return evidence.CertifiedKey(public=d['public'],
-                                 certify_attest=d['certify_attest'],
-                                 certify_signature=d['certify_signature'])
+    return _plain_from_wire(evidence.CertifiedKey, d)
 
 
 def quote_to_wire(q: evidence.Quote) -> dict[str, ty.Any]:
@@ -399,26 +408,21 @@ def quote_from_wire(d: collections.abc.Mapping[str, ty.Any]
 def credential_to_wire(c: evidence.CredentialChallenge
                        ) -> dict[str, bytes]:
     """Wire form of a :class:`~evidence.CredentialChallenge`."""
-    return {'credential_blob': c.credential_blob,
-            'encrypted_secret': c.encrypted_secret}
+    return _plain_to_wire(c)
 
 
 def credential_from_wire(d: collections.abc.Mapping[str, ty.Any]
                          ) -> evidence.CredentialChallenge:
     """A :class:`~evidence.CredentialChallenge` from its wire form."""
-    return evidence.CredentialChallenge(
-        credential_blob=d['credential_blob'],
-        encrypted_secret=d['encrypted_secret'])
+    return _plain_from_wire(evidence.CredentialChallenge, d)
 
 
 def wrapped_to_wire(w: evidence.WrappedKey) -> dict[str, bytes]:
     """Wire form of a :class:`~evidence.WrappedKey`."""
-    return {'ephemeral_point': w.ephemeral_point, 'nonce': w.nonce,
-            'ciphertext': w.ciphertext}
+    return _plain_to_wire(w)
 
 
 def wrapped_from_wire(d: collections.abc.Mapping[str, ty.Any]
                       ) -> evidence.WrappedKey:
     """A :class:`~evidence.WrappedKey` from its wire form."""
-    return evidence.WrappedKey(ephemeral_point=d['ephemeral_point'],
-                               nonce=d['nonce'], ciphertext=d['ciphertext'])
+    return _plain_from_wire(evidence.WrappedKey, d)

@@ -43,6 +43,7 @@ from tpm2_pytss import constants
 from tpm2_pytss import types
 from tpm2_pytss import utils as tss_utils
 
+from nova_vtpm_migration import fileutils
 from nova_vtpm_migration.tpm import context
 from nova_vtpm_migration.tpm import errors
 from nova_vtpm_migration.tpm import evidence
@@ -85,17 +86,6 @@ class _KeyBlob:
         return cls(bytes.fromhex(data['public']),
                    bytes.fromhex(data['private']), float(data['created']),
                    bytes.fromhex(data['pcr_digest']))
-
-
-def _atomic_write(path: pathlib.Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + '.tmp')
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 class HostTpm:
@@ -393,7 +383,7 @@ class HostTpm:
         # NOTE(vtpm): keep the previous key so that a wrap made just before
         # an age-based rotation can still be unwrapped.
         keep = [blob] + blobs[:1]
-        _atomic_write(self._binding_path, json.dumps(
+        fileutils.atomic_write(self._binding_path, json.dumps(
             {'keys': [b.to_json() for b in keep]}).encode())
         LOG.info('Created a new binding key (PCR digest %s)', digest.hex())
         return blob
@@ -487,7 +477,7 @@ class HostTpm:
             pass
         priv, pub, *_ = e.create(srk, None, objects.signing_template())
         blob = _KeyBlob(pub.marshal(), priv.marshal(), time.time())
-        _atomic_write(path, json.dumps(blob.to_json()).encode())
+        fileutils.atomic_write(path, json.dumps(blob.to_json()).encode())
         LOG.info('Created the signing key')
         return blob
 
