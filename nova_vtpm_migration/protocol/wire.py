@@ -128,22 +128,27 @@ def dumps(value: Value) -> bytes:
                       ensure_ascii=True, allow_nan=False).encode('ascii')
 
 
+def _scalar(value: Value, field: Field, path: str) -> Value:
+    """Check a string or integer field (the same on the wire and off)."""
+    if field.kind == STR:
+        if not isinstance(value, str):
+            raise errors.WrongFieldType(field=path, expected='str')
+        _check_str(value, field, path)
+        return value
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise errors.WrongFieldType(field=path, expected='int')
+    _check_int(value, field, path)
+    return value
+
+
 def _to_wire(value: Value, field: Field, path: str) -> Value:
     if field.kind == BYTES:
         if not isinstance(value, bytes):
             raise errors.WrongFieldType(field=path, expected='bytes')
         _check_len(len(value), field, path)
         return _b64encode(value)
-    if field.kind == STR:
-        if not isinstance(value, str):
-            raise errors.WrongFieldType(field=path, expected='str')
-        _check_str(value, field, path)
-        return value
-    if field.kind == INT:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise errors.WrongFieldType(field=path, expected='int')
-        _check_int(value, field, path)
-        return value
+    if field.kind in (STR, INT):
+        return _scalar(value, field, path)
     if field.kind == LIST:
         if not isinstance(value, (list, tuple)):
             raise errors.WrongFieldType(field=path, expected='list')
@@ -175,16 +180,8 @@ def _from_wire(value: Value, field: Field, path: str) -> Value:
         data = _b64decode(value, path)
         _check_len(len(data), field, path)
         return data
-    if field.kind == STR:
-        if not isinstance(value, str):
-            raise errors.WrongFieldType(field=path, expected='str')
-        _check_str(value, field, path)
-        return value
-    if field.kind == INT:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise errors.WrongFieldType(field=path, expected='int')
-        _check_int(value, field, path)
-        return value
+    if field.kind in (STR, INT):
+        return _scalar(value, field, path)
     if field.kind == LIST:
         if not isinstance(value, list):
             raise errors.WrongFieldType(field=path, expected='list')
