@@ -4,6 +4,7 @@
 #   make test   - the whole test suite (installs what is missing first)
 #   make lint   - ruff, mypy, reno lint, shellcheck
 #   make bench  - benchmarks with printed ratios
+#   make tpm-bench - micro-benchmark of the host TPM layer (swtpm)
 #
 # Every target installs the Debian packages and the pinned virtualenv it
 # needs; a second run skips what is already there.
@@ -16,8 +17,8 @@ PIP := $(VENV)/bin/pip
 PKG_SOURCES := $(shell find nova_vtpm_migration nova -name '*.py' 2>/dev/null) \
 	setup.cfg setup.py pyproject.toml
 
-.PHONY: all demo test lint bench system venv install sample-config \
-	constraints clean
+.PHONY: all demo test lint bench tpm-bench system venv install \
+	sample-config constraints clean
 
 all: test
 
@@ -52,6 +53,9 @@ lint: install
 
 bench: install
 	@$(PY) -m nova_vtpm_migration.cmd.bench $(BENCH_ARGS)
+
+tpm-bench: install
+	@$(PY) -m nova_vtpm_migration.cmd.tpm_bench $(BENCH_ARGS)
 
 sample-config: install
 	@$(VENV)/bin/oslo-config-generator \

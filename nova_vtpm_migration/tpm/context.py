@@ -1,0 +1,381 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
+"""Serialised, leak-free access to one TPM through tpm2-pytss ESAPI.
+
+``with ctx.esys() as e:`` takes the process-wide lock of the TPM (one per
+TCTI string), hands out a proxy of the ESAPI context and, when the
+outermost block ends, flushes every transient object and session that was
+created inside it -- also when the block raises. This matters on a TPM
+without resource manager (swtpm, ``/dev/tpm0``) where libtpms has only three
+transient object slots and objects survive their client connection.
+
+Every ESAPI call made through the proxy is timed (``ctx.stats``) and a
+``TSS2_Exception`` from it is translated into the
+:mod:`~nova_vtpm_migration.tpm.errors` tree.
+"""
+
+import collections.abc
+import contextlib
+import dataclasses
+import threading
+import time
+import typing as ty
+
+from oslo_log import log as logging
+import tpm2_pytss
+from tpm2_pytss import constants
+
+from nova_vtpm_migration.tpm import errors
+
+LOG = logging.getLogger(__name__)
+
+# TSS2 layers (bits 16-23 of a TSS2_RC) and base codes.
+_LAYER_MASK = 0xFF0000
+_TPM_LAYER = 0x000000
+_RESMGR_TPM_LAYER = 0x0B0000
+_BASE_NO_CONNECTION = 8
+_BASE_TRY_AGAIN = 9
+_BASE_IO_ERROR = 10
+
+# TPM response codes (handle/session/parameter numbers removed).
+_RC_INITIALIZE = 0x100
+_RC_FAILURE = 0x101
+_RC_POLICY = 0x126
+_RC_PCR_CHANGED = 0x128
+_RC_POLICY_FAIL = 0x09D
+_RC_YIELDED = 0x908
+_RC_TESTING = 0x90A
+_RC_NV_UNAVAILABLE = 0x923
+_RC_LOCKOUT = 0x921
+_RC_RETRY = 0x922
+_BUSY_CODES = frozenset((_RC_YIELDED, _RC_TESTING, _RC_RETRY,
+                         _RC_NV_UNAVAILABLE))
+_POLICY_CODES = frozenset((_RC_POLICY_FAIL, _RC_PCR_CHANGED, _RC_POLICY))
+
+# ESAPI calls whose result is a new TPM object or session to be flushed.
+_CREATING_CALLS = frozenset((
+    'create_primary', 'load', 'load_external', 'create_loaded',
+    'start_auth_session', 'context_load', 'hmac_start', 'hash_sequence_start',
+))
+
+
+def tpm_rc_code(rc: int) -> int | None:
+    """The TPM response code of ``rc`` without its handle/session/parameter
+    number, or ``None`` when ``rc`` does not come from the TPM.
+
+    :param rc: a ``TSS2_RC``.
+    """
+    if rc & _LAYER_MASK not in (_TPM_LAYER, _RESMGR_TPM_LAYER):
+        return None
+    base = rc & 0xFFFF
+    if base & 0x80:
+        return base & 0xBF
+    return base & 0xFFF
+
+
+def map_tss_error(tcti: str, command: str,
+                  exc: tpm2_pytss.TSS2_Exception) -> errors.TpmError:
+    """Translate a ``TSS2_Exception`` into a :class:`~errors.TpmError`.
+
+    :param tcti: the TPM's TCTI string (for the message).
+    :param command: the ESAPI method that failed.
+    :param exc: the exception raised by tpm2-pytss.
+    """
+    rc = int(exc.rc)
+    code = tpm_rc_code(rc)
+    if code is None:
+        base = rc & 0xFFFF
+        if base in (_BASE_NO_CONNECTION, _BASE_IO_ERROR):
+            return errors.TpmUnavailable(
+                tcti=tcti, reason=f'{command}: {exc} (rc={rc:#x})')
+        if base == _BASE_TRY_AGAIN:
+            return errors.TpmBusy(tcti=tcti, reason=f'{command}: {exc}')
+        return errors.TpmCommandError(command=command, error=str(exc), rc=rc)
+    if code == _RC_FAILURE:
+        return errors.TpmFailureMode(tcti=tcti, command=command, rc=rc)
+    if code == _RC_INITIALIZE:
+        return errors.TpmUnavailable(
+            tcti=tcti, reason=f'{command}: TPM not started (TPM2_Startup '
+                              f'missing, rc={rc:#x})')
+    if code == _RC_LOCKOUT:
+        return errors.TpmLockout(tcti=tcti, command=command, rc=rc)
+    if code in _BUSY_CODES:
+        return errors.TpmBusy(
+            tcti=tcti, reason=f'{command} returned {exc} (rc={rc:#x})')
+    if code in _POLICY_CODES:
+        return errors.TpmPolicyCheckFailed(command=command, error=str(exc),
+                                           rc=rc)
+    return errors.TpmCommandError(command=command, error=str(exc), rc=rc)
+
+
+@dataclasses.dataclass
+class CommandStats:
+    """Count and cumulated wall time of one ESAPI command."""
+
+    count: int = 0
+    total: float = 0.0
+
+    @property
+    def mean(self) -> float:
+        """Mean seconds per call (0 when never called)."""
+        return self.total / self.count if self.count else 0.0
+
+
+class _TpmSlot:
+    """Process-wide state of one TPM: its lock and its open connection."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.esapi: tpm2_pytss.ESAPI | None = None
+        self.depth = 0
+
+
+_SLOTS: dict[str, _TpmSlot] = {}
+_SLOTS_GUARD = threading.Lock()
+
+
+def _slot(tcti: str) -> _TpmSlot:
+    with _SLOTS_GUARD:
+        slot = _SLOTS.get(tcti)
+        if slot is None:
+            slot = _SLOTS[tcti] = _TpmSlot()
+        return slot
+
+
+class Esys:
+    """Proxy of an ESAPI context handed out by :meth:`TpmContext.esys`.
+
+    Attribute access returns the ESAPI method wrapped with timing, error
+    translation and bookkeeping of created objects and sessions. The raw
+    context is :attr:`raw` (for helpers such as ``NVReadEK``).
+    """
+
+    def __init__(self, ctx: 'TpmContext', esapi: tpm2_pytss.ESAPI) -> None:
+        self._ctx = ctx
+        self._esapi = esapi
+        self.created: list[ty.Any] = []
+        self.tr_handles: list[ty.Any] = []
+
+    @property
+    def raw(self) -> tpm2_pytss.ESAPI:
+        """The underlying ``tpm2_pytss.ESAPI`` (not timed or tracked)."""
+        return self._esapi
+
+    def __getattr__(self, name: str) -> ty.Any:
+        attr = getattr(self._esapi, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: ty.Any, **kwargs: ty.Any) -> ty.Any:
+            start = time.perf_counter()
+            try:
+                result = attr(*args, **kwargs)
+            except tpm2_pytss.TSS2_Exception as exc:
+                err = map_tss_error(self._ctx.tcti, name, exc)
+                if isinstance(err, errors.TpmUnavailable):
+                    self._ctx._broken = True
+                raise err from exc
+            finally:
+                self._ctx._record(name, time.perf_counter() - start)
+            if name in _CREATING_CALLS:
+                self.created.append(
+                    result[0] if isinstance(result, tuple) else result)
+            elif name in ('tr_from_tpmpublic', 'evict_control'):
+                self.tr_handles.append(result)
+            elif name == 'flush_context' and args:
+                with contextlib.suppress(ValueError):
+                    self.created.remove(args[0])
+            return result
+
+        return call
+
+    def forget(self, handle: ty.Any) -> None:
+        """Stop tracking ``handle`` (e.g. after it was made persistent)."""
+        with contextlib.suppress(ValueError):
+            self.created.remove(handle)
+
+
+class TpmContext:
+    """Access to one TPM, serialised by a per-TPM lock.
+
+    :param tcti: TCTI configuration string (``device:/dev/tpmrm0``,
+        ``swtpm:host=127.0.0.1,port=2321``, ...).
+    :param lock_timeout: seconds to wait for the TPM lock before raising
+        :class:`~errors.TpmBusy`.
+    """
+
+    def __init__(self, tcti: str, lock_timeout: float = 30.0) -> None:
+        self.tcti = tcti
+        self.lock_timeout = lock_timeout
+        self._slot = _slot(tcti)
+        self._stats: dict[str, CommandStats] = collections.defaultdict(
+            CommandStats)
+        self._stats_lock = threading.Lock()
+        self._broken = False
+
+    @property
+    def stats(self) -> dict[str, CommandStats]:
+        """A copy of the per-command statistics of this context."""
+        with self._stats_lock:
+            return {k: dataclasses.replace(v) for k, v in self._stats.items()}
+
+    def reset_stats(self) -> None:
+        """Forget the recorded command statistics."""
+        with self._stats_lock:
+            self._stats.clear()
+
+    def _record(self, name: str, seconds: float) -> None:
+        with self._stats_lock:
+            stat = self._stats[name]
+            stat.count += 1
+            stat.total += seconds
+
+    def _connect(self) -> tpm2_pytss.ESAPI:
+        try:
+            esapi = tpm2_pytss.ESAPI(self.tcti)
+        except tpm2_pytss.TSS2_Exception as exc:
+            raise map_tss_error(self.tcti, 'connect', exc) from exc
+        except (OSError, ValueError, RuntimeError) as exc:
+            # NOTE(vtpm): TCTILdr raises plain Python errors for unknown
+            # TCTI modules or missing device nodes.
+            raise errors.TpmUnavailable(tcti=self.tcti,
+                                        reason=str(exc)) from exc
+        # NOTE(vtpm): without a resource manager objects outlive their
+        # connection. Under our lock nothing else of ours is loaded, so
+        # anything transient left at connect time is a leak of a crashed
+        # earlier user; free the slots. Behind /dev/tpmrm0 the list is empty.
+        try:
+            for handle in _loaded_handles(esapi):
+                _flush_tpm_handle(esapi, handle)
+        except tpm2_pytss.TSS2_Exception as exc:
+            esapi.close()
+            raise map_tss_error(self.tcti, 'connect', exc) from exc
+        return esapi
+
+    def _open(self) -> set[int]:
+        """Make sure the connection works; return the loaded handles.
+
+        A connection found dead (the TPM daemon restarted) is replaced
+        once, transparently.
+        """
+        for attempt in (1, 2):
+            if self._slot.esapi is None:
+                self._slot.esapi = self._connect()
+            try:
+                return _loaded_handles(self._slot.esapi)
+            except tpm2_pytss.TSS2_Exception as exc:
+                err = map_tss_error(self.tcti, 'get_capability', exc)
+                self._disconnect()
+                if attempt == 2 or not isinstance(err,
+                                                  errors.TpmUnavailable):
+                    raise err from exc
+                LOG.info('Reconnecting to TPM %s', self.tcti)
+        raise AssertionError('unreachable')
+
+    def _disconnect(self) -> None:
+        esapi, self._slot.esapi = self._slot.esapi, None
+        if esapi is not None:
+            with contextlib.suppress(Exception):
+                esapi.close()
+
+    @contextlib.contextmanager
+    def esys(self) -> collections.abc.Iterator[Esys]:
+        """Take the TPM lock and yield an :class:`Esys` proxy.
+
+        Objects and sessions created in the block are flushed when it
+        ends, also on error. Blocks may nest within one thread.
+
+        :raises errors.TpmBusy: the lock was not free within
+            ``lock_timeout`` seconds.
+        :raises errors.TpmUnavailable: the TPM cannot be reached.
+        """
+        slot = self._slot
+        if not slot.lock.acquire(timeout=self.lock_timeout):
+            raise errors.TpmBusy(
+                tcti=self.tcti,
+                reason=f'lock not free within {self.lock_timeout}s')
+        try:
+            slot.depth += 1
+            outermost = slot.depth == 1
+            before = self._open() if outermost else set()
+            esapi = slot.esapi
+            assert esapi is not None
+            proxy = Esys(self, esapi)
+            try:
+                yield proxy
+            finally:
+                self._cleanup(esapi, proxy, before if outermost else None)
+        finally:
+            slot.depth -= 1
+            slot.lock.release()
+
+    def _cleanup(self, esapi: tpm2_pytss.ESAPI, proxy: Esys,
+                 before: set[int] | None) -> None:
+        try:
+            if self._broken:
+                raise errors.TpmUnavailable(tcti=self.tcti,
+                                            reason='connection lost')
+            for tr in reversed(proxy.created):
+                # The session may be gone already (no continueSession).
+                with contextlib.suppress(tpm2_pytss.TSS2_Exception):
+                    esapi.flush_context(tr)
+            for tr in proxy.tr_handles:
+                with contextlib.suppress(tpm2_pytss.TSS2_Exception):
+                    esapi.tr_close(tr)
+            if before is not None:
+                for handle in _loaded_handles(esapi) - before:
+                    LOG.debug('Flushing leftover TPM handle %#x', handle)
+                    _flush_tpm_handle(esapi, handle)
+        except (tpm2_pytss.TSS2_Exception, errors.TpmError):
+            # NOTE(vtpm): reconnecting flushes whatever is left (see
+            # _connect), so a lost connection cannot leak slots for good.
+            LOG.warning('Dropping TPM connection %s after an error during '
+                        'cleanup', self.tcti)
+            self._broken = False
+            self._disconnect()
+
+    def close(self) -> None:
+        """Close the shared connection to this TPM (reopened on demand)."""
+        with self._slot.lock:
+            if self._slot.depth == 0:
+                self._disconnect()
+
+
+def _loaded_handles(esapi: tpm2_pytss.ESAPI) -> set[int]:
+    handles: set[int] = set()
+    for first in (constants.TPM2_HC.TRANSIENT_FIRST,
+                  constants.TPM2_HC.LOADED_SESSION_FIRST):
+        more, cap = esapi.get_capability(constants.TPM2_CAP.HANDLES,
+                                         first, 64)
+        for handle in cap.data.handles:
+            if handle >> 24 == first >> 24 or (
+                    first == constants.TPM2_HC.LOADED_SESSION_FIRST
+                    and handle >> 24 == 0x03):
+                handles.add(int(handle))
+    return handles
+
+
+def _flush_tpm_handle(esapi: tpm2_pytss.ESAPI, handle: int) -> None:
+    tr = esapi.tr_from_tpmpublic(handle)
+    esapi.flush_context(tr)
+
+
+def loaded_handles(ctx: TpmContext) -> set[int]:
+    """TPM handles of all loaded transient objects and sessions.
+
+    :param ctx: the TPM to ask.
+    """
+    with ctx.esys() as e:
+        return _loaded_handles(e.raw)

@@ -1,0 +1,198 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
+"""TpmContext: locking, error translation and slot hygiene (real swtpm)."""
+
+import os
+import threading
+import typing as ty
+
+import pytest
+import tpm2_pytss
+from tpm2_pytss import constants
+
+from nova_vtpm_migration.sim import swtpm
+from nova_vtpm_migration.tpm import context
+from nova_vtpm_migration.tpm import errors
+from nova_vtpm_migration.tpm import objects
+from nova_vtpm_migration.tpm import verify
+from tests.functional.swtpm_fixtures import SimHost
+
+
+def _raw_loaded(tcti: str) -> tuple[list[int], list[int]]:
+    """Loaded transient objects and sessions, seen by a fresh client."""
+    with tpm2_pytss.ESAPI(tcti) as e:
+        result = []
+        for first in (constants.TPM2_HC.TRANSIENT_FIRST,
+                      constants.TPM2_HC.LOADED_SESSION_FIRST):
+            _, cap = e.get_capability(constants.TPM2_CAP.HANDLES, first, 64)
+            result.append([int(h) for h in cap.data.handles])
+    return result[0], result[1]
+
+
+def test_tpm_absent_is_unavailable() -> None:
+    port = swtpm.free_port_pair()
+    ctx = context.TpmContext(f'swtpm:host=127.0.0.1,port={port}')
+    with pytest.raises(errors.TpmUnavailable, match='unavailable'):
+        with ctx.esys() as e:
+            e.get_random(4)
+    with pytest.raises(errors.TpmUnavailable):
+        with context.TpmContext('device:/dev/nonexistent-tpm').esys():
+            pass
+
+
+def test_tpm_going_away_and_back(swtpm_factory: object) -> None:
+    sim = swtpm_factory('flaky')  # type: ignore
+    sim.tpm.quote(b'n')
+    sim.swtpm.stop_process()
+    with pytest.raises(errors.TpmUnavailable):
+        sim.tpm.quote(b'n')
+    sim.swtpm.start()
+    assert sim.ctx.tcti == sim.swtpm.tcti
+    sim.tpm.quote(b'n')
+
+
+def test_lock_timeout_is_busy(host_pair: tuple[SimHost, SimHost]) -> None:
+    a, _ = host_pair
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with a.ctx.esys():
+            holding.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    try:
+        assert holding.wait(10)
+        other = context.TpmContext(a.ctx.tcti, lock_timeout=0.2)
+        with pytest.raises(errors.TpmBusy, match='lock'):
+            with other.esys():
+                pass
+    finally:
+        release.set()
+        t.join()
+
+
+def test_objects_flushed_on_error(host_pair: tuple[SimHost, SimHost]) -> None:
+    a, _ = host_pair
+    with pytest.raises(RuntimeError):
+        with a.ctx.esys() as e:
+            e.create_primary(None, objects.srk_template(),
+                             constants.ESYS_TR.OWNER)
+            e.create_primary(None, objects.srk_template(),
+                             constants.ESYS_TR.OWNER)
+            # Created through the raw context: found by the handle scan.
+            e.raw.start_auth_session(
+                constants.ESYS_TR.NONE, constants.ESYS_TR.NONE,
+                constants.TPM2_SE.HMAC, None, constants.TPM2_ALG.SHA256)
+            assert len(context.loaded_handles(a.ctx)) == 3
+            raise RuntimeError('boom')
+    assert context.loaded_handles(a.ctx) == set()
+    assert _raw_loaded(a.ctx.tcti) == ([], [])
+
+
+def test_error_translation(host_pair: tuple[SimHost, SimHost]) -> None:
+    a, _ = host_pair
+    with pytest.raises(errors.TpmCommandError) as exc:
+        with a.ctx.esys() as e:
+            e.tr_from_tpmpublic(0x81777777)
+    assert exc.value.kwargs['command'] == 'tr_from_tpmpublic'
+    assert 'rc=0x' in str(exc.value)
+
+
+def test_stats_are_recorded(host_pair: tuple[SimHost, SimHost]) -> None:
+    a, _ = host_pair
+    a.ctx.reset_stats()
+    a.tpm.quote(b'n')
+    stats = a.ctx.stats
+    assert stats['quote'].count == 1
+    assert stats['quote'].total > 0
+    assert stats['quote'].mean == stats['quote'].total
+
+
+@pytest.mark.slow
+def test_no_slot_leak_after_many_mixed_operations(
+        swtpm_factory: object) -> None:
+    """>= 1,000 operations, many failing half-way, leave no TPM slot used.
+
+    swtpm has three transient object slots and no resource manager: a
+    single leaked object per operation would break the fourth one.
+    """
+    sim = swtpm_factory('leak')  # type: ignore
+    tpm = sim.tpm
+    ident = tpm.identity()
+    stale_blob = tpm.seal(b'sealed before the extend')
+    stale_wrap = verify.wrap(tpm.certified_binding_key(b'n').public,
+                             b'k' * 32, b'i')
+    sim.swtpm.extend_pcr(16, b'change')
+    signing = tpm.certified_signing_key(b'n').public
+    binding = tpm.certified_binding_key(b'n').public
+    good_blob = tpm.seal(b'sealed after')
+    bad_cred = verify.make_credential(ident, os.urandom(32))
+    bad_cred = type(bad_cred)(bad_cred.credential_blob[:-1] + b'\0',
+                              bad_cred.encrypted_secret)
+
+    def fail_midway() -> None:
+        with sim.ctx.esys() as e:
+            e.create_primary(None, objects.srk_template(),
+                             constants.ESYS_TR.OWNER)
+            e.start_auth_session(
+                constants.ESYS_TR.NONE, constants.ESYS_TR.NONE,
+                constants.TPM2_SE.POLICY, None, constants.TPM2_ALG.SHA256)
+            e.tr_from_tpmpublic(0x81777777)   # fails: no such handle
+
+    policy_failed = errors.TpmPolicyCheckFailed
+    ops: list[tuple[ty.Callable[[], object], type[Exception] | None]] = [
+        (lambda: tpm.quote(b'n'), None),
+        (lambda: tpm.certified_binding_key(b'n'), None),
+        (lambda: tpm.sign(b'm'), None),
+        (lambda: tpm.unseal(good_blob), None),
+        (lambda: tpm.unwrap(verify.wrap(binding, b's', b'i'), b'i'), None),
+        (lambda: tpm.unwrap(verify.wrap(binding, b's', b'i'), b'other'),
+         errors.UnwrapError),
+        (lambda: tpm.unseal(stale_blob), policy_failed),
+        # The current key is tried and does not open it, the old one fails
+        # its PCR policy.
+        (lambda: tpm.unwrap(stale_wrap, b'i'), errors.UnwrapError),
+        (lambda: tpm.certified_signing_key(b'n'), None),
+        (lambda: tpm.unseal(good_blob[:-8] + b'\0' * 8),
+         errors.TpmCommandError),
+        (fail_midway, errors.TpmCommandError),
+        (lambda: tpm.seal(b'x'), None),
+        (lambda: tpm.quote(b'n'), None),
+        (lambda: verify.verify_signature(signing, b'm', tpm.sign(b'm')),
+         None),
+        (lambda: tpm.certified_binding_key(b'n'), None),
+        (lambda: tpm.pcr_values(), None),
+        (lambda: tpm.unwrap(verify.wrap(binding, b's', b'i'), b'i'), None),
+        (lambda: tpm.sign(b'm'), None),
+        (lambda: tpm.unseal(good_blob), None),
+    ]
+    failures = 0
+    for i in range(1000):
+        fn, expected = ops[i % len(ops)]
+        if i % 100 == 50:
+            fn, expected = (lambda: tpm.activate_credential(bad_cred),
+                            errors.CredentialError)
+        if expected is None:
+            fn()
+        else:
+            with pytest.raises(expected):
+                fn()
+            failures += 1
+    assert failures >= 250
+    assert context.loaded_handles(sim.ctx) == set()
+    assert _raw_loaded(sim.swtpm.tcti) == ([], [])

@@ -1,0 +1,55 @@
+"""Tests of the CLI output helpers and the demo reporter."""
+
+import io
+import json
+
+import pytest
+
+from nova_vtpm_migration.cmd import output
+from nova_vtpm_migration.cmd import reporting
+
+
+def test_table_aligns_columns() -> None:
+    rows = [{'a': 'x', 'b': True}, {'a': 'long', 'b': None}]
+    text = output.render_table(rows, ('a', 'b'))
+    lines = text.splitlines()
+    assert len({len(line) for line in lines}) == 1
+    assert '| long | -   |' in text and '| x    | yes |' in text
+
+
+def test_emit_json_roundtrips() -> None:
+    buf = io.StringIO()
+    output.emit([{'k': 1}], 'json', stream=buf)
+    assert json.loads(buf.getvalue()) == [{'k': 1}]
+
+
+def test_emit_empty_list() -> None:
+    buf = io.StringIO()
+    output.emit([], 'table', stream=buf)
+    assert buf.getvalue() == '(none)\n'
+
+
+def test_reporter_fails_on_failed_check() -> None:
+    buf = io.StringIO()
+    rep = reporting.Reporter(buf)
+    with rep.step('one', phase='p1'):
+        pass
+    rep.check('good', True)
+    assert rep.ok
+    rep.check('bad', False, 'reason')
+    assert not rep.ok
+    rep.summary()
+    assert '1 CHECK(S) FAILED' in buf.getvalue()
+    assert '[FAIL] bad (reason)' in buf.getvalue()
+
+
+def test_reporter_without_checks_is_not_ok() -> None:
+    assert not reporting.Reporter(io.StringIO()).ok
+
+
+def test_step_reports_failure() -> None:
+    buf = io.StringIO()
+    rep = reporting.Reporter(buf)
+    with pytest.raises(RuntimeError), rep.step('explodes'):
+        raise RuntimeError('boom')
+    assert 'failed after' in buf.getvalue() and 'boom' in buf.getvalue()
