@@ -217,6 +217,24 @@ Possible values:
 
 * Any topic name; every compute host must use the same one.
 """),
+    cfg.StrOpt('rpc_version_cap',
+        help="""
+Highest version of the host-to-host migration RPC API this host sends.
+
+Set it during a rolling upgrade to the version (or release alias) that the
+oldest compute host understands, then unset it once every host runs the
+new code. Unset means the newest version this code knows.
+
+Possible values:
+
+* Unset (default): no cap.
+* A version such as ``1.0``.
+* A release alias listed in ``VtpmMigrationAPI.VERSION_ALIASES``.
+
+Related options:
+
+* ``rpc_topic``
+"""),
     cfg.IntOpt('rpc_timeout',
         default=60,
         min=1,

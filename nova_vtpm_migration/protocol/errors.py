@@ -84,6 +84,13 @@ class FieldOutOfRange(MalformedMessage):
     code = 'out_of_range'
 
 
+class InvalidEvidence(MalformedMessage):
+    """TPM evidence that the verifier could not even parse."""
+
+    msg_fmt = _('Malformed TPM evidence (%(what)s): %(reason)s')
+    code = 'invalid_evidence'
+
+
 class UnsupportedVersion(ProtocolError):
     msg_fmt = _('Unsupported protocol version %(version)s (supported: '
                 '%(supported)s)')

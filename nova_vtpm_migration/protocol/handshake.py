@@ -19,11 +19,12 @@
 
     I -> R  hello        versions, suites, nI, eI, I.identity, I.signing_key
     R -> I  hello_reply  version, suite, sid, nR, eR, R.identity,
-                         R.signing_key,
-                         quote_R(H('quote-responder', hello, reply core)),
-                         cred(I.EK, I.AK, cI)
-    I -> R  attest       sid, quote_I(H('quote-initiator', T2)),
-                         proof_I = HMAC(cI, T2), cred(R.EK, R.AK, cR)
+                         R.signing_key, cred(I.EK, I.AK, cI),
+                         quote_R(H('quote-responder', hello, all of the
+                                   above))
+    I -> R  attest       sid, proof_I = HMAC(cI, T2), cred(R.EK, R.AK, cR),
+                         quote_I(H('quote-initiator', T2, all of the
+                                   above))
     R -> I  attest_reply sid, proof_R = HMAC(cR, T3),
                          confirm = HMAC(k_confirm, T3)
 
@@ -32,6 +33,8 @@
 
 Each side's ephemeral ECDH key is in the transcript its own TPM quotes, so
 a man in the middle who substitutes a key breaks the peer's quote check.
+Everything a side sends is under its quote, so tampering is detected in
+software before the receiving TPM does any work.
 The credential round trip proves that each AK lives in the same TPM as the
 EK whose certificate chains to a trusted CA, and both credential secrets
 enter the key schedule. The versions and suites offered and chosen are in
@@ -55,10 +58,15 @@ from nova_vtpm_migration.tpm import verify
 
 LOG = logging.getLogger(__name__)
 
+#: The part of ``hello_reply`` the responder's quote covers (all but the
+#: quote itself).
 _REPLY_CORE: wire.Schema = {
-    name: messages.SCHEMAS['hello_reply'][name]
-    for name in ('version', 'suite', 'session_id', 'nonce', 'ephemeral',
-                 'identity', 'signing_key')}
+    name: field for name, field in messages.SCHEMAS['hello_reply'].items()
+    if name != 'quote'}
+#: The part of ``attest`` the initiator's quote covers.
+_ATTEST_CORE: wire.Schema = {
+    name: field for name, field in messages.SCHEMAS['attest'].items()
+    if name != 'quote'}
 
 
 class ClockStore(ty.Protocol):
@@ -101,9 +109,11 @@ def verify_peer_keys(identity: evidence.HostIdentity,
     :raises VerificationError: the TPM layer refused the evidence.
     """
     ak_name = names.object_name(identity.ak_public, 'identity.ak_public')
-    verify.verify_identity(identity, policy)
-    verify.verify_signing_key(signing_key, identity.ak_public,
-                              crypto.SIGNING_KEY_QUALIFIER)
+    with names.checked('identity'):
+        verify.verify_identity(identity, policy)
+    with names.checked('signing key'):
+        verify.verify_signing_key(signing_key, identity.ak_public,
+                                  crypto.SIGNING_KEY_QUALIFIER)
     return ak_name
 
 
@@ -111,9 +121,16 @@ def _check_quote(quote: evidence.Quote, identity: evidence.HostIdentity,
                  ak_name: bytes, qualifying_data: bytes, policy: ty.Any,
                  clocks: ClockStore) -> None:
     previous = clocks.get_peer_clock(ak_name)
-    clock = verify.verify_quote(quote, identity.ak_public, qualifying_data,
-                                policy, previous)
+    with names.checked('quote'):
+        clock = verify.verify_quote(quote, identity.ak_public,
+                                    qualifying_data, policy, previous)
     clocks.set_peer_clock(ak_name, clock)
+
+
+def _make_credential(identity: evidence.HostIdentity,
+                     secret: bytes) -> evidence.CredentialChallenge:
+    with names.checked('EK public area'):
+        return verify.make_credential(identity, secret)
 
 
 def _refusal(msg: messages.Message, peer: str, request: str) -> ty.NoReturn:
@@ -184,11 +201,12 @@ class Initiator:
         identity = messages.identity_from_wire(body['identity'])
         signing_key = messages.certified_from_wire(body['signing_key'])
         ak_name = verify_peer_keys(identity, signing_key, self._policy)
-        core = wire.encode({k: body[k] for k in _REPLY_CORE}, _REPLY_CORE)
+        reply_core = wire.encode({k: body[k] for k in _REPLY_CORE},
+                                 _REPLY_CORE)
         quote = messages.quote_from_wire(body['quote'])
         _check_quote(quote, identity, ak_name,
                      crypto.transcript_hash('quote-responder', self._hello,
-                                            core),
+                                            reply_core),
                      self._policy, self._clocks)
         # NOTE(vtpm): the responder's quote checked out, so it is the
         # trusted TPM that chose eR. Now prove our own AK-EK binding.
@@ -196,15 +214,16 @@ class Initiator:
             messages.credential_from_wire(body['credential']))
         th2 = crypto.transcript_hash('t2', self._hello, msg.raw)
         self._c_r = crypto.random_bytes(crypto.NONCE_SIZE)
-        own_quote = self._tpm.quote(crypto.transcript_hash('quote-initiator',
-                                                           th2))
-        self._attest = messages.encode('attest', {
+        core = {
             'session_id': body['session_id'],
-            'quote': messages.quote_to_wire(own_quote),
             'proof': crypto.mac(c_i, 'proof-initiator', th2),
             'credential': messages.credential_to_wire(
-                verify.make_credential(identity, self._c_r)),
-        })
+                _make_credential(identity, self._c_r)),
+        }
+        own_quote = self._tpm.quote(crypto.transcript_hash(
+            'quote-initiator', th2, wire.encode(core, _ATTEST_CORE)))
+        self._attest = messages.encode('attest', dict(
+            core, quote=messages.quote_to_wire(own_quote)))
         self._th3 = crypto.transcript_hash('t3', self._hello, msg.raw,
                                            self._attest)
         self._keys = crypto.derive_session_keys(
@@ -301,6 +320,7 @@ class Responder:
         signing_key = messages.certified_from_wire(body['signing_key'])
         self._ak_name = verify_peer_keys(identity, signing_key, self._policy)
         crypto.load_point(body['ephemeral'])
+        self._c_i = crypto.random_bytes(crypto.NONCE_SIZE)
         core = {
             'version': max(common),
             'suite': suites[0],
@@ -310,14 +330,13 @@ class Responder:
             'identity': messages.identity_to_wire(self._local.identity),
             'signing_key': messages.certified_to_wire(
                 self._local.signing_key),
+            'credential': messages.credential_to_wire(
+                _make_credential(identity, self._c_i)),
         }
         quote = self._tpm.quote(crypto.transcript_hash(
             'quote-responder', msg.raw, wire.encode(core, _REPLY_CORE)))
-        self._c_i = crypto.random_bytes(crypto.NONCE_SIZE)
         self._reply = messages.encode('hello_reply', dict(
-            core, quote=messages.quote_to_wire(quote),
-            credential=messages.credential_to_wire(
-                verify.make_credential(identity, self._c_i))))
+            core, quote=messages.quote_to_wire(quote)))
         self._hello = msg
         self._identity = identity
         self._signing_key = signing_key
@@ -341,8 +360,9 @@ class Responder:
             raise errors.AuthenticationFailed(reason='session id mismatch')
         th2 = crypto.transcript_hash('t2', self._hello.raw, self._reply)
         quote = messages.quote_from_wire(body['quote'])
+        core = wire.encode({k: body[k] for k in _ATTEST_CORE}, _ATTEST_CORE)
         _check_quote(quote, self._identity, self._ak_name,
-                     crypto.transcript_hash('quote-initiator', th2),
+                     crypto.transcript_hash('quote-initiator', th2, core),
                      self._policy, self._clocks)
         if not crypto.mac_ok(self._c_i, 'proof-initiator', th2,
                              body['proof']):

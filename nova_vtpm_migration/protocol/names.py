@@ -13,11 +13,37 @@
 #    under the License.
 
 
-"""TPM object names (``nameAlg || H(TPMT_PUBLIC)``) of public areas."""
+"""TPM object names of public areas, and a guard around the verifier.
+
+``checked`` turns anything but a documented error that the TPM layer's
+parsers raise on hostile input (``ValueError`` from tpm2-pytss, ...)
+into :class:`~.errors.InvalidEvidence`, so no input from a peer can end
+the protocol with an undocumented exception.
+"""
+
+import collections.abc
+import contextlib
 
 import tpm2_pytss
 
+from nova_vtpm_migration import exception
 from nova_vtpm_migration.protocol import errors
+
+
+@contextlib.contextmanager
+def checked(what: str) -> collections.abc.Iterator[None]:
+    """Map undocumented parser failures to ``InvalidEvidence``.
+
+    :param what: the evidence being checked (for the message).
+    """
+    try:
+        yield
+    except exception.VtpmMigrationException:
+        raise
+    except (tpm2_pytss.TSS2_Exception, ValueError, TypeError, KeyError,
+            IndexError, OverflowError, AttributeError) as exc:
+        raise errors.InvalidEvidence(what=what,
+                                     reason=type(exc).__name__) from None
 
 
 def object_name(public: bytes, field: str = 'public') -> bytes:

@@ -96,7 +96,8 @@ def _verify_signed(data: bytes, signature: bytes, signer: Body,
         if ak_name != expected_ak_name:
             raise errors.ReceiptInvalid(
                 reason=f'{what} names another AK than its signer')
-        verify.verify_signature(key.public, data, signature)
+        with names.checked(what):
+            verify.verify_signature(key.public, data, signature)
     except (tpm_errors.VerificationError, errors.MalformedMessage) as exc:
         raise errors.ReceiptInvalid(
             reason=f'{what}: {type(exc).__name__}: {exc}') from None

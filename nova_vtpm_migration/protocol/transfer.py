@@ -107,9 +107,10 @@ def verify_binding_key(key: evidence.CertifiedKey,
     :raises VerificationError: not certified by the attested AK for this
         migration, not fixedTPM/PCR-bound, or bound to other PCR values.
     """
-    verify.verify_binding_key(key, peer_identity.ak_public,
-                              binding_qualifier(prepare_raw, dest_nonce),
-                              policy, peer_pcr_values)
+    with names.checked('binding key'):
+        verify.verify_binding_key(key, peer_identity.ak_public,
+                                  binding_qualifier(prepare_raw, dest_nonce),
+                                  policy, peer_pcr_values)
 
 
 def build_transfer(tpm: ty.Any, ctx: MigrationContext, secret: bytes,
@@ -120,7 +121,9 @@ def build_transfer(tpm: ty.Any, ctx: MigrationContext, secret: bytes,
     :returns: the ``transfer`` body and the manifest.
     """
     data_key = crypto.random_bytes(crypto.KEY_SIZE)
-    wrapped = verify.wrap(ctx.binding_key.public, data_key, _wrap_info(ctx))
+    with names.checked('binding key'):
+        wrapped = verify.wrap(ctx.binding_key.public, data_key,
+                              _wrap_info(ctx))
     payload = wire.encode({'secret': secret,
                            'blobs': [{'name': n, 'data': d}
                                      for n, d in sorted(blobs.items())]},
@@ -182,9 +185,10 @@ def check_manifest(ctx: MigrationContext, body: dict[str, ty.Any],
             raise errors.AuthenticationFailed(
                 reason=f'manifest field {name} does not match the '
                        f'migration')
-    verify.verify_signature(source_signing_key.public,
-                            wire.encode(manifest, messages.MANIFEST),
-                            body['manifest_signature'])
+    with names.checked('manifest signature'):
+        verify.verify_signature(source_signing_key.public,
+                                wire.encode(manifest, messages.MANIFEST),
+                                body['manifest_signature'])
 
 
 def open_transfer(tpm: ty.Any, ctx: MigrationContext,
@@ -199,8 +203,10 @@ def open_transfer(tpm: ty.Any, ctx: MigrationContext,
         was certified (unwrap refused by the TPM).
     :raises DecryptionFailed: wrong key, AAD or altered ciphertext.
     """
-    data_key: bytes = tpm.unwrap(
-        messages.wrapped_from_wire(body['wrapped_key']), _wrap_info(ctx))
+    with names.checked('wrapped key'):
+        data_key: bytes = tpm.unwrap(
+            messages.wrapped_from_wire(body['wrapped_key']),
+            _wrap_info(ctx))
     plaintext = crypto.aead_decrypt(
         crypto.payload_key(data_key, ctx.migration_hash),
         body['payload_nonce'], body['ciphertext'], _aad(ctx))

@@ -66,7 +66,8 @@ class Node:
 
     def open(self) -> None:
         self.engine = engine_mod.MigrationEngine.open(
-            self.name, self.tpm or self.sim.tpm, self.policy or self.cluster.policy,
+            self.name, self.tpm or self.sim.tpm,
+            self.policy or self.cluster.policy,
             self.state_dir, self.cluster.transport,
             session_lifetime=self.cluster.session_lifetime,
             outcome_oracle=self.oracle)
@@ -182,6 +183,11 @@ def new_instance(node: Node, secret: bytes | None = None
     return inst, secret
 
 
+def states_mod() -> ty.Any:
+    from nova_vtpm_migration.protocol import states
+    return states
+
+
 def verify_mod() -> ty.Any:
     from nova_vtpm_migration.tpm import verify
     return verify
@@ -232,4 +238,5 @@ def usable_keys(cluster: Cluster, instance: str) -> dict[str, str]:
 
 
 __all__ = ['Cluster', 'Node', 'RogueTpm', 'SimulatedCrash', 'extend_pcr',
-           'edit', 'inner_type', 'msg_type', 'new_instance', 'pathlib', 'policy_for', 'usable_keys']
+           'edit', 'inner_type', 'msg_type', 'new_instance', 'pathlib',
+           'policy_for', 'usable_keys']

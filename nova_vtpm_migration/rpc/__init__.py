@@ -1,0 +1,23 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
+
+"""oslo.messaging binding of the migration protocol.
+
+Each compute host runs one RPC server on ``[vtpm_migration] rpc_topic``
+(server = host name, namespace ``vtpm_migration``); the protocol's
+:class:`~nova_vtpm_migration.protocol.transport.Transport` is implemented
+on an RPC ``call`` that carries one opaque, canonically encoded protocol
+message and returns the reply.
+"""
