@@ -30,14 +30,14 @@ a hardware TPM; do not budget migration latency from these numbers.
 import argparse
 import collections.abc
 import json
-import math
 import os
-import statistics
 import sys
 import tempfile
 import time
 import typing as ty
 
+from nova_vtpm_migration.bench import stats
+from nova_vtpm_migration.cmd import output
 from nova_vtpm_migration.sim import swtpm
 from nova_vtpm_migration.tpm import context
 from nova_vtpm_migration.tpm import host as host_mod
@@ -45,13 +45,6 @@ from nova_vtpm_migration.tpm import policy as policy_mod
 from nova_vtpm_migration.tpm import verify
 
 PCRS = (0, 1, 2, 3, 7, 16)
-
-
-def percentile(samples: collections.abc.Sequence[float], q: float) -> float:
-    """Nearest-rank percentile ``q`` (0-100) of ``samples``."""
-    ordered = sorted(samples)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def _time(fn: collections.abc.Callable[[], object],
@@ -62,10 +55,10 @@ def _time(fn: collections.abc.Callable[[], object],
         start = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - start) * 1000)
-    return {'median_ms': statistics.median(samples),
-            'p95_ms': percentile(samples, 95),
-            'min_ms': min(samples), 'max_ms': max(samples),
-            'runs': runs}
+    summary = stats.summarize(samples)
+    return {'median_ms': summary.median, 'p95_ms': summary.p95,
+            'min_ms': summary.minimum, 'max_ms': summary.maximum,
+            'runs': summary.n}
 
 
 _Op = tuple[str, str, collections.abc.Callable[[], object]]
@@ -138,17 +131,19 @@ def run(runs: int) -> dict[str, ty.Any]:
 
 
 def format_table(report: dict[str, ty.Any]) -> str:
-    """The results of :func:`run` as a fixed-width text table."""
-    lines = [f'TPM layer micro-benchmark: {report["tpm"]}, '
-             f'{report["runs"]} runs per operation (ms)',
-             f'{"operation":<22}{"side":<10}{"median":>9}{"p95":>9}'
-             f'{"min":>9}{"max":>9}']
-    for name, r in report['results'].items():
-        lines.append(f'{name:<22}{r["side"]:<10}{r["median_ms"]:>9.3f}'
-                     f'{r["p95_ms"]:>9.3f}{r["min_ms"]:>9.3f}'
-                     f'{r["max_ms"]:>9.3f}')
-    lines.append(f'TPM handles left loaded: {report["leaked_handles"]}')
-    return '\n'.join(lines)
+    """The results of :func:`run` as a text table (milliseconds)."""
+    rows = [{'operation': name, 'side': r['side'],
+             'median ms': f'{r["median_ms"]:.3f}',
+             'p95 ms': f'{r["p95_ms"]:.3f}',
+             'min ms': f'{r["min_ms"]:.3f}',
+             'max ms': f'{r["max_ms"]:.3f}'}
+            for name, r in report['results'].items()]
+    return '\n'.join((
+        f'TPM layer micro-benchmark: {report["tpm"]}, {report["runs"]} '
+        'runs per operation after one warm-up',
+        output.render_table(rows, ('operation', 'side', 'median ms',
+                                   'p95 ms', 'min ms', 'max ms')),
+        f'TPM handles left loaded: {report["leaked_handles"]}'))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,9 @@ This module is for tests, the demo, the benchmark and the data plane; the
 product code never imports it.
 """
 
+import atexit
 import concurrent.futures
+import ctypes
 import hashlib
 import os
 import pathlib
@@ -41,6 +43,7 @@ import threading
 import time
 import types
 import typing as ty
+import weakref
 
 from oslo_log import log as logging
 
@@ -55,6 +58,29 @@ _CMD_INIT = 2
 
 _PORT_LOCK = threading.Lock()
 _PORTS_HANDED_OUT: set[int] = set()
+_PR_SET_PDEATHSIG = 1
+
+#: Hosts whose process is running; killed at interpreter exit at the latest.
+_LIVE: 'weakref.WeakSet[SwtpmHostTpm]' = weakref.WeakSet()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for host in list(_LIVE):
+        host.stop()
+
+
+try:
+    _PRCTL: ty.Any = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # pragma: no cover - not Linux
+    _PRCTL = None
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGKILL the child when the (main) thread that started
+    it dies, so a killed test runner leaves no swtpm behind."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
 
 
 class SimulationError(RuntimeError):
@@ -219,13 +245,16 @@ class SwtpmHostTpm:
     :param clone: copy a state manufactured once by ``ca`` (fast, but the
         EK is shared with other clones) instead of manufacturing a new one.
     :param start: start the process right away.
+    :param base_dir: parent of the host's temporary directory.
     """
 
     def __init__(self, ca: SwtpmCA, name: str = 'host', *,
-                 clone: bool = False, start: bool = True) -> None:
+                 clone: bool = False, start: bool = True,
+                 base_dir: str | os.PathLike[str] | None = None) -> None:
         self.ca = ca
         self.name = name
-        self.dir = pathlib.Path(tempfile.mkdtemp(prefix=f'nvm-{name}-'))
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix=f'nvm-{name}-',
+                                                 dir=base_dir))
         self.state_dir = self.dir / 'tpmstate'
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
@@ -270,9 +299,14 @@ class SwtpmHostTpm:
                               'bindaddr=127.0.0.1',
                     '--flags', 'not-need-init,startup-clear',
                     '--log', f'file={log_path},level=1']
+            # NOTE(vtpm): PR_SET_PDEATHSIG fires when the *thread* that
+            # forked exits, so it is only used from the main thread.
+            main = threading.current_thread() is threading.main_thread()
             self._proc = subprocess.Popen(  # noqa: S603 - fixed argv
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, start_new_session=True)
+                stderr=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=_die_with_parent if main else None)
+            _LIVE.add(self)
             if self._wait_ready():
                 LOG.debug('swtpm %s listening on %s', self.name, self.tcti)
                 return
@@ -296,6 +330,7 @@ class SwtpmHostTpm:
         return False
 
     def _kill(self) -> None:
+        _LIVE.discard(self)
         proc, self._proc = self._proc, None
         if proc is None:
             return
@@ -388,7 +423,8 @@ def make_hosts(ca: SwtpmCA, count: int, *, distinct: bool = True,
     hosts: list[SwtpmHostTpm] = []
 
     def _one(i: int) -> SwtpmHostTpm:
-        return SwtpmHostTpm(ca, f'{prefix}{i}', clone=not distinct)
+        return SwtpmHostTpm(ca, f'{prefix}{i}', clone=not distinct,
+                            start=False)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         futures = [pool.submit(_one, i) for i in range(count)]
@@ -398,10 +434,15 @@ def make_hosts(ca: SwtpmCA, count: int, *, distinct: bool = True,
                 hosts.append(fut.result())
             except BaseException as exc:  # noqa: B036 - re-raised below
                 errors.append(exc)
-    if errors:
+    try:
+        if errors:
+            raise errors[0]
+        for host in hosts:
+            host.start()
+    except BaseException:
         for host in hosts:
             host.stop()
-        raise errors[0]
+        raise
     return hosts
 
 

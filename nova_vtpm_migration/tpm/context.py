@@ -339,6 +339,8 @@ class TpmContext:
                     LOG.debug('Flushing leftover TPM handle %#x', handle)
                     _flush_tpm_handle(esapi, handle)
         except (tpm2_pytss.TSS2_Exception, errors.TpmError):
+            if before is None:
+                return  # a nested block: the outermost one handles it
             # NOTE(vtpm): reconnecting flushes whatever is left (see
             # _connect), so a lost connection cannot leak slots for good.
             LOG.warning('Dropping TPM connection %s after an error during '

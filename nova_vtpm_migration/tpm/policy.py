@@ -29,7 +29,9 @@ A :class:`TrustPolicy` is loaded from a versioned JSON document::
     }
 
 ``ek_ca_bundle`` is either a list of PEM certificates or the path of a PEM
-bundle file (relative paths are relative to the policy file).
+bundle file (relative paths are relative to the policy file). Every
+certificate in it is trusted; it must include the intermediate CAs that
+issue EK certificates (EK certificates come without their chain).
 ``ek_fingerprints`` is optional (no allow-list). Every golden set names the
 allowed value(s) of every selected PCR; a host is in policy when its PCR
 values match at least one set. Each violated rule raises its own

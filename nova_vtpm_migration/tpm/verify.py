@@ -180,22 +180,24 @@ def check_ek_matches_certificate(certificate: bytes, ek_public: bytes) -> None:
 def _verify_chain(cert: x509.Certificate,
                   cas: collections.abc.Sequence[x509.Certificate],
                   now: datetime.datetime | None) -> None:
-    roots = [c for c in cas if c.issuer == c.subject]
-    inters = [c for c in cas if c.issuer != c.subject]
-    if not roots:
-        raise errors.EkCertificateError(reason='the policy has no root CA')
-    # NOTE(vtpm): EK certificates carry the TCG EKU 2.23.133.8.1 and a
-    # critical SAN directory name, which the default WebPKI client
-    # verifier rejects; CA certificates are still checked strictly.
+    if not cas:
+        raise errors.EkCertificateError(reason='the policy has no EK CA')
+    # NOTE(vtpm): every certificate of the bundle is a trust anchor (an
+    # operator may trust one vendor intermediate only) and may serve as an
+    # intermediate; EK certificates carry no chain, so the bundle must
+    # hold the intermediates. EK certificates carry the TCG EKU
+    # 2.23.133.8.1 and a critical SAN directory name, which the default
+    # WebPKI client verifier rejects; CA certificates are still checked
+    # strictly.
     builder = (verification.PolicyBuilder()
-               .store(verification.Store(roots))
+               .store(verification.Store(list(cas)))
                .extension_policies(
                    ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(),
                    ee_policy=verification.ExtensionPolicy.permit_all()))
     if now is not None:
         builder = builder.time(now)
     try:
-        builder.build_client_verifier().verify(cert, inters)
+        builder.build_client_verifier().verify(cert, list(cas))
     except verification.VerificationError as exc:
         raise errors.EkCertificateError(
             reason=f'no valid chain to a trusted EK CA: {exc}') from exc

@@ -196,3 +196,44 @@ def test_no_slot_leak_after_many_mixed_operations(
     assert failures >= 250
     assert context.loaded_handles(sim.ctx) == set()
     assert _raw_loaded(sim.swtpm.tcti) == ([], [])
+
+
+def test_concurrent_threads_share_one_tpm(swtpm_factory: object) -> None:
+    """Four threads, each with its own TpmContext on the same TPM."""
+    sim = swtpm_factory('threads')  # type: ignore
+    binding = sim.tpm.certified_binding_key(b'n').public
+    problems: list[BaseException] = []
+
+    def work(k: int) -> None:
+        from tests.functional.swtpm_fixtures import attach
+        mine = attach(sim.swtpm).tpm
+        try:
+            for i in range(10):
+                nonce = f'{k}-{i}'.encode()
+                assert mine.quote(nonce).attest
+                assert sim.tpm.unwrap(verify.wrap(binding, nonce, b'i'),
+                                      b'i') == nonce
+                assert mine.unseal(mine.seal(nonce)) == nonce
+        except BaseException as exc:  # noqa: B036 - reported below
+            problems.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert problems == []
+    assert _raw_loaded(sim.swtpm.tcti) == ([], [])
+
+
+def test_nested_blocks(host_pair: tuple[SimHost, SimHost]) -> None:
+    a, _ = host_pair
+    srk = objects.srk_template()
+    with a.ctx.esys() as outer:
+        outer.create_primary(None, srk, constants.ESYS_TR.OWNER)
+        with a.ctx.esys() as inner:
+            inner.create_primary(None, srk, constants.ESYS_TR.OWNER)
+            assert len(context.loaded_handles(a.ctx)) == 2
+        # The inner block flushed what it created, nothing else.
+        assert len(context.loaded_handles(a.ctx)) == 1
+    assert context.loaded_handles(a.ctx) == set()

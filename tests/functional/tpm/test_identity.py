@@ -143,3 +143,17 @@ def test_hosts_are_independent(swtpm_ca: swtpm.SwtpmCA) -> None:
             s.ctx.close()
     assert not any(d.exists() for d in dirs)
     assert not any(h.running for h in hosts)
+
+
+def test_bundle_with_intermediate_only_or_root_only(
+        host_pair: tuple[SimHost, SimHost], swtpm_ca: swtpm.SwtpmCA) -> None:
+    a, _ = host_pair
+    values = a.tpm.pcr_values()
+    root, inter = swtpm_ca.bundle_pem()
+    verify.verify_identity(a.tpm.identity(),
+                           policy_mod.TrustPolicy.from_golden([inter], values))
+    # Without the issuing intermediate there is no chain.
+    with pytest.raises(errors.EkCertificateError):
+        verify.verify_identity(a.tpm.identity(),
+                               policy_mod.TrustPolicy.from_golden(
+                                   [root], values))

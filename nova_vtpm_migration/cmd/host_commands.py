@@ -1,0 +1,222 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
+"""Operator commands that use this host's TPM: enroll, policy.
+
+``enroll`` shows and records this host's TPM identity; ``policy generate``
+writes a trust policy from a golden host; ``policy check`` validates a
+policy file.
+"""
+
+import argparse
+import base64
+import json
+import os
+import pathlib
+import socket
+import typing as ty
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from oslo_config import cfg
+
+from nova_vtpm_migration import exception
+from nova_vtpm_migration.cmd import output
+from nova_vtpm_migration.tpm import context
+from nova_vtpm_migration.tpm import host as host_mod
+from nova_vtpm_migration.tpm import objects
+from nova_vtpm_migration.tpm import policy as policy_mod
+from nova_vtpm_migration.tpm import verify
+
+ENROLLMENT_VERSION = 1
+DEFAULT_PCRS = (0, 1, 2, 3, 4, 5, 6, 7)
+
+
+def _pcr_list(text: str) -> tuple[int, ...]:
+    try:
+        pcrs = tuple(sorted({int(p) for p in text.split(',') if p.strip()}))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f'not a comma-separated list of PCR indices: {text!r}') from exc
+    if not pcrs or any(not 0 <= p <= 23 for p in pcrs):
+        raise argparse.ArgumentTypeError(
+            f'PCR indices must be between 0 and 23: {text!r}')
+    return pcrs
+
+
+def add_parsers(sub: ty.Any) -> None:
+    """Add the ``enroll`` and ``policy`` commands to *sub*."""
+    p = sub.add_parser('enroll', help="show and record this host's TPM "
+                                      'identity (EK certificate, AK)')
+    p.add_argument('--host', default=None,
+                   help='host name to record (default: this host name)')
+    p.add_argument('--output', default=None,
+                   help='write the enrollment record (JSON) to this file')
+    p.set_defaults(handler=enroll)
+
+    policy = sub.add_parser('policy', help='trust policy files')
+    psub = policy.add_subparsers(dest='policy_command', metavar='ACTION')
+    psub.required = True
+    g = psub.add_parser('generate', help="write a policy from this (golden) "
+                                         "host's PCR values")
+    g.add_argument('--ca-bundle', required=True,
+                   help='PEM file of the trusted EK CA certificates')
+    g.add_argument('--pcrs', type=_pcr_list, default=DEFAULT_PCRS,
+                   help='comma-separated sha256 PCR indices (default 0-7)')
+    g.add_argument('--name', default=None,
+                   help='name of the golden set (default: the host name)')
+    g.add_argument('--enrollment', action='append', default=[],
+                   help='enrollment record of a host whose EK is allowed '
+                        '(repeatable; without it any EK from the CAs is '
+                        'allowed)')
+    g.add_argument('--max-evidence-age', type=int, default=60,
+                   help='maximum evidence age in seconds (default 60)')
+    g.add_argument('--output', required=True, help='policy file to write')
+    g.set_defaults(handler=policy_generate)
+    c = psub.add_parser('check', help='validate a policy file')
+    c.add_argument('path', help='the policy file')
+    c.set_defaults(handler=policy_check)
+
+
+def _host_tpm(conf: cfg.ConfigOpts,
+              pcrs: ty.Sequence[int] = DEFAULT_PCRS) -> host_mod.HostTpm:
+    group = conf.vtpm_migration
+    ctx = context.TpmContext(group.tcti, lock_timeout=group.tpm_lock_timeout)
+    return host_mod.HostTpm(
+        ctx, os.path.join(group.state_path, 'tpm'),
+        srk_handle=group.srk_handle, ak_handle=group.ak_handle,
+        pcr_selection=pcrs,
+        binding_key_lifetime=group.binding_key_rotation_interval)
+
+
+def _write_json(path: str, document: ty.Any) -> None:
+    target = pathlib.Path(path)
+    tmp = target.with_name(target.name + '.tmp')
+    tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + '\n')
+    os.replace(tmp, target)
+
+
+def enroll(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
+    """Show this host's TPM identity and optionally write its record."""
+    tpm = _host_tpm(conf)
+    try:
+        ident = tpm.identity()
+    finally:
+        tpm.ctx.close()
+    cert = x509.load_der_x509_certificate(ident.ek_certificate)
+    record = {
+        'version': ENROLLMENT_VERSION,
+        'host': args.host or socket.gethostname(),
+        'ek_fingerprint': ident.ek_fingerprint,
+        'ek_subject': cert.subject.rfc4514_string(),
+        'ek_issuer': cert.issuer.rfc4514_string(),
+        'ek_not_after': cert.not_valid_after_utc.isoformat(),
+        'ak_name': objects.public_name(ident.ak_public).hex(),
+        'ek_certificate': cert.public_bytes(
+            serialization.Encoding.PEM).decode(),
+        'ek_public': base64.b64encode(ident.ek_public).decode(),
+        'ak_public': base64.b64encode(ident.ak_public).decode(),
+    }
+    if args.output:
+        _write_json(args.output, record)
+    shown = {k: v for k, v in record.items()
+             if k not in ('ek_certificate', 'ek_public', 'ak_public')}
+    if args.output:
+        shown['record'] = args.output
+    output.emit(shown, args.format)
+    return 0
+
+
+def read_enrollment(path: str) -> dict[str, ty.Any]:
+    """Read and check an enrollment record written by ``enroll``.
+
+    :raises exception.ConfigurationError: unreadable or malformed.
+    """
+    try:
+        record = json.loads(pathlib.Path(path).read_text())
+    except OSError as exc:
+        raise exception.ConfigurationError(
+            reason=f'cannot read enrollment record {path}: '
+                   f'{exc.strerror}') from exc
+    except ValueError as exc:
+        raise exception.ConfigurationError(
+            reason=f'enrollment record {path} is not JSON: {exc}') from exc
+    if not isinstance(record, dict) or \
+            record.get('version') != ENROLLMENT_VERSION or \
+            not isinstance(record.get('ek_fingerprint'), str):
+        raise exception.ConfigurationError(
+            reason=f'{path} is not a version {ENROLLMENT_VERSION} '
+                   'enrollment record')
+    return record
+
+
+def policy_generate(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
+    """Write a trust policy from this host's current PCR values."""
+    try:
+        pem = pathlib.Path(args.ca_bundle).read_text()
+    except OSError as exc:
+        raise exception.ConfigurationError(
+            reason=f'cannot read CA bundle {args.ca_bundle}: '
+                   f'{exc.strerror}') from exc
+    try:
+        cas = x509.load_pem_x509_certificates(pem.encode())
+    except ValueError as exc:
+        raise exception.ConfigurationError(
+            reason=f'{args.ca_bundle} holds no PEM certificates') from exc
+    ca_pems = [c.public_bytes(serialization.Encoding.PEM).decode()
+               for c in cas]
+    fingerprints = None
+    if args.enrollment:
+        fingerprints = [read_enrollment(p)['ek_fingerprint']
+                        for p in args.enrollment]
+    tpm = _host_tpm(conf, args.pcrs)
+    try:
+        values = tpm.pcr_values()
+        ident = tpm.identity()
+    finally:
+        tpm.ctx.close()
+    name = args.name or socket.gethostname()
+    document = policy_mod.TrustPolicy.document(
+        ca_pems, [(name, values)], ek_fingerprints=fingerprints,
+        max_evidence_age=args.max_evidence_age)
+    # The golden host itself must pass the policy it writes.
+    verify.verify_identity(ident, policy_mod.TrustPolicy.from_dict(
+        document, source=args.output))
+    _write_json(args.output, document)
+    output.emit({'policy': args.output, 'golden_set': name,
+                 'pcr_selection': list(args.pcrs),
+                 'ek_ca_certificates': len(ca_pems),
+                 'ek_allow_list': (len(fingerprints)
+                                   if fingerprints is not None else None)},
+                args.format)
+    return 0
+
+
+def policy_check(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
+    """Validate a policy file and summarise it."""
+    pol = policy_mod.TrustPolicy.load(args.path)
+    output.emit({
+        'policy': args.path,
+        'valid': True,
+        'version': pol.version,
+        'pcr_bank': pol.pcr_bank,
+        'pcr_selection': list(pol.pcr_selection),
+        'golden_sets': [g.name for g in pol.golden_sets],
+        'ek_ca_certificates': [c.subject.rfc4514_string()
+                               for c in pol.ek_ca_certificates],
+        'ek_allow_list': (len(pol.ek_fingerprints)
+                          if pol.ek_fingerprints is not None else None),
+        'max_evidence_age': pol.max_evidence_age,
+    }, args.format)
+    return 0

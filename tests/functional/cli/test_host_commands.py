@@ -1,0 +1,133 @@
+"""The operator CLI against a real swtpm host TPM."""
+
+import collections.abc
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from nova_vtpm_migration.cmd import manage
+from nova_vtpm_migration.sim import swtpm
+
+
+@pytest.fixture(scope='module')
+def golden(swtpm_ca: swtpm.SwtpmCA  # noqa: F811
+           ) -> collections.abc.Iterator[swtpm.SwtpmHostTpm]:
+    with swtpm.SwtpmHostTpm(swtpm_ca, 'golden', clone=False) as host:
+        yield host
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str,
+                                                                  str]:
+    code = manage.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _base(host: swtpm.SwtpmHostTpm, tmp: pathlib.Path) -> list[str]:
+    return ['--config-file', '/dev/null', '--tcti', host.tcti,
+            '--state-path', str(tmp / 'state')]
+
+
+def test_enroll_writes_record(golden: swtpm.SwtpmHostTpm,
+                              tmp_path: pathlib.Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    record = tmp_path / 'enroll.json'
+    code, out, _ = _run(capsys, *_base(golden, tmp_path), '--format', 'json',
+                        'enroll', '--host', 'golden', '--output', str(record))
+    assert code == 0
+    shown = json.loads(out)
+    saved = json.loads(record.read_text())
+    assert shown['ek_fingerprint'] == saved['ek_fingerprint']
+    assert saved['host'] == 'golden'
+    assert saved['ek_certificate'].startswith('-----BEGIN CERTIFICATE-----')
+    assert len(bytes.fromhex(saved['ak_name'])) == 34
+    # A second enrollment reuses the persisted AK.
+    code, out, _ = _run(capsys, *_base(golden, tmp_path), '--format', 'json',
+                        'enroll')
+    assert json.loads(out)['ak_name'] == saved['ak_name']
+
+
+def test_policy_generate_then_check(golden: swtpm.SwtpmHostTpm,
+                                    swtpm_ca: swtpm.SwtpmCA,  # noqa: F811
+                                    tmp_path: pathlib.Path,
+                                    capsys: pytest.CaptureFixture[str]
+                                    ) -> None:
+    bundle = tmp_path / 'ca.pem'
+    bundle.write_text('\n'.join(swtpm_ca.bundle_pem()))
+    record = tmp_path / 'enroll.json'
+    assert _run(capsys, *_base(golden, tmp_path), 'enroll', '--output',
+                str(record))[0] == 0
+    policy = tmp_path / 'policy.json'
+    code, out, err = _run(capsys, *_base(golden, tmp_path), 'policy',
+                          'generate', '--ca-bundle', str(bundle), '--pcrs',
+                          '0,7,16', '--enrollment', str(record), '--output',
+                          str(policy))
+    assert code == 0, err
+    doc = json.loads(policy.read_text())
+    assert doc['pcr_selection'] == [0, 7, 16]
+    assert len(doc['ek_fingerprints']) == 1
+    code, out, _ = _run(capsys, '--format', 'json', '--config-file',
+                        '/dev/null', 'policy', 'check', str(policy))
+    assert code == 0
+    assert json.loads(out)['golden_sets'] == [doc['golden_sets'][0]['name']]
+
+
+def test_policy_generate_refuses_host_outside_ca(
+        golden: swtpm.SwtpmHostTpm, untrusted_ca: swtpm.SwtpmCA,  # noqa: F811
+        tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = tmp_path / 'other-ca.pem'
+    bundle.write_text('\n'.join(untrusted_ca.bundle_pem()))
+    code, _, err = _run(capsys, *_base(golden, tmp_path), 'policy',
+                        'generate', '--ca-bundle', str(bundle), '--output',
+                        str(tmp_path / 'p.json'))
+    assert code == manage.EXIT_NEGATIVE
+    assert 'EK certificate rejected' in err
+    assert err.count('\n') == 1
+    assert not (tmp_path / 'p.json').exists()
+
+
+@pytest.mark.parametrize('content, reason', [
+    ('{not json', 'not JSON'),
+    ('{"version": 1}', "'ek_ca_bundle' is a required property"),
+    ('[]', '(root)'),
+])
+def test_policy_check_bad_files(tmp_path: pathlib.Path,
+                                capsys: pytest.CaptureFixture[str],
+                                content: str, reason: str) -> None:
+    path = tmp_path / 'bad.json'
+    path.write_text(content)
+    code, _, err = _run(capsys, '--config-file', '/dev/null', 'policy',
+                        'check', str(path))
+    assert code == manage.EXIT_BAD_INPUT
+    assert reason in err and 'Traceback' not in err
+    assert err.count('\n') == 1
+
+
+def test_missing_policy_file(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, '--config-file', '/dev/null', 'policy',
+                        'check', '/nonexistent/policy.json')
+    assert code == manage.EXIT_BAD_INPUT
+    assert 'No such file' in err
+
+
+def test_tpm_absent(tmp_path: pathlib.Path,
+                    capsys: pytest.CaptureFixture[str]) -> None:
+    port = swtpm.free_port_pair()
+    code, _, err = _run(capsys, '--config-file', '/dev/null', '--tcti',
+                        f'swtpm:host=127.0.0.1,port={port}', '--state-path',
+                        str(tmp_path), 'enroll')
+    assert code == manage.EXIT_UNAVAILABLE
+    assert 'unavailable' in err
+
+
+def test_bad_arguments_exit_2() -> None:
+    proc = subprocess.run(  # noqa: S603
+        [sys.executable, '-m', 'nova_vtpm_migration.cmd.manage', 'policy',
+         'generate', '--pcrs', '0,99', '--ca-bundle', 'x', '--output', 'y'],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == manage.EXIT_USAGE
+    assert 'PCR indices must be between 0 and 23' in proc.stderr
+    assert 'Traceback' not in proc.stderr
