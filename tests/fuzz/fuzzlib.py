@@ -52,7 +52,27 @@ FINDINGS: collections.Counter[str] = collections.Counter()
 KNOWN: list[tuple[type[BaseException], str, str]] = [
     (ValueError, 'unsupported digest algorithm',
      'F1 tpm.verify: public area with a non-sha256 nameAlg'),
+    (ValueError, 'unnmatched values left',
+     'F2 tpm.verify: public area with unknown objectAttributes bits'),
 ]
+
+
+def note_finding(finding: str) -> None:
+    """Count one input that hit a known finding detected by a property
+    (not by an exception)."""
+    with _LOCK:
+        FINDINGS[finding] += 1
+
+
+#: Finding F3 (see ``test_findings``): the size field of a TPM2B_PUBLIC
+#: is not checked against its content, so a public area whose first two
+#: bytes differ from the certified one is accepted (same key, same name).
+F3 = 'F3 tpm.objects: TPM2B_PUBLIC size field not checked (malleable)'
+
+
+def only_size_differs(a: bytes, b: bytes) -> bool:
+    """Whether two TPM2B encodings differ only in their size field."""
+    return len(a) == len(b) and a[2:] == b[2:] and a[:2] != b[:2]
 _LOCK = threading.Lock()
 
 
