@@ -25,9 +25,11 @@ import typing as ty
 
 import pytest
 
+from nova_vtpm_migration.sim import rabbitmq
 from nova_vtpm_migration.sim import swtpm
 from tests.functional import swtpm_fixtures
 from tests.functional.swtpm_fixtures import swtpm_ca  # noqa: F401
+from tests.integration.reliability import inproc
 from tests.integration.reliability import matrix
 from tests.integration.reliability import procs
 
@@ -62,7 +64,38 @@ def policy_doc(swtpm_ca: swtpm.SwtpmCA,  # noqa: F811
     return procs.policy_document(swtpm_ca, values)
 
 
+@pytest.fixture(scope='session')
+def broker() -> collections.abc.Iterator[rabbitmq.RabbitBroker]:
+    """A private RabbitMQ node on loopback, started by the tests."""
+    with rabbitmq.RabbitBroker() as b:
+        yield b
+
+
+@pytest.fixture(scope='module')
+def rabbit_cluster(tpm_hosts: dict[str, procs.TpmHost],
+                   policy_doc: dict[str, ty.Any],
+                   broker: rabbitmq.RabbitBroker
+                   ) -> collections.abc.Iterator[inproc.RabbitCluster]:
+    """Engines on the three TPMs, over the broker (closed at the end of
+    the module: the host processes of the matrix need the TPMs)."""
+    cluster = inproc.RabbitCluster(tpm_hosts, policy_doc,
+                                   broker.transport_url, rpc_timeout=12)
+    yield cluster
+    cluster.close()
+
+
+#: Load figures of this run, printed at the end.
+LOAD_REPORT: dict[str, ty.Any] = {}
+
+
 def pytest_terminal_summary(terminalreporter: ty.Any) -> None:
+    if LOAD_REPORT:
+        terminalreporter.write_sep('-', 'load over RabbitMQ')
+        for key, value in LOAD_REPORT.items():
+            terminalreporter.write_line(f'{key:32s} {value}')
+        if os.environ.get('NVM_LOAD_REPORT'):
+            with open(os.environ['NVM_LOAD_REPORT'], 'w') as f:
+                json.dump(LOAD_REPORT, f, indent=1)
     if not matrix.RESULTS:
         return
     terminalreporter.write_sep('-', 'fault-injection matrix')

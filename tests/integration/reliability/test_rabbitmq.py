@@ -1,0 +1,136 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
+
+
+"""Migrations over a real RabbitMQ broker (started by the test on
+loopback) through the oslo.messaging binding, including broker restarts in
+the middle of a migration: every migration either completes or aborts,
+and after recovery exactly one host holds a usable key."""
+
+import collections.abc
+import os
+import threading
+import typing as ty
+
+import pytest
+
+from nova_vtpm_migration import exception
+from nova_vtpm_migration.sim import rabbitmq
+from tests.integration.reliability import inproc
+
+
+@pytest.fixture
+def rabbit(rabbit_cluster: inproc.RabbitCluster
+           ) -> collections.abc.Iterator[inproc.RabbitCluster]:
+    """The module's cluster; hooks removed after each test."""
+    yield rabbit_cluster
+    for node in rabbit_cluster.nodes.values():
+        node.hooks.hooks.clear()
+        node.engine.destination.__dict__.pop('dispatch', None)
+
+
+#: Restart points run by ``make test``; the campaign runs all.
+WHEN = (['prepare', 'transfer', 'commit'] if os.environ.get('NVM_CAMPAIGN')
+        else ['transfer'])
+
+
+def _settle(rabbit: inproc.RabbitCluster, inst: str,
+            secret: bytes) -> str:
+    rabbit.recover_all()
+    assert not rabbit.in_doubt()
+    holder, problems = rabbit.check(inst, secret)
+    assert not problems, problems
+    assert rabbit.loaded_handles() == {n: 0 for n in rabbit.nodes}
+    assert not rabbit.leaks(secret)
+    return holder
+
+
+@pytest.mark.slow
+def test_migrate_over_rabbit(rabbit: inproc.RabbitCluster) -> None:
+    inst, secret = rabbit.provision('src')
+    src = rabbit.nodes['src'].engine
+    handle = src.migrate_key(inst, 'dst')
+    src.commit(handle.migration_id)
+    assert _settle(rabbit, inst, secret) == 'dst'
+    # and on to the third host, reusing nothing but the broker
+    dst = rabbit.nodes['dst'].engine
+    handle = dst.migrate_key(inst, 'third')
+    dst.commit(handle.migration_id)
+    assert _settle(rabbit, inst, secret) == 'third'
+
+
+def _restart_once(broker: rabbitmq.RabbitBroker, when: str
+                  ) -> collections.abc.Callable[[str, str], None]:
+    fired = threading.Event()
+
+    def hook(peer: str, msg_type: str) -> None:
+        if msg_type == when and not fired.is_set():
+            fired.set()
+            broker.restart()
+    hook.fired = fired  # type: ignore[attr-defined]
+    return hook
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('when', WHEN)
+def test_broker_restart_before(rabbit: inproc.RabbitCluster,
+                               broker: rabbitmq.RabbitBroker,
+                               when: str) -> None:
+    """The broker restarts just before the source sends ``when``: the
+    clients reconnect; the migration completes or aborts cleanly."""
+    inst, secret = rabbit.provision('src')
+    src = rabbit.nodes['src'].engine
+    hook = _restart_once(broker, when)
+    rabbit.nodes['src'].hooks.hooks.append(hook)
+    error = ''
+    try:
+        handle = src.migrate_key(inst, 'dst')
+        src.commit(handle.migration_id)
+    except exception.VtpmMigrationException as exc:
+        error = f' after {type(exc).__name__} and recovery'
+    assert hook.fired.is_set()  # type: ignore[attr-defined]
+    holder = _settle(rabbit, inst, secret)
+    if not error:
+        assert holder == 'dst'
+    print(f'broker restart before {when}: key on {holder}{error}')
+
+
+@pytest.mark.slow
+def test_broker_restart_while_destination_works(
+        rabbit: inproc.RabbitCluster,
+        broker: rabbitmq.RabbitBroker) -> None:
+    """The broker restarts while the destination processes the transfer
+    (its reply may be lost): the source times out or gets the reply;
+    recovery resolves the migration either way."""
+    inst, secret = rabbit.provision('src')
+    src = rabbit.nodes['src'].engine
+    dst_role = rabbit.nodes['dst'].engine.destination
+    dispatch = dst_role.dispatch
+    fired = threading.Event()
+
+    def restarting_dispatch(sess: ty.Any, msg: ty.Any) -> bytes:
+        reply: bytes = dispatch(sess, msg)
+        if msg.type == 'transfer' and not fired.is_set():
+            fired.set()
+            broker.restart()
+        return reply
+    dst_role.dispatch = restarting_dispatch  # type: ignore[method-assign]
+    try:
+        handle = src.migrate_key(inst, 'dst')
+        src.commit(handle.migration_id)
+    except exception.VtpmMigrationException:
+        pass  # the reply was lost: recovery decides
+    assert fired.is_set()
+    _settle(rabbit, inst, secret)
