@@ -19,14 +19,19 @@ loopback) through the oslo.messaging binding, including broker restarts in
 the middle of a migration: every migration either completes or aborts,
 and after recovery exactly one host holds a usable key."""
 
+import base64
 import collections.abc
 import os
 import threading
 import typing as ty
 
+import oslo_messaging
 import pytest
 
+from nova_vtpm_migration import conf as nvm_conf
 from nova_vtpm_migration import exception
+from nova_vtpm_migration.protocol import messages
+from nova_vtpm_migration.rpc import rpcapi
 from nova_vtpm_migration.sim import rabbitmq
 from tests.integration.reliability import inproc
 
@@ -134,3 +139,43 @@ def test_broker_restart_while_destination_works(
         pass  # the reply was lost: recovery decides
     assert fired.is_set()
     _settle(rabbit, inst, secret)
+
+
+GARBAGE: dict[str, ty.Any] = {
+    'text': 'not a protocol message',
+    'number': 12345,
+    'wrong-dict': {'x': 1},
+    'bad-base64': {'vtpm_message': '***'},
+    'oversize': {'vtpm_message': 'A' * (8 * 1024 * 1024)},
+    'extra-key': {'vtpm_message': '', 'x': 1},
+    'random-bytes': {'vtpm_message': 'AAECAwQFBgcICQ=='},
+}
+
+
+@pytest.mark.slow
+def test_garbage_at_rpc_endpoint(rabbit: inproc.RabbitCluster) -> None:
+    """Requests that bypass the client's serializer (any peer on the bus
+    can send them): each is refused by the server's strict serializer or
+    the engine, nothing is journalled, and the server keeps working."""
+    client = oslo_messaging.get_rpc_client(
+        rabbit.transport, oslo_messaging.Target(
+            topic=nvm_conf.CONF.vtpm_migration.rpc_topic,
+            namespace=rpcapi.NAMESPACE, version='1.0'), timeout=10)
+    cctxt = client.prepare(server='dst')
+    before = len(rabbit.nodes['dst'].engine.journal.list_migrations())
+    for name, junk in GARBAGE.items():
+        try:
+            reply = cctxt.call({}, 'exchange', request=junk)
+        except oslo_messaging.RemoteError as exc:
+            assert exc.exc_type in ('WrongFieldType', 'MessageTooLarge'), (
+                name, exc.exc_type)
+        else:
+            # decodable junk reaches the engine: an error message back
+            msg = messages.decode(base64.b64decode(reply['vtpm_message']))
+            assert msg.type == 'error', name
+    assert len(rabbit.nodes['dst'].engine.journal.list_migrations()) \
+        == before
+    inst, secret = rabbit.provision('src')
+    src = rabbit.nodes['src'].engine
+    src.commit(src.migrate_key(inst, 'dst').migration_id)
+    assert _settle(rabbit, inst, secret) == 'dst'
