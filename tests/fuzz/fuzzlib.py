@@ -32,6 +32,7 @@ import string
 import threading
 import typing as ty
 
+from cryptography import exceptions as crypto_exceptions
 import hypothesis
 from hypothesis import strategies as st
 
@@ -54,6 +55,8 @@ KNOWN: list[tuple[type[BaseException], str, str]] = [
      'F1 tpm.verify: public area with a non-sha256 nameAlg'),
     (ValueError, 'unnmatched values left',
      'F2 tpm.verify: public area with unknown objectAttributes bits'),
+    (crypto_exceptions.UnsupportedAlgorithm, 'Unknown key type',
+     'F4 tpm.verify: EK certificate with an unknown key algorithm'),
 ]
 
 

@@ -27,6 +27,7 @@ import dataclasses
 import os
 import typing as ty
 
+from cryptography.exceptions import UnsupportedAlgorithm
 import hypothesis
 from hypothesis import strategies as st
 import pytest
@@ -282,3 +283,25 @@ def test_finding_f3_tpm2b_size_checked(ev: Evidence) -> None:
     with pytest.raises(tpm_errors.VerificationError):
         verify.verify_binding_key(bad, ev.identity.ak_public, QD,
                                   ev.policy, ev.pcrs)
+
+
+RSA_SPKI_OID = b'\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01\x05\x00'
+
+
+@pytest.mark.xfail(strict=True, raises=UnsupportedAlgorithm, reason=(
+    'finding F4: tpm.verify.check_ek_matches_certificate catches only '
+    'ValueError around cert.public_key(); cryptography raises '
+    'UnsupportedAlgorithm for an unknown SubjectPublicKeyInfo algorithm. '
+    'verify_identity is not affected (the chain check fails first), the '
+    'public helper is. Fix: also catch '
+    'cryptography.exceptions.UnsupportedAlgorithm -> EkCertificateError'))
+def test_finding_f4_unknown_certificate_key_type(ev: Evidence) -> None:
+    cert = ev.identity.ek_certificate
+    assert RSA_SPKI_OID in cert
+    # the OID length swallows the NULL parameters: OID 1.2.840.113549.1.1.1.5.0
+    bad = cert.replace(RSA_SPKI_OID, b'\x06\x0b' + RSA_SPKI_OID[2:], 1)
+    try:
+        verify.check_ek_matches_certificate(bad, ev.identity.ek_public)
+    except tpm_errors.VerificationError:
+        return
+    raise AssertionError('accepted')
