@@ -31,8 +31,10 @@ duplicated    the request is delivered twice (first reply returned)
 reordered     the request is held back and delivered after the next one
 timeout       the request is delivered, its reply dropped
 tpm_error     the TPM command fails (``TpmCommandError``, TPM_RC_FAILURE)
-disk_full     the journal write fails with SQLITE_FULL, and every later
-              write too until :meth:`Injector.heal` (space freed)
+disk_full     the journal's file system is really filled (with
+              ``fill_dir``, e.g. a private tmpfs) or the journal write
+              fails with SQLITE_FULL and every later write too; until
+              :meth:`Injector.heal` (space freed)
 io_error      the journal write fails once with SQLITE_IOERR
 ============  ===========================================================
 
@@ -62,6 +64,9 @@ from nova_vtpm_migration.protocol import transport as transport_mod
 from nova_vtpm_migration.tpm import errors as tpm_errors
 
 ENV = 'NVM_FAULT'
+#: Directory on the file system a real ``disk_full`` fault fills.
+FILL_ENV = 'NVM_FAULT_FILL'
+FILLER = '.nvm-filler'
 
 FAULTS = ('kill_src', 'kill_dst', 'lost', 'duplicated', 'reordered',
           'timeout', 'tpm_error', 'disk_full', 'io_error')
@@ -190,11 +195,15 @@ class Injector:
         prefix of its TPM steps.
     :param plan: the fault (``None``: wrap but never fire).
     :param kill: how to die (default: ``SIGKILL`` of this process).
+    :param fill_dir: a directory on the journal's file system: a
+        ``disk_full`` fault really fills it (else SQLITE_FULL is injected).
     """
 
     def __init__(self, host: str, plan: FaultPlan | None,
-                 kill: ty.Callable[[], None] = _sigkill) -> None:
+                 kill: ty.Callable[[], None] = _sigkill,
+                 fill_dir: str | None = None) -> None:
         self.host = host
+        self.fill_dir = fill_dir
         self.plan = plan
         self.kill = kill
         self.counts: collections.Counter[str] = collections.Counter()
@@ -220,6 +229,28 @@ class Injector:
     def heal(self) -> None:
         """The disk has space again."""
         self.full = False
+        if self.fill_dir:
+            try:
+                os.unlink(os.path.join(self.fill_dir, FILLER))
+            except FileNotFoundError:
+                pass
+
+    def fill(self) -> None:
+        """Fill the file system of :attr:`fill_dir` (real ENOSPC)."""
+        assert self.fill_dir
+        chunk = b'\0' * 65536
+        fd = os.open(os.path.join(self.fill_dir, FILLER),
+                     os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            while True:
+                try:
+                    os.write(fd, chunk)
+                except OSError:
+                    if len(chunk) == 1:
+                        break
+                    chunk = chunk[:len(chunk) // 2]
+        finally:
+            os.close(fd)
 
     # -- wiring -----------------------------------------------------------
 
@@ -380,12 +411,14 @@ class FaultyConnection:
         if step is not None:
             fault = inj.hit(step, 'disk_full', 'io_error',
                             'kill_src', 'kill_dst')
-            if fault == 'disk_full':
+            if fault == 'disk_full' and inj.fill_dir:
+                inj.fill()  # the real write below hits ENOSPC
+            elif fault == 'disk_full':
                 inj.full = True
                 raise sqlite3.OperationalError('database or disk is full')
             if fault == 'io_error':
                 raise sqlite3.OperationalError('disk I/O error')
-            if fault:
+            if fault in ('kill_src', 'kill_dst'):
                 self._kill_at_commit = True
         cursor = self._real.execute(sql, params)
         if sql == 'COMMIT' and self._kill_at_commit:

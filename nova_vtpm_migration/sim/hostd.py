@@ -48,6 +48,21 @@ from nova_vtpm_migration.tpm import host as host_mod
 from nova_vtpm_migration.tpm import policy as policy_mod
 
 
+class InternalErrors(py_logging.Handler):
+    """Remembers the undocumented exceptions the engine's request handler
+    turned into ``internal`` error replies (it logs them with
+    ``LOG.exception``)."""
+
+    def __init__(self) -> None:
+        super().__init__(py_logging.ERROR)
+        self.seen: list[str] = []
+
+    def emit(self, record: py_logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            self.seen.append(f'{type(exc).__name__}: {str(exc)[:200]}')
+
+
 class Host:
     """The engine of one host and its control commands."""
 
@@ -68,10 +83,14 @@ class Host:
         self.engine = engine_mod.MigrationEngine(
             name, tpm, policy, journal, keystore, transport,
             session_lifetime=config['session_lifetime'])
-        self.injector = faults.Injector(me.get('role', name),
-                                        faults.FaultPlan.from_env())
+        self.injector = faults.Injector(
+            me.get('role', name), faults.FaultPlan.from_env(),
+            fill_dir=os.environ.get(faults.FILL_ENV) or None)
         self.injector.install(self.engine)
         self.done = threading.Event()
+        self.internal = InternalErrors()
+        py_logging.getLogger('nova_vtpm_migration').addHandler(
+            self.internal)
 
     # -- control commands ----------------------------------------------
 
@@ -117,6 +136,10 @@ class Host:
         return {'migrations': [
             [r.migration_id, r.role.value, r.state]
             for r in self.engine.journal.list_migrations()]}
+
+    def op_internal_errors(self) -> dict[str, ty.Any]:
+        """Undocumented exceptions behind ``internal`` error replies."""
+        return {'errors': list(self.internal.seen)}
 
     def op_heal(self) -> dict[str, ty.Any]:
         self.injector.heal()

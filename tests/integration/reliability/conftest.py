@@ -108,5 +108,6 @@ def pytest_terminal_summary(terminalreporter: ty.Any) -> None:
             json.dump({'table': text, 'cells': [
                 {'step': r.step.label, 'fault': r.fault, 'passed': r.passed,
                  'outcome': r.outcome, 'seconds': round(r.seconds, 2),
-                 'detail': r.detail} for r in matrix.RESULTS.values()]},
+                 'detail': r.detail, 'findings': r.findings}
+                for r in matrix.RESULTS.values()]},
                 f, indent=1)

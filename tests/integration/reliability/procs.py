@@ -79,14 +79,40 @@ class ProcCluster:
         self.config_path = self.dir / 'config.json'
         self.config_path.write_text(json.dumps(self.config))
         self.undocumented: list[str] = []
+        self.mounts: list[str] = []
+
+    def mount_tmpfs(self, name: str, size: str = '32m') -> str | None:
+        """Put a host's state dir on a private tmpfs (for a real disk
+        full); ``None`` if mounting is not allowed here."""
+        path = self.dir / name
+        path.mkdir(mode=0o700, exist_ok=True)
+        rc = subprocess.run(['mount', '-t', 'tmpfs', '-o',
+                             f'size={size},mode=0700', 'tmpfs', str(path)],
+                            capture_output=True, check=False).returncode
+        if rc != 0:
+            return None
+        self.mounts.append(str(path))
+        return str(path)
+
+    def free_space(self) -> None:
+        """The operator frees space on every filled file system."""
+        for path in self.mounts:
+            try:
+                os.unlink(os.path.join(path, faults.FILLER))
+            except FileNotFoundError:
+                pass
 
     def start(self, name: str, plan: faults.FaultPlan | None = None,
-              wait: bool = True) -> None:
-        """Start (or restart) a host process, optionally with a fault."""
+              wait: bool = True, fill: str | None = None) -> None:
+        """Start (or restart) a host process, optionally with a fault
+        (and a directory a real disk-full fault fills)."""
         env = dict(os.environ, TSS2_LOG='all+NONE')
         env.pop(faults.ENV, None)
+        env.pop(faults.FILL_ENV, None)
         if plan is not None:
             env[faults.ENV] = plan.to_env()
+        if fill is not None:
+            env[faults.FILL_ENV] = fill
         log = open(self.dir / f'{name}.stderr', 'ab')  # noqa: SIM115
         self.procs[name] = subprocess.Popen(
             [sys.executable, '-m', 'nova_vtpm_migration.sim.hostd',
@@ -100,7 +126,8 @@ class ProcCluster:
         deadline = time.monotonic() + timeout
         while True:
             if self.procs[name].poll() is not None:
-                raise HostDied(f'{name} exited at start: '
+                raise HostDied(f'{name} exited at start with '
+                               f'{self.procs[name].returncode}: '
                                + self.stderr(name)[-2000:])
             try:
                 self.ctl(name, 'ping', timeout=5)
@@ -164,7 +191,18 @@ class ProcCluster:
 
     def cleanup(self) -> None:
         self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if os.environ.get('NVM_KEEP_CELLS'):
+            for name in self.procs:
+                (self.dir / f'{name}.log').write_text(self.stderr(name))
+            print(f'kept {self.dir}')
+        for path in self.mounts:
+            if os.environ.get('NVM_KEEP_CELLS'):
+                subprocess.run(['cp', '-a', path, path + '.kept'],
+                               check=False)
+            subprocess.run(['umount', '-l', path], capture_output=True,
+                           check=False)
+        if not os.environ.get('NVM_KEEP_CELLS'):
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def secret_forms(secret: bytes) -> list[bytes]:
