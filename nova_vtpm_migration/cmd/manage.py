@@ -47,6 +47,9 @@ EXIT_UNAVAILABLE = 4
 
 DEFAULT_CONFIG_FILES = ('/etc/nova/nova.conf', '/etc/nova/nova-cpu.conf')
 
+#: [vtpm_migration] options that have a command-line override.
+OVERRIDABLE = ('tcti', 'state_path', 'policy_file')
+
 Handler = ty.Callable[[cfg.ConfigOpts, argparse.Namespace], int]
 
 
@@ -88,7 +91,7 @@ def load_config(args: argparse.Namespace) -> cfg.ConfigOpts:
     conf = conf_mod.CONF
     conf(['--config-file=' + f for f in files], project='nova',
          default_config_files=[])
-    for name in ('tcti', 'state_path', 'policy_file'):
+    for name in OVERRIDABLE:
         value = getattr(args, name)
         if value is not None:
             conf.set_override(name, value, group='vtpm_migration')
@@ -113,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``nova-vtpm-migration`` console script."""
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
+    conf = conf_mod.CONF
     try:
-        conf = load_config(args)
+        load_config(args)
         return handler(conf, args)
     except (exception.VtpmMigrationException, cfg.Error, OSError,
             ValueError) as exc:
@@ -124,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
             args, 'policy_command', None))))
         sys.stderr.write(f'nova-vtpm-migration {action}: error: {exc}\n')
         return _exit_code(exc)
+    finally:
+        for name in OVERRIDABLE:
+            conf.clear_override(name, group='vtpm_migration')
 
 
 if __name__ == '__main__':

@@ -99,13 +99,11 @@ class SessionKeys:
     :ivar i2r: MAC key of messages from the initiator to the responder.
     :ivar r2i: MAC key of messages from the responder to the initiator.
     :ivar confirm_r: the responder's key-confirmation key.
-    :ivar master: seed of per-migration keys.
     """
 
     i2r: bytes = dataclasses.field(repr=False)
     r2i: bytes = dataclasses.field(repr=False)
     confirm_r: bytes = dataclasses.field(repr=False)
-    master: bytes = dataclasses.field(repr=False)
 
 
 def derive_session_keys(ecdh_secret: bytes, initiator_credential: bytes,
@@ -119,9 +117,8 @@ def derive_session_keys(ecdh_secret: bytes, initiator_credential: bytes,
     :param transcript: hash of the complete phase-1 transcript (salt).
     """
     ikm = ecdh_secret + initiator_credential + responder_credential
-    okm = hkdf_sha256(ikm, transcript, b'session-keys/v1', 4 * KEY_SIZE)
-    return SessionKeys(i2r=okm[0:32], r2i=okm[32:64],
-                       confirm_r=okm[64:96], master=okm[96:128])
+    okm = hkdf_sha256(ikm, transcript, b'session-keys/v1', 3 * KEY_SIZE)
+    return SessionKeys(i2r=okm[0:32], r2i=okm[32:64], confirm_r=okm[64:96])
 
 
 def payload_key(data_key: bytes, migration_hash: bytes) -> bytes:

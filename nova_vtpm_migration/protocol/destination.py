@@ -95,7 +95,8 @@ class DestinationRole:
         e = self.e
         body = msg.body
         mid, instance = body['migration_id'], body['instance_uuid']
-        e.journal.mark_seen(mid)
+        if e.journal.is_seen(mid):
+            raise errors.MigrationIdReused(migration_id=mid)
         key_state = e.keystore.state(instance)
         if key_state not in (None, states.KeyState.DESTROYED):
             raise errors.InstanceBusy(
@@ -107,18 +108,21 @@ class DestinationRole:
         reply = messages.encode('prepare_reply', {
             'migration_id': mid, 'nonce': dest_nonce,
             'binding_key': messages.certified_to_wire(key)})
-        e.journal.create_migration(
-            mid, _ROLE, _D.RESERVED.value, instance, body['source_host'],
-            context={
-                'peer_ak_name': sess.peer_ak_name.hex(),
-                'version': sess.version,
-                'source_nonce': body['nonce'].hex(),
-                'dest_nonce': dest_nonce.hex(),
-                'migration_hash': transfer.migration_hash(
-                    msg.raw, reply).hex(),
-                'binding_key': [key.public.hex(), key.certify_attest.hex(),
-                                key.certify_signature.hex()],
-            })
+        with e.journal.transaction():
+            e.journal.mark_seen(mid)
+            e.journal.create_migration(
+                mid, _ROLE, _D.RESERVED.value, instance,
+                body['source_host'], context={
+                    'peer_ak_name': sess.peer_ak_name.hex(),
+                    'version': sess.version,
+                    'source_nonce': body['nonce'].hex(),
+                    'dest_nonce': dest_nonce.hex(),
+                    'migration_hash': transfer.migration_hash(
+                        msg.raw, reply).hex(),
+                    'binding_key': [key.public.hex(),
+                                    key.certify_attest.hex(),
+                                    key.certify_signature.hex()],
+                })
         LOG.info('Migration %s: reserved a slot for instance %s', mid,
                  instance)
         return reply
@@ -166,13 +170,13 @@ class DestinationRole:
         with e.journal.transaction():
             e.keystore.install_pending(row.instance_uuid, mid, secret)
             self._set(mid, _D.INSTALLED, manifest_hash=manifest_hash.hex())
+            e.journal.put_record(mid, 'manifest', wire.encode(
+                {'manifest': manifest,
+                 'signature': body['manifest_signature']},
+                receipts.SIGNED_MANIFEST))
         del secret
         if blobs:
             self._blobs[mid] = blobs
-        e.journal.put_record(mid, 'manifest', wire.encode(
-            {'manifest': manifest,
-             'signature': body['manifest_signature']},
-            receipts.SIGNED_MANIFEST))
         receipt = transfer.build_receipt(ctx, 'installed', manifest_hash,
                                          int(time.time()))
         LOG.info('Migration %s: key of instance %s installed (PENDING)',
@@ -191,12 +195,10 @@ class DestinationRole:
                 'manifest_hash'):
             raise errors.AuthenticationFailed(
                 reason='commit names another manifest')
-        if row.state != _D.COMMITTED.value:
-            if row.state != _D.INSTALLED.value:
-                raise errors.StateError(
-                    role=_ROLE.value, migration_id=mid, old=row.state,
-                    new=_D.COMMITTED.value)
-            self.commit_local(row)
+        if row.state not in (_D.INSTALLED.value, _D.COMMITTED.value):
+            raise errors.StateError(
+                role=_ROLE.value, migration_id=mid, old=row.state,
+                new=_D.COMMITTED.value)
         signed = self.e.journal.get_record(mid, 'receipt_committed')
         if signed is None:
             receipt = transfer.build_receipt(
@@ -204,12 +206,17 @@ class DestinationRole:
                 bytes.fromhex(row.context['manifest_hash']),
                 int(time.time()))
             signature = receipts.sign_receipt(self.e.tpm, receipt)
-            self.e.journal.put_record(mid, 'receipt_committed', wire.encode(
-                {'receipt': receipt, 'signature': signature},
-                receipts.SIGNED_RECEIPT))
-        else:
-            decoded = wire.decode(signed, receipts.SIGNED_RECEIPT)
-            receipt, signature = decoded['receipt'], decoded['signature']
+            signed = wire.encode({'receipt': receipt,
+                                  'signature': signature},
+                                 receipts.SIGNED_RECEIPT)
+            with self.e.journal.transaction():
+                self.e.journal.put_record(mid, 'receipt_committed', signed)
+                if row.state == _D.INSTALLED.value:
+                    self.commit_local(row)
+        elif row.state == _D.INSTALLED.value:
+            self.commit_local(row)
+        decoded = wire.decode(signed, receipts.SIGNED_RECEIPT)
+        receipt, signature = decoded['receipt'], decoded['signature']
         return messages.encode('commit_reply', {
             'migration_id': mid, 'receipt': receipt,
             'receipt_signature': signature})

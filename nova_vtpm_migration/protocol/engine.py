@@ -255,7 +255,7 @@ class MigrationEngine:
             inner = sess.open(msg)
         except exception.VtpmMigrationException as exc:
             LOG.warning('Refused a request: %s', exc)
-            return _error(exc)
+            return _error_inner(exc)
         except Exception:
             LOG.exception('Internal error handling a request')
             return _internal_error()
@@ -266,8 +266,7 @@ class MigrationEngine:
             reply = _error_inner(exc)
         except Exception:
             LOG.exception('Internal error handling %s', inner.type)
-            reply = messages.encode('error', {'code': 'internal',
-                                              'message': 'internal error'})
+            reply = _internal_error()
         return sess.seal(reply, request=request)
 
     def _on_hello(self, request: bytes) -> bytes:
@@ -367,14 +366,11 @@ class MigrationEngine:
 
 
 def _error_inner(exc: exception.VtpmMigrationException) -> bytes:
+    """The ``error`` message of a refusal (code and printable text)."""
     code = getattr(exc, 'code', type(exc).__name__)
     text = ''.join(c for c in str(exc) if c.isprintable())[:1024]
     return messages.encode('error', {'code': str(code)[:64],
                                      'message': text})
-
-
-def _error(exc: exception.VtpmMigrationException) -> bytes:
-    return _error_inner(exc)
 
 
 def _internal_error() -> bytes:

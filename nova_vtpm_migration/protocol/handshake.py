@@ -18,7 +18,8 @@
 ::
 
     I -> R  hello        versions, suites, nI, eI, I.identity, I.signing_key
-    R -> I  hello_reply  version, suite, sid, nR, eR, R.identity,
+    R -> I  hello_reply  versions, suites, version, suite (the best
+                         common ones), sid, nR, eR, R.identity,
                          R.signing_key, cred(I.EK, I.AK, cI),
                          quote_R(H('quote-responder', hello, all of the
                                    above))
@@ -39,10 +40,11 @@ The credential round trip proves that each AK lives in the same TPM as the
 EK whose certificate chains to a trusted CA, and both credential secrets
 enter the key schedule. The versions and suites offered and chosen are in
 the transcript; the initiator refuses a choice that is not the best common
-one (no downgrade).
+one of both (quoted) offers (no downgrade).
 """
 
 import dataclasses
+import time
 import typing as ty
 
 from oslo_log import log as logging
@@ -73,10 +75,12 @@ class ClockStore(ty.Protocol):
     """Persistent last-seen TPM clock of each peer AK."""
 
     def get_peer_clock(self, ak_name: bytes) -> evidence.ClockInfo | None:
+        """The last accepted clock of a peer AK, or ``None``."""
         ...
 
     def set_peer_clock(self, ak_name: bytes,
                        clock: evidence.ClockInfo) -> None:
+        """Persist the clock of a peer AK's accepted quote."""
         ...
 
 
@@ -127,6 +131,19 @@ def _check_quote(quote: evidence.Quote, identity: evidence.HostIdentity,
     clocks.set_peer_clock(ak_name, clock)
 
 
+def _check_choice(body: dict[str, ty.Any]) -> None:
+    """Refuse a version or suite other than the best common one of
+    both sides' (quoted) offers: no downgrade."""
+    common = set(body['versions']) & set(messages.SUPPORTED_VERSIONS)
+    if not common or body['version'] != max(common):
+        raise errors.UnsupportedVersion(
+            version=body['version'], supported=messages.SUPPORTED_VERSIONS)
+    suites = [s for s in messages.SUPPORTED_SUITES if s in body['suites']]
+    if not suites or body['suite'] != suites[0]:
+        raise errors.UnsupportedSuite(suite=body['suite'],
+                                      supported=messages.SUPPORTED_SUITES)
+
+
 def _make_credential(identity: evidence.HostIdentity,
                      secret: bytes) -> evidence.CredentialChallenge:
     with names.checked('EK public area'):
@@ -167,9 +184,11 @@ class Initiator:
         self._peer_signing_key: evidence.CertifiedKey | None = None
         self._peer_ak_name = b''
         self._peer_pcrs: tuple[tuple[int, bytes], ...] = ()
+        self._started = time.monotonic()
 
     def hello(self) -> bytes:
         """Build the ``hello`` message."""
+        self._started = time.monotonic()
         self._hello = messages.encode('hello', {
             'versions': list(messages.SUPPORTED_VERSIONS),
             'suites': list(messages.SUPPORTED_SUITES),
@@ -191,16 +210,12 @@ class Initiator:
         if msg.type == 'error':
             _refusal(msg, self._peer, 'hello')
         body = msg.body
-        if body['version'] != max(messages.SUPPORTED_VERSIONS):
-            raise errors.UnsupportedVersion(
-                version=body['version'],
-                supported=messages.SUPPORTED_VERSIONS)
-        if body['suite'] != messages.SUPPORTED_SUITES[0]:
-            raise errors.UnsupportedSuite(
-                suite=body['suite'], supported=messages.SUPPORTED_SUITES)
         identity = messages.identity_from_wire(body['identity'])
         signing_key = messages.certified_from_wire(body['signing_key'])
         ak_name = verify_peer_keys(identity, signing_key, self._policy)
+        # NOTE(vtpm): the quote is at most as old as this handshake, whose
+        # nonce it contains; the policy bounds that age.
+        self._policy.check_evidence_age(time.monotonic() - self._started)
         reply_core = wire.encode({k: body[k] for k in _REPLY_CORE},
                                  _REPLY_CORE)
         quote = messages.quote_from_wire(body['quote'])
@@ -208,8 +223,10 @@ class Initiator:
                      crypto.transcript_hash('quote-responder', self._hello,
                                             reply_core),
                      self._policy, self._clocks)
+        _check_choice(body)
         # NOTE(vtpm): the responder's quote checked out, so it is the
-        # trusted TPM that chose eR. Now prove our own AK-EK binding.
+        # trusted TPM that chose eR (and the version). Now prove our own
+        # AK-EK binding.
         c_i = self._tpm.activate_credential(
             messages.credential_from_wire(body['credential']))
         th2 = crypto.transcript_hash('t2', self._hello, msg.raw)
@@ -296,6 +313,7 @@ class Responder:
         self._identity: evidence.HostIdentity | None = None
         self._signing_key: evidence.CertifiedKey | None = None
         self._ak_name = b''
+        self._started = time.monotonic()
 
     def process_hello(self, data: bytes) -> bytes:
         """Verify ``hello`` and build ``hello_reply`` (quotes our TPM).
@@ -322,6 +340,8 @@ class Responder:
         crypto.load_point(body['ephemeral'])
         self._c_i = crypto.random_bytes(crypto.NONCE_SIZE)
         core = {
+            'versions': list(messages.SUPPORTED_VERSIONS),
+            'suites': list(messages.SUPPORTED_SUITES),
             'version': max(common),
             'suite': suites[0],
             'session_id': self.session_id,
@@ -358,6 +378,7 @@ class Responder:
         body = msg.body
         if body['session_id'] != self.session_id:
             raise errors.AuthenticationFailed(reason='session id mismatch')
+        self._policy.check_evidence_age(time.monotonic() - self._started)
         th2 = crypto.transcript_hash('t2', self._hello.raw, self._reply)
         quote = messages.quote_from_wire(body['quote'])
         core = wire.encode({k: body[k] for k in _ATTEST_CORE}, _ATTEST_CORE)

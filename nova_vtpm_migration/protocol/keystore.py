@@ -101,7 +101,12 @@ class KeyStore:
         row = self._row(instance_uuid)
         generation = (row[2] + 1) if row else 1
         name = f'{instance_uuid}.{generation}.sealed'
-        blob = self._tpm.seal(secret)
+        try:
+            blob = self._tpm.seal(secret)
+        except ValueError:
+            raise errors.KeyStoreError(
+                instance_uuid=instance_uuid,
+                reason='the secret cannot be sealed (size)') from None
         path = os.path.join(self._dir, name)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:

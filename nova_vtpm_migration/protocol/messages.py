@@ -141,6 +141,8 @@ SCHEMAS: dict[str, wire.Schema] = {
         'signing_key': _O(CERTIFIED_KEY),
     },
     'hello_reply': {
+        'versions': _L(_I(1, 255), max=8),
+        'suites': _L(_S(max=64), max=8),
         'version': _I(1, 255),
         'suite': _S(max=64),
         'session_id': SESSION_ID,
@@ -347,30 +349,35 @@ def check_uuid(value: str, field: str) -> str:
 # Conversions between evidence dataclasses and wire dictionaries.
 
 def identity_to_wire(ident: evidence.HostIdentity) -> dict[str, bytes]:
+    """Wire form of a :class:`~evidence.HostIdentity`."""
     return {'ek_certificate': ident.ek_certificate,
             'ek_public': ident.ek_public, 'ak_public': ident.ak_public}
 
 
 def identity_from_wire(d: collections.abc.Mapping[str, ty.Any]
                        ) -> evidence.HostIdentity:
+    """A :class:`~evidence.HostIdentity` from its wire form."""
     return evidence.HostIdentity(ek_certificate=d['ek_certificate'],
                                  ek_public=d['ek_public'],
                                  ak_public=d['ak_public'])
 
 
 def certified_to_wire(key: evidence.CertifiedKey) -> dict[str, bytes]:
+    """Wire form of a :class:`~evidence.CertifiedKey`."""
     return {'public': key.public, 'certify_attest': key.certify_attest,
             'certify_signature': key.certify_signature}
 
 
 def certified_from_wire(d: collections.abc.Mapping[str, ty.Any]
                         ) -> evidence.CertifiedKey:
+    """A :class:`~evidence.CertifiedKey` from its wire form."""
     return evidence.CertifiedKey(public=d['public'],
                                  certify_attest=d['certify_attest'],
                                  certify_signature=d['certify_signature'])
 
 
 def quote_to_wire(q: evidence.Quote) -> dict[str, ty.Any]:
+    """Wire form of a :class:`~evidence.Quote`."""
     return {'attest': q.attest, 'signature': q.signature,
             'pcr_values': [{'index': i, 'value': v}
                            for i, v in q.pcr_values]}
@@ -378,6 +385,10 @@ def quote_to_wire(q: evidence.Quote) -> dict[str, ty.Any]:
 
 def quote_from_wire(d: collections.abc.Mapping[str, ty.Any]
                     ) -> evidence.Quote:
+    """A :class:`~evidence.Quote` from its wire form.
+
+    :raises DuplicateField: a PCR index appears twice.
+    """
     pcrs = tuple((p['index'], p['value']) for p in d['pcr_values'])
     if len({i for i, _ in pcrs}) != len(pcrs):
         raise errors.DuplicateField(field='quote.pcr_values.index')
@@ -387,23 +398,27 @@ def quote_from_wire(d: collections.abc.Mapping[str, ty.Any]
 
 def credential_to_wire(c: evidence.CredentialChallenge
                        ) -> dict[str, bytes]:
+    """Wire form of a :class:`~evidence.CredentialChallenge`."""
     return {'credential_blob': c.credential_blob,
             'encrypted_secret': c.encrypted_secret}
 
 
 def credential_from_wire(d: collections.abc.Mapping[str, ty.Any]
                          ) -> evidence.CredentialChallenge:
+    """A :class:`~evidence.CredentialChallenge` from its wire form."""
     return evidence.CredentialChallenge(
         credential_blob=d['credential_blob'],
         encrypted_secret=d['encrypted_secret'])
 
 
 def wrapped_to_wire(w: evidence.WrappedKey) -> dict[str, bytes]:
+    """Wire form of a :class:`~evidence.WrappedKey`."""
     return {'ephemeral_point': w.ephemeral_point, 'nonce': w.nonce,
             'ciphertext': w.ciphertext}
 
 
 def wrapped_from_wire(d: collections.abc.Mapping[str, ty.Any]
                       ) -> evidence.WrappedKey:
+    """A :class:`~evidence.WrappedKey` from its wire form."""
     return evidence.WrappedKey(ephemeral_point=d['ephemeral_point'],
                                nonce=d['nonce'], ciphertext=d['ciphertext'])

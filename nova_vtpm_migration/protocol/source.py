@@ -40,6 +40,7 @@ from nova_vtpm_migration.protocol import wire
 
 if ty.TYPE_CHECKING:
     from nova_vtpm_migration.protocol import engine as engine_mod
+    from nova_vtpm_migration.protocol import session as session_mod
 
 LOG = logging.getLogger(__name__)
 
@@ -73,6 +74,14 @@ class SourceRole:
 
     def __init__(self, engine: 'engine_mod.MigrationEngine') -> None:
         self.e = engine
+        #: The session each unfinished migration ran on; its outcome
+        #: messages use it too (one attestation per migration even with a
+        #: session lifetime of 0), unless the peer forgot it.
+        self._sessions: dict[str, session_mod.Session] = {}
+
+    def _session(self, mid: str) -> 'session_mod.Session | None':
+        sess = self._sessions.get(mid)
+        return sess if sess is not None and sess.valid else None
 
     def _set(self, mid: str, new: states.SourceState,
              **context: ty.Any) -> journal_mod.MigrationRow:
@@ -135,6 +144,7 @@ class SourceRole:
         # NOTE(vtpm): the peer's AK is pinned for the whole migration: a
         # re-attestation (peer forgot the session) must find the same TPM.
         pinned = sess.peer_ak_name
+        self._sessions[mid] = sess
         reply, prepare_raw, sess = e.call(peer, 'prepare', {
             'seq': 1, 'migration_id': mid, 'instance_uuid': instance_uuid,
             'source_host': e.host, 'nonce': source_nonce}, session=sess,
@@ -154,32 +164,34 @@ class SourceRole:
             dest_nonce=body['nonce'], binding_key=binding_key,
             migration_hash=transfer.migration_hash(prepare_raw, reply.raw))
         self._set(mid, _S.PREPARED, **ctx.to_json())
-        with e.state_lock:
-            secret = e.keystore.read(instance_uuid)
-            with e.journal.transaction():
-                e.keystore.lock_for_export(instance_uuid, mid)
-                self._set(mid, _S.TRANSFERRING)
         tbody, manifest = transfer.build_transfer(
-            e.tpm, ctx, secret, blobs, int(time.time()))
-        del secret
-        e.journal.put_record(mid, 'manifest', wire.encode(
-            {'manifest': manifest,
-             'signature': tbody['manifest_signature']}, SIGNED_MANIFEST))
-        e.journal.put_record(mid, 'dest_evidence', wire.encode(
-            receipts.signer_evidence(sess.peer_identity,
-                                     sess.peer_signing_key),
-            receipts.SIGNER))
+            e.tpm, ctx, e.keystore.read(instance_uuid), blobs,
+            int(time.time()))
+        # NOTE(vtpm): one durable transaction locks the key (no second
+        # export) and journals TRANSFERRING before the key leaves.
+        with e.state_lock, e.journal.transaction():
+            e.keystore.lock_for_export(instance_uuid, mid)
+            self._set(mid, _S.TRANSFERRING)
+            e.journal.put_record(mid, 'manifest', wire.encode(
+                {'manifest': manifest,
+                 'signature': tbody['manifest_signature']},
+                SIGNED_MANIFEST))
+            e.journal.put_record(mid, 'dest_evidence', wire.encode(
+                receipts.signer_evidence(sess.peer_identity,
+                                         sess.peer_signing_key),
+                receipts.SIGNER))
         reply, _raw, _sess = e.call(peer, 'transfer', tbody, session=sess,
                                     expect_ak=pinned)
         receipt = reply.body['receipt']
         self._check_receipt(mid, receipt, reply.body['receipt_signature'],
                             manifest, 'installed')
-        e.journal.put_record(mid, 'receipt_installed', wire.encode(
-            {'receipt': receipt,
-             'signature': reply.body['receipt_signature']},
-            SIGNED_RECEIPT))
-        self._set(mid, _S.TRANSFERRED,
-                  manifest_hash=receipts.manifest_hash(manifest).hex())
+        with e.journal.transaction():
+            e.journal.put_record(mid, 'receipt_installed', wire.encode(
+                {'receipt': receipt,
+                 'signature': reply.body['receipt_signature']},
+                SIGNED_RECEIPT))
+            self._set(mid, _S.TRANSFERRED,
+                      manifest_hash=receipts.manifest_hash(manifest).hex())
         LOG.info('Migration %s: key of instance %s transferred to %s '
                  '(phase 1 %.1f ms, phase 2 %.1f ms)', mid, instance_uuid,
                  peer, (phase1 - started) * 1000,
@@ -234,7 +246,7 @@ class SourceRole:
         reply, _raw, _sess = e.call(row.peer, 'commit', {
             'seq': 3, 'migration_id': mid,
             'manifest_hash': receipts.manifest_hash(manifest)},
-            expect_ak=row.peer_ak_name)
+            session=self._session(mid), expect_ak=row.peer_ak_name)
         receipt = reply.body['receipt']
         signature = reply.body['receipt_signature']
         self._check_receipt(mid, receipt, signature, manifest, 'committed')
@@ -252,6 +264,7 @@ class SourceRole:
                     e.keystore.destroy(row.instance_uuid)
                 self._set(mid, _S.COMMITTED)
             e.keystore.wipe_orphans()
+        self._sessions.pop(mid, None)
         LOG.info('Migration %s committed; key of instance %s destroyed on '
                  'this host', mid, row.instance_uuid)
         return dict(receipt, signature=signature)
@@ -286,7 +299,7 @@ class SourceRole:
                     'seq': 3, 'migration_id': mid,
                     'reason': ''.join(c for c in reason
                                       if c.isprintable())[:256]},
-                    expect_ak=row.peer_ak_name)
+                    session=self._session(mid), expect_ak=row.peer_ak_name)
                 if reply.body['state'] != states.DestState.ABORTED.value:
                     raise errors.StateError(
                         role='destination', migration_id=mid,
@@ -306,6 +319,7 @@ class SourceRole:
                         is states.KeyState.LOCKED):
                     e.keystore.unlock(row.instance_uuid, mid)
                 self._set(mid, _S.ABORTED)
+        self._sessions.pop(mid, None)
         LOG.info('Migration %s aborted; key of instance %s is ACTIVE on '
                  'this host', mid, row.instance_uuid)
 

@@ -57,6 +57,8 @@ class Role(enum.StrEnum):
 
 
 class SourceState(enum.StrEnum):
+    """States of a migration on its source host."""
+
     NEW = 'NEW'
     ATTESTED = 'ATTESTED'
     PREPARED = 'PREPARED'
@@ -69,6 +71,8 @@ class SourceState(enum.StrEnum):
 
 
 class DestState(enum.StrEnum):
+    """States of a migration on its destination host."""
+
     RESERVED = 'RESERVED'
     INSTALLED = 'INSTALLED'
     COMMITTED = 'COMMITTED'
@@ -76,6 +80,8 @@ class DestState(enum.StrEnum):
 
 
 class KeyState(enum.StrEnum):
+    """Custody state of an instance key on one host."""
+
     ACTIVE = 'ACTIVE'
     LOCKED = 'LOCKED'
     PENDING = 'PENDING'

@@ -103,6 +103,7 @@ class LocalTransport(Transport):
         return handler(request)
 
     def call(self, peer: str, request: bytes) -> bytes:
+        """Deliver through the adversary hooks and capture the exchange."""
         request = self.adversary.on_request(peer, request)
         peer = self.adversary.route(peer, request)
         try:

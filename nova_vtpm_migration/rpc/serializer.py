@@ -39,6 +39,7 @@ class MessageSerializer(messaging.Serializer):  # type: ignore[misc]
     """Serialises protocol messages (bytes) and nothing else."""
 
     def serialize_entity(self, ctxt: ty.Any, entity: ty.Any) -> ty.Any:
+        """Encode one protocol message (bytes only)."""
         if not isinstance(entity, bytes):
             raise errors.WrongFieldType(field='rpc argument',
                                         expected='bytes')
@@ -48,6 +49,7 @@ class MessageSerializer(messaging.Serializer):  # type: ignore[misc]
         return {_KEY: base64.b64encode(entity).decode('ascii')}
 
     def deserialize_entity(self, ctxt: ty.Any, entity: ty.Any) -> bytes:
+        """Decode one protocol message; refuse anything else."""
         if (not isinstance(entity, dict) or set(entity) != {_KEY}
                 or not isinstance(entity[_KEY], str)):
             raise errors.WrongFieldType(field='rpc argument',
@@ -64,7 +66,9 @@ class MessageSerializer(messaging.Serializer):  # type: ignore[misc]
     def serialize_context(self, ctxt: ty.Any) -> dict[str, ty.Any]:
         # NOTE(vtpm): the protocol authenticates its peers itself; no
         # request context travels with the messages.
+        """No request context is sent."""
         return {}
 
     def deserialize_context(self, ctxt: ty.Any) -> dict[str, ty.Any]:
+        """No request context is accepted."""
         return {}

@@ -34,6 +34,7 @@ class RpcTransport(transport_mod.Transport):
         self.api = api or rpcapi.VtpmMigrationAPI()
 
     def call(self, peer: str, request: bytes) -> bytes:
+        """Call the peer host over RPC; failures become ``TransportError``."""
         try:
             return self.api.exchange(peer, request)
         except messaging.MessagingTimeout:

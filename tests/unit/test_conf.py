@@ -52,8 +52,10 @@ def test_help_text_is_complete(opt: cfg.Opt) -> None:
 
 def test_register_opts_defaults() -> None:
     conf = cfg.ConfigOpts()
-    vtpm_migration.register_opts(conf)
-    conf([], project='nova')
+    # NOTE(vtpm): a group *name*, not the module's OptGroup object: an
+    # OptGroup keeps its options' overrides, so sharing it would share them.
+    conf.register_opts(vtpm_migration.ALL_OPTS, group='vtpm_migration')
+    conf([], project='nova', default_config_files=[])
     assert conf.vtpm_migration.tcti == 'device:/dev/tpmrm0'
     assert conf.vtpm_migration.enforcement == 'refuse'
     with pytest.raises(ValueError):

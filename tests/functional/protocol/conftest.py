@@ -141,11 +141,11 @@ def policy_for(ca: swtpm.SwtpmCA,
                                               sim.tpm.pcr_values())
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def hosts(swtpm_ca: swtpm.SwtpmCA  # noqa: F811
           ) -> collections.abc.Iterator[dict[str, swtpm_fixtures.SimHost]]:
-    """Three hosts with distinct EKs (src, dst, other), shared by a test
-    module; tests must not change their PCRs."""
+    """Three hosts with distinct EKs (src, dst, other), shared by all
+    protocol tests; tests must not change their PCRs."""
     started = swtpm.make_hosts(swtpm_ca, 3, prefix='proto')
     sims = [swtpm_fixtures.attach(h) for h in started]
     try:
@@ -155,7 +155,7 @@ def hosts(swtpm_ca: swtpm.SwtpmCA  # noqa: F811
             sim.stop()
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def trust_policy(swtpm_ca: swtpm.SwtpmCA,  # noqa: F811
                  hosts: dict[str, swtpm_fixtures.SimHost]
                  ) -> policy_mod.TrustPolicy:

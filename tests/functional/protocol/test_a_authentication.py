@@ -266,3 +266,35 @@ def test_a_identity_switched_with_new_handshake(cluster: conftest.Cluster
         src.engine.migrate_key(inst, 'dst')
     assert conftest.usable_keys(cluster, inst) == ACTIVE
     assert cluster.nodes['other'].engine.journal.list_migrations() == []
+
+
+class Downgrade(transport.Adversary):
+    """Strips the newest protocol version from the source's offer, or
+    rewrites the destination's choice."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def on_request(self, peer: str, request: bytes) -> bytes:
+        if self.where == 'hello':
+            return conftest.edit(request, 'hello', versions=[1])
+        return request
+
+    def on_reply(self, peer: str, request: bytes, reply: bytes) -> bytes:
+        if self.where == 'hello_reply':
+            return conftest.edit(reply, 'hello_reply', version=1)
+        return reply
+
+
+@pytest.mark.parametrize('where', ['hello', 'hello_reply'])
+def test_a_version_downgrade_refused(cluster: conftest.Cluster,
+                                     monkeypatch: pytest.MonkeyPatch,
+                                     where: str) -> None:
+    from nova_vtpm_migration.protocol import messages
+    # Both hosts speak versions 1 and 2; the attacker wants 1.
+    monkeypatch.setattr(messages, 'SUPPORTED_VERSIONS', (1, 2))
+    src = cluster.nodes['src']
+    assert src.engine.attest_peer('dst').version == 2
+    cluster.transport.adversary = Downgrade(where)
+    with pytest.raises(tpm_errors.QualifyingDataMismatch):
+        src.engine.attest_peer('dst', fresh=True)

@@ -16,6 +16,8 @@
 """Requirement C: replay resistance (sessions, single messages, splicing
 across concurrent migrations, single-use migration ids)."""
 
+import dataclasses
+import time
 import uuid
 
 import pytest
@@ -190,3 +192,41 @@ def test_c_reuse_migration_id(cluster: conftest.Cluster) -> None:
         other.engine.migrate_key(inst3, 'dst', migration_id=mid)
     assert exc.value.kwargs['peer_code'] == 'id_reused'
     assert conftest.usable_keys(cluster, inst3) == {'other': 'ACTIVE'}
+
+
+class Delay(transport.Adversary):
+    def on_reply(self, peer: str, request: bytes, reply: bytes) -> bytes:
+        if conftest.msg_type(reply) == 'hello_reply':
+            time.sleep(1.2)
+        return reply
+
+
+def test_c_delayed_attestation_refused(cluster: conftest.Cluster) -> None:
+    # Evidence held back longer than the policy's max_evidence_age is
+    # stale even though its nonce is right.
+    strict = dataclasses.replace(cluster.policy, max_evidence_age=1)
+    src = cluster.add('strict-src', cluster.nodes['src'].sim, policy=strict)
+    cluster.transport.adversary = Delay()
+    with pytest.raises(tpm_errors.PolicyViolation,
+                       match='max_evidence_age'):
+        src.engine.attest_peer('dst')
+
+
+def test_c_peer_clock_never_goes_back(cluster: conftest.Cluster) -> None:
+    src = cluster.nodes['src']
+    sess = src.engine.attest_peer('dst')
+    seen = src.engine.journal.get_peer_clock(sess.peer_ak_name)
+    assert seen is not None and seen.safe
+    src.restart()  # the last clock of each peer AK is persisted
+    assert src.engine.journal.get_peer_clock(sess.peer_ak_name) == seen
+    src.engine.attest_peer('dst')
+    later = src.engine.journal.get_peer_clock(sess.peer_ak_name)
+    assert later is not None and (later.reset_count, later.restart_count,
+                                  later.clock) >= (
+        seen.reset_count, seen.restart_count, seen.clock)
+    # Evidence from a TPM whose clock is behind what was seen (a rolled
+    # back or cloned state) is refused.
+    src.engine.journal.set_peer_clock(sess.peer_ak_name, dataclasses.replace(
+        later, reset_count=later.reset_count + 1))
+    with pytest.raises(tpm_errors.ClockRollback):
+        src.engine.attest_peer('dst', fresh=True)
