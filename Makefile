@@ -5,6 +5,7 @@
 #   make lint   - ruff, mypy, reno lint, shellcheck
 #   make bench  - benchmarks with printed ratios
 #   make tpm-bench - micro-benchmark of the host TPM layer (swtpm)
+#   make docs   - the Sphinx documentation (warnings are errors)
 #   make campaign - full failure-and-attack campaign (fuzzing >= 100k inputs,
 #                  whole fault matrix, RabbitMQ load of 50; ~20 min)
 #
@@ -19,7 +20,8 @@ PIP := $(VENV)/bin/pip
 PKG_SOURCES := $(shell find nova_vtpm_migration nova -name '*.py' 2>/dev/null) \
 	setup.cfg setup.py pyproject.toml
 
-.PHONY: all demo test lint bench tpm-bench campaign system venv install \
+.PHONY: all demo test lint bench tpm-bench docs campaign system venv \
+	install \
 	sample-config constraints clean
 
 all: test
@@ -61,6 +63,9 @@ bench: install
 
 tpm-bench: install
 	@$(PY) -m nova_vtpm_migration.cmd.tpm_bench $(BENCH_ARGS)
+
+docs: install
+	@$(VENV)/bin/sphinx-build -W -b html doc/source doc/build/html
 
 sample-config: install
 	@$(VENV)/bin/oslo-config-generator \
