@@ -19,8 +19,9 @@
 ``python -m nova_vtpm_migration.sim.hostd <config.json> <name>`` opens the
 host's journal and key store, connects to its (already running) swtpm,
 serves the protocol on ``<socket_dir>/<name>.sock`` and JSON control
-commands on ``<socket_dir>/<name>.ctl`` (see :data:`OPS`), and injects the
-fault in ``NVM_FAULT`` (:mod:`.faults`). The fault-injection matrix and
+commands ``{"op": <name>, ...arguments}`` on ``<socket_dir>/<name>.ctl``
+(the ``op_*`` methods of :class:`Host`), and injects the fault in
+``NVM_FAULT`` (:mod:`.faults`). The fault-injection matrix and
 the load tests start, SIGKILL and restart these processes.
 
 Config: ``{"socket_dir", "policy" (a TrustPolicy document), "pcrs",
