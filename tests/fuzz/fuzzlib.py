@@ -33,6 +33,7 @@ import threading
 import typing as ty
 
 from cryptography import exceptions as crypto_exceptions
+from cryptography import x509
 import hypothesis
 from hypothesis import strategies as st
 
@@ -46,6 +47,9 @@ COUNTS: collections.Counter[str] = collections.Counter()
 #: Inputs that hit a known, reported finding (see :data:`KNOWN`).
 FINDINGS: collections.Counter[str] = collections.Counter()
 
+F6 = ('F6 tpm.verify: EK public area with odd symmetric parameters passes '
+      'verify_identity, make_credential raises ValueError')
+
 #: Undocumented exceptions found by fuzzing, reported upstream and each
 #: pinned by a strict ``xfail`` regression test in ``test_findings.py``;
 #: (exception type, text in the message, finding id). When a fix lands the
@@ -57,6 +61,11 @@ KNOWN: list[tuple[type[BaseException], str, str]] = [
      'F2 tpm.verify: public area with unknown objectAttributes bits'),
     (crypto_exceptions.UnsupportedAlgorithm, 'Unknown key type',
      'F4 tpm.verify: EK certificate with an unknown key algorithm'),
+    (ValueError, 'unsupported symmetric mode', F6),
+    (ValueError, 'bad key length', F6),
+    (ValueError, 'Invalid key size', F6),
+    (x509.InvalidVersion, 'is not a valid X509 version',
+     'F7 tpm.verify: EK certificate with an invalid X.509 version'),
 ]
 
 

@@ -218,8 +218,8 @@ def test_object_names(data: bytes) -> None:
 
 
 def _pair() -> tuple[session_mod.Session, session_mod.Session]:
-    keys = crypto.SessionKeys(i2r=b'\x01' * 32, r2i=b'\x02' * 32,
-                              confirm_r=b'\x03' * 32, master=b'\x04' * 32)
+    keys = crypto.derive_session_keys(b'\x01' * 32, b'\x02' * 32,
+                                      b'\x03' * 32, b'\x04' * 32)
     common: dict[str, ty.Any] = dict(
         session_id=b'\x05' * 16, keys=keys, version=1, suite=messages.SUITE,
         local_ak_name=b'\x00\x0b' + b'\x06' * 32,

@@ -28,6 +28,7 @@ import os
 import typing as ty
 import uuid
 
+from cryptography import x509
 import hypothesis
 from hypothesis import strategies as st
 import pytest
@@ -164,3 +165,19 @@ def test_status_and_random(signed: tuple[bytes, policy_mod.TrustPolicy],
     junk = data.draw(st.binary(max_size=300))
     ok, _ = fuzzlib.refused_or_ok('receipts.random', _verify, junk, policy)
     assert not ok
+
+
+@pytest.mark.xfail(strict=True, raises=x509.InvalidVersion, reason=(
+    'finding F7 (see test_verify): an audit record whose signer EK '
+    'certificate has an invalid X.509 version escapes verify_record as '
+    'x509.InvalidVersion instead of ReceiptInvalid'))
+def test_finding_f7_record_with_bad_certificate_version(
+        signed: tuple[bytes, policy_mod.TrustPolicy]) -> None:
+    record, policy = signed
+    decoded = wire.decode(record, receipts.RECORD)
+    cert = decoded['dest']['identity']['ek_certificate']
+    decoded['dest']['identity']['ek_certificate'] = cert.replace(
+        b'\xa0\x03\x02\x01\x02', b'\xa0\x03\x02\x01\x0a', 1)
+    with pytest.raises(errors.ReceiptInvalid):
+        receipts.verify_record(wire.encode(decoded, receipts.RECORD),
+                               policy)

@@ -27,6 +27,7 @@ import dataclasses
 import os
 import typing as ty
 
+from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 import hypothesis
 from hypothesis import strategies as st
@@ -305,3 +306,47 @@ def test_finding_f4_unknown_certificate_key_type(ev: Evidence) -> None:
     except tpm_errors.VerificationError:
         return
     raise AssertionError('accepted')
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
+    'finding F6: verify_identity compares only the EK key (modulus/point) '
+    'with the certificate, not the rest of the EK public area; an EK with '
+    'another symmetric definition passes, then make_credential raises '
+    'ValueError from tpm2-pytss. Fix: in verify_identity require the EK '
+    'public area to match the TCG default EK template of its type except '
+    "'unique' (or at least symmetric = AES-128-CFB); in make_credential "
+    'catch ValueError -> CredentialError'))
+def test_finding_f6_ek_symmetric_parameters(ev: Evidence) -> None:
+    ek = bytearray(ev.identity.ek_public)
+    assert ek[44:50] == b'\x00\x06\x00\x80\x00\x43'  # AES-128-CFB
+    ek[48:50] = b'\x01\x43'  # mode 0x143
+    ident = dataclasses.replace(ev.identity, ek_public=bytes(ek))
+    try:
+        verify.verify_identity(ident, ev.policy)
+    except tpm_errors.VerificationError:
+        return
+    with pytest.raises(tpm_errors.VerificationError):
+        verify.make_credential(ident, b'\x01' * 32)
+
+
+def _bad_version(cert: bytes) -> bytes:
+    v3 = b'\xa0\x03\x02\x01\x02'
+    assert v3 in cert
+    return cert.replace(v3, b'\xa0\x03\x02\x01\x0a', 1)
+
+
+@pytest.mark.xfail(strict=True, raises=x509.InvalidVersion, reason=(
+    'finding F7: verify_identity catches only ValueError around '
+    'x509.load_der_x509_certificate; cryptography raises '
+    'x509.InvalidVersion (not a ValueError) for a bad version field, and '
+    'protocol.names.checked does not map it either, so it is reachable '
+    'from a peer (hello/hello_reply) and in offline audits. Fix: catch '
+    '(ValueError, x509.InvalidVersion) -> EkCertificateError in '
+    'verify_identity (and check_ek_matches_certificate); add '
+    'x509.InvalidVersion and cryptography.exceptions.UnsupportedAlgorithm '
+    'to the exceptions names.checked maps to InvalidEvidence'))
+def test_finding_f7_invalid_certificate_version(ev: Evidence) -> None:
+    ident = dataclasses.replace(
+        ev.identity, ek_certificate=_bad_version(ev.identity.ek_certificate))
+    with pytest.raises(tpm_errors.VerificationError):
+        verify.verify_identity(ident, ev.policy)
