@@ -105,7 +105,7 @@ def run_cell(tpms: dict[str, procs.TpmHost], policy_doc: dict[str, ty.Any],
             result = cluster.try_ctl('src', step.flow, migration_id=mid)
             events.append(_event(step.flow, result))
         for name in ('src', 'dst'):
-            if not cluster.alive(name):
+            if not cluster.responsive(name):
                 events.append(f'restart {name}')
                 cluster.start(name)
         cluster.free_space()

@@ -145,6 +145,23 @@ class ProcCluster:
         proc = self.procs.get(name)
         return proc is not None and proc.poll() is None
 
+    def responsive(self, name: str) -> bool:
+        """Whether the host answers; a host that does not is reaped (a
+        SIGKILLed process may still be exiting when its peer already saw
+        the connection close)."""
+        try:
+            if self.alive(name) and self.ctl(name, 'ping', timeout=10)['ok']:
+                return True
+        except (HostDied, OSError):
+            pass
+        proc = self.procs[name]
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return False
+
     def ctl(self, name: str, op: str, timeout: float = 120,
             **kwargs: ty.Any) -> dict[str, ty.Any]:
         """Run a control command; raises :class:`HostDied` if the
