@@ -24,6 +24,9 @@ a borrowed EK certificate with the attacker's own AK
 (``test_a_ak_not_bound_to_ek``), PCR extend between the binding-key
 certification and the unwrap (``test_e_toctou_pcr_change_before_unwrap``),
 every byte flip of every message (``test_b_*_byte_flip_refused``),
+stripping the newest of two supported versions from the offer or the
+choice (``test_a_version_downgrade_refused``; here: envelope versions,
+unsupported offers and cipher-suite downgrades on the wire),
 replayed sessions and messages (``test_c_*``), altered or re-attributed
 audit records (``test_d_*``).
 """
