@@ -47,8 +47,9 @@ COUNTS: collections.Counter[str] = collections.Counter()
 #: Inputs that hit a known, reported finding (see :data:`KNOWN`).
 FINDINGS: collections.Counter[str] = collections.Counter()
 
-F6 = ('F6 tpm.verify: EK public area with odd symmetric parameters passes '
-      'verify_identity, make_credential raises ValueError')
+F6 = ('F6 tpm.verify: verify_identity binds only the EK key, not the rest '
+      'of the EK public area (make_credential may raise ValueError; a '
+      'record with an altered EK public area verifies)')
 
 #: Undocumented exceptions found by fuzzing, reported upstream and each
 #: pinned by a strict ``xfail`` regression test in ``test_findings.py``;

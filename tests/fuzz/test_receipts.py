@@ -85,6 +85,20 @@ def _verify(data: bytes, policy: policy_mod.TrustPolicy) -> None:
     receipts.verify_record(data, policy)
 
 
+def _accepted(mutated: bytes, record: bytes) -> None:
+    """An accepted record must be the original; the only known exception
+    is finding F6 (an altered EK public area of a signer)."""
+    if mutated == record:
+        return
+    a = wire.decode(mutated, receipts.RECORD)
+    b = wire.decode(record, receipts.RECORD)
+    for signer in ('source', 'dest'):
+        a[signer]['identity']['ek_public'] = b''
+        b[signer]['identity']['ek_public'] = b''
+    assert a == b, 'an altered record was accepted'
+    fuzzlib.note_finding(fuzzlib.F6)
+
+
 def _set(value: dict[str, ty.Any], path: tuple[str, ...],
          new: ty.Any) -> dict[str, ty.Any]:
     target = value
@@ -117,7 +131,8 @@ def test_byte_mutations(signed: tuple[bytes, policy_mod.TrustPolicy],
     mutated = data.draw(fuzzlib.mutated_bytes(record))
     ok, _ = fuzzlib.refused_or_ok('receipts.byte_mutation', _verify,
                                   mutated, policy)
-    assert not ok or mutated == record
+    if ok:
+        _accepted(mutated, record)
 
 
 @fuzzlib.budget(5)
@@ -130,7 +145,8 @@ def test_structural_mutations(signed: tuple[bytes,
         fuzzlib.mutated_json(json.loads(record))))
     ok, _ = fuzzlib.refused_or_ok('receipts.structural', _verify, mutated,
                                   policy)
-    assert not ok or mutated == record
+    if ok:
+        _accepted(mutated, record)
 
 
 @fuzzlib.budget(6)
@@ -148,7 +164,7 @@ def test_field_forgery(signed: tuple[bytes, policy_mod.TrustPolicy],
     ok, exc = fuzzlib.refused_or_ok('receipts.forgery', _verify, forged,
                                     policy)
     if ok:
-        assert forged == record, f'forged {".".join(path)} accepted'
+        _accepted(forged, record)
     else:
         assert isinstance(exc, (errors.ReceiptInvalid,
                                 errors.MalformedMessage)), repr(exc)
@@ -178,6 +194,24 @@ def test_finding_f7_record_with_bad_certificate_version(
     cert = decoded['dest']['identity']['ek_certificate']
     decoded['dest']['identity']['ek_certificate'] = cert.replace(
         b'\xa0\x03\x02\x01\x02', b'\xa0\x03\x02\x01\x0a', 1)
+    with pytest.raises(errors.ReceiptInvalid):
+        receipts.verify_record(wire.encode(decoded, receipts.RECORD),
+                               policy)
+
+
+@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
+    'finding F6 (see test_verify): verify_identity compares only the EK '
+    'key with the certificate, so a record whose signer EK public area '
+    'has other attributes still verifies (the record is malleable). Fix: '
+    'require the EK public area to match the TCG EK template of its type '
+    "except 'unique'"))
+def test_finding_f6_record_with_altered_ek_attributes(
+        signed: tuple[bytes, policy_mod.TrustPolicy]) -> None:
+    record, policy = signed
+    decoded = wire.decode(record, receipts.RECORD)
+    ek = bytearray(decoded['dest']['identity']['ek_public'])
+    ek[9] ^= 0x40  # objectAttributes.userWithAuth
+    decoded['dest']['identity']['ek_public'] = bytes(ek)
     with pytest.raises(errors.ReceiptInvalid):
         receipts.verify_record(wire.encode(decoded, receipts.RECORD),
                                policy)
