@@ -96,7 +96,8 @@ class Host:
     # -- control commands ----------------------------------------------
 
     def op_ping(self) -> dict[str, ty.Any]:
-        return {'pid': os.getpid()}
+        """Liveness, and whether this process's fault fired."""
+        return {'pid': os.getpid(), 'fired': self.injector.fired}
 
     def op_provision(self, instance: str, secret: str) -> dict[str, ty.Any]:
         self.engine.keystore.add(instance, bytes.fromhex(secret))

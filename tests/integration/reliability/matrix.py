@@ -104,10 +104,16 @@ def run_cell(tpms: dict[str, procs.TpmHost], policy_doc: dict[str, ty.Any],
         if result.get('ok'):
             result = cluster.try_ctl('src', step.flow, migration_id=mid)
             events.append(_event(step.flow, result))
+        fired = False
         for name in ('src', 'dst'):
-            if not cluster.responsive(name):
+            if cluster.responsive(name):
+                fired |= (name == injecting and
+                          cluster.ctl(name, 'ping')['fired'])
+            else:
+                fired |= name == injecting
                 events.append(f'restart {name}')
                 cluster.start(name)
+        events.append('fault fired' if fired else 'FAULT NOT FIRED')
         cluster.free_space()
         for name in ('src', 'dst'):
             cluster.ctl(name, 'heal')
@@ -131,6 +137,9 @@ def run_cell(tpms: dict[str, procs.TpmHost], policy_doc: dict[str, ty.Any],
                    if not any(k in u for k in KNOWN)]
         if unknown:
             problems.append('undocumented error: ' + '; '.join(unknown))
+        if not fired:
+            problems.append('the fault never fired (the step was not '
+                            'reached): the cell tests nothing')
         detail = '; '.join(events + checked.notes + problems + findings)
         res = CellResult(step, fault, not problems, checked.outcome,
                          time.monotonic() - started, detail, findings)
