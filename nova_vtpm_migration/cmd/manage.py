@@ -37,6 +37,7 @@ from oslo_config import cfg
 from nova_vtpm_migration import conf as conf_mod
 from nova_vtpm_migration import exception
 from nova_vtpm_migration.cmd import host_commands
+from nova_vtpm_migration.cmd import protocol_commands
 from nova_vtpm_migration.tpm import errors as tpm_errors
 
 EXIT_OK = 0
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 parser_class=_Parser)
     sub.required = True
     host_commands.add_parsers(sub)
+    protocol_commands.add_parsers(sub)
     return parser
 
 
@@ -124,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
             ValueError) as exc:
         if args.debug:
             traceback.print_exc()
-        action = ' '.join(filter(None, (args.command, getattr(
-            args, 'policy_command', None))))
+        action = ' '.join(filter(None, (args.command, *(
+            getattr(args, f'{c}_command', None)
+            for c in ('policy', 'journal', 'receipts')))))
         sys.stderr.write(f'nova-vtpm-migration {action}: error: {exc}\n')
         return _exit_code(exc)
     finally:

@@ -102,8 +102,9 @@ class Reporter:
         self.heading('Summary')
         if self.timings:
             self.table(self.timings, ('phase', 'step', 'ms'))
-        self.table([dataclasses.asdict(c) for c in self.checks],
-                   ('name', 'passed', 'detail'))
+        self.table([{'check': c.name, 'passed': c.passed,
+                     'detail': c.detail[:48]} for c in self.checks],
+                   ('check', 'passed', 'detail'))
         total = time.monotonic() - self._t0
         failed = sum(not c.passed for c in self.checks)
         verdict = ('ALL CHECKS PASSED' if self.ok

@@ -247,7 +247,30 @@ Possible values:
 """),
 ]
 
-ALL_OPTS = tpm_opts + trust_opts + service_opts
+nova_opts = [
+    cfg.DictOpt('named_policies',
+        default={},
+        help="""
+Trust policies that flavors can select by name.
+
+A flavor with the extra spec ``vtpm_migration:policy=<name>`` has the peer
+host of its live migrations attested against the policy file mapped to
+``<name>`` here instead of ``policy_file``. A live migration of a flavor
+that names a policy missing from this map is refused at pre-check time.
+
+Possible values:
+
+* A comma-separated list of ``name:path`` pairs, for example
+  ``pci-dss:/etc/nova/vtpm-pci-dss.json,default:/etc/nova/vtpm.json``.
+  Names match ``[A-Za-z0-9_.-]{1,64}``.
+
+Related options:
+
+* ``policy_file``
+"""),
+]
+
+ALL_OPTS = tpm_opts + trust_opts + service_opts + nova_opts
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:

@@ -54,13 +54,35 @@ MAX_PENDING_HANDSHAKES = 64
 PENDING_HANDSHAKE_TTL = 60.0
 MAX_RESPONDER_SESSIONS = 256
 
-#: ``oracle(row) -> 'commit' | 'abort'`` decides an in-doubt source
-#: migration at recovery.
+#: ``oracle(row) -> 'commit' | 'abort' | 'unknown'`` decides an in-doubt
+#: source migration at recovery; ``unknown`` leaves it in doubt.
 OutcomeOracle = collections.abc.Callable[[journal_mod.MigrationRow], str]
+
+#: The outcome an oracle returns when it cannot tell.
+UNKNOWN = 'unknown'
+
+
+def no_oracle(row: journal_mod.MigrationRow) -> str:
+    """The default outcome oracle: it cannot tell, so nothing is decided.
+
+    NOTE(vtpm): the Promela model (protocol/model/commit.pml,
+    ``MUTANT_PRESUMED_ABORT``) shows that presuming abort for a migration
+    in TRANSFERRING/TRANSFERRED is unsafe whenever the guest may already
+    have been handed over: the source key would become usable again while
+    the guest runs on the destination. Without an oracle the migration
+    therefore stays in doubt (source key LOCKED, destination key PENDING:
+    nothing is lost and nothing is usable twice) until an oracle or the
+    operator (``nova-vtpm-migration journal decide``) resolves it.
+    """
+    return UNKNOWN
 
 
 def presumed_abort(row: journal_mod.MigrationRow) -> str:
-    """The default outcome oracle: an undecided migration is aborted."""
+    """An oracle for deployments where no hand-over can be in flight.
+
+    Only safe where the caller knows the guest was never handed over
+    (for example the data plane before QEMU started migrating).
+    """
     return 'abort'
 
 
@@ -84,7 +106,7 @@ class MigrationEngine:
                  keystore: keystore_mod.KeyStore,
                  transport: transport_mod.Transport,
                  session_lifetime: float | None = None,
-                 outcome_oracle: OutcomeOracle = presumed_abort) -> None:
+                 outcome_oracle: OutcomeOracle = no_oracle) -> None:
         self.host = host
         self.tpm = tpm
         self.policy = policy
@@ -342,6 +364,13 @@ class MigrationEngine:
         """Return the state blobs received with a migration (in memory)."""
         return self.destination.take_state_blobs(instance_uuid,
                                                  migration_id)
+
+    def decide(self, migration_id: str, outcome: str) -> str:
+        """Resolve an in-doubt source migration (``commit``/``abort``).
+
+        :returns: the migration's state afterwards.
+        """
+        return self.source.decide(migration_id, outcome)
 
     def record(self, migration_id: str) -> bytes | None:
         """The signed audit record of a committed migration, if any."""

@@ -341,6 +341,35 @@ class SourceRole:
             return row.state, 'abort'
         return row.state, 'pending'
 
+    def decide(self, mid: str, outcome: str) -> str:
+        """Resolve an in-doubt migration by an external decision.
+
+        For an operator (``nova-vtpm-migration journal decide``) or an
+        outcome oracle that answers later than recovery ran.
+
+        :param mid: the migration id.
+        :param outcome: ``commit`` or ``abort``.
+        :returns: the state after the decision.
+        :raises StateError: the migration is not in doubt.
+        :raises ValueError: unknown outcome.
+        """
+        if outcome not in ('commit', 'abort'):
+            raise ValueError(f'outcome must be commit or abort: {outcome!r}')
+        row = self._row(mid)
+        if row.state not in (_S.TRANSFERRING.value, _S.TRANSFERRED.value):
+            raise errors.StateError(
+                role=_ROLE.value, migration_id=mid, old=row.state,
+                new=(_S.COMMITTING if outcome == 'commit'
+                     else _S.ABORTING).value)
+        LOG.info('Migration %s of instance %s decided: %s', mid,
+                 row.instance_uuid, outcome)
+        if outcome == 'commit':
+            self._set(mid, _S.COMMITTING)
+            self._send_commit(self._row(mid))
+        else:
+            self.abort(mid, reason='operator decision')
+        return self._row(mid).state
+
     # -- recovery -----------------------------------------------------------
 
     def recover(self) -> dict[str, str]:
@@ -360,8 +389,13 @@ class SourceRole:
                     if outcome == 'commit':
                         self._set(mid, _S.COMMITTING)
                         self._send_commit(self._row(mid))
-                    else:
+                    elif outcome == 'abort':
                         self.abort(mid, reason='recovery')
+                    else:
+                        LOG.warning('Migration %s of instance %s stays in '
+                                    'doubt (%s): the outcome oracle cannot '
+                                    'tell where the guest runs', mid,
+                                    row.instance_uuid, row.state)
                 elif row.state == _S.COMMITTING.value:
                     self._send_commit(row)
                 else:

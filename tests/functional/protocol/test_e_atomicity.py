@@ -26,8 +26,10 @@ import typing as ty
 
 import pytest
 
+from nova_vtpm_migration.protocol import engine as engine_mod
 from nova_vtpm_migration.protocol import errors
 from nova_vtpm_migration.protocol import journal as journal_mod
+from nova_vtpm_migration.protocol import states
 from nova_vtpm_migration.protocol import transport
 from nova_vtpm_migration.sim import swtpm
 from nova_vtpm_migration.tpm import errors as tpm_errors
@@ -265,3 +267,31 @@ def test_e_toctou_pcr_change_before_unwrap(
 
 
 __all__: ty.Sequence[str] = ()
+
+
+@pytest.mark.parametrize('decision', ['commit', 'abort'])
+def test_e_no_oracle_keeps_handover_in_doubt(cluster: conftest.Cluster,
+                                             decision: str) -> None:
+    """Without an outcome oracle nothing is presumed after a crash.
+
+    The Promela model shows presumed abort is unsafe once the guest may
+    have been handed over; the migration stays in doubt (no usable key
+    anywhere, none lost) until a decision arrives.
+    """
+    src = cluster.nodes['src']
+    src.oracle = engine_mod.no_oracle
+    inst, secret = conftest.new_instance(src)
+    handle = src.engine.migrate_key(inst, 'dst')
+    src.restart()
+    _recover_all(cluster, ('src', 'dst'))
+    assert conftest.usable_keys(cluster, inst) == {'src': 'LOCKED',
+                                                   'dst': 'PENDING'}
+    assert src.engine.journal.get(handle.migration_id,
+                                  states.Role.SOURCE).state == 'TRANSFERRED'
+    assert src.engine.decide(handle.migration_id, decision) == (
+        'COMMITTED' if decision == 'commit' else 'ABORTED')
+    _recover_all(cluster, ('dst', 'src'))
+    owner = _check_one_usable(cluster, inst, secret)
+    assert owner == ('dst' if decision == 'commit' else 'src')
+    with pytest.raises(errors.StateError):
+        src.engine.decide(handle.migration_id, decision)

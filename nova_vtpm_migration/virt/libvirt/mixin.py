@@ -1,0 +1,133 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
+"""``VtpmMigrationDriverMixin``: the plugin's hooks in Nova's libvirt driver.
+
+The mixin overrides only Nova's live-migration hooks, ``init_host``,
+``cleanup_host`` and ``update_provider_tree``. Each override calls Nova's
+implementation and delegates the plugin's part to
+:mod:`~nova_vtpm_migration.virt.libvirt.live_migration`; the per-host state
+lives in :class:`~nova_vtpm_migration.virt.service.VtpmMigrationService`.
+``tests/unit/virt/libvirt/test_mixin.py`` fails when one of these Nova
+methods disappears or changes its signature.
+"""
+
+import contextlib
+import typing as ty
+
+from oslo_log import log as logging
+
+from nova_vtpm_migration.virt import service as vtpm_service
+from nova_vtpm_migration.virt.libvirt import live_migration as lm
+from nova_vtpm_migration.virt.libvirt import traits
+
+LOG = logging.getLogger(__name__)
+
+
+class VtpmMigrationDriverMixin:
+    """Mix in before ``nova.virt.libvirt.driver.LibvirtDriver``."""
+
+    _vtpm: (vtpm_service.VtpmMigrationService
+            | vtpm_service.UnavailableService | None) = None
+    # Provided by nova.virt.libvirt.driver.LibvirtDriver.
+    _host: ty.Any
+
+    def init_host(self, host: str) -> None:
+        super().init_host(host)  # type: ignore[misc]
+        # NOTE(vtpm): a host whose engine cannot start keeps running its
+        # instances; it reports no attestation trait and refuses to take
+        # part in protected live migrations (the error names the cause).
+        engine = None
+        try:
+            engine = vtpm_service.default_engine_factory(host)
+            vtpm = vtpm_service.VtpmMigrationService(
+                host, engine, lm.make_secret_reader(self._host, host))
+            vtpm.start(lm.make_oracle(self._host))
+        except Exception as exc:
+            LOG.exception('The vTPM migration service of host %s did not '
+                          'start; vTPM live migrations with this host will '
+                          'be refused', host)
+            if engine is not None:
+                with contextlib.suppress(Exception):
+                    engine.close()
+            self._vtpm = vtpm_service.UnavailableService(
+                host, f'{type(exc).__name__}: {exc}')
+        else:
+            self._vtpm = vtpm
+
+    def cleanup_host(self, host: str) -> None:
+        if self._vtpm is not None:
+            self._vtpm.stop()
+            self._vtpm = None
+        super().cleanup_host(host)  # type: ignore[misc]
+
+    def update_provider_tree(self, provider_tree: ty.Any, nodename: str,
+                             allocations: ty.Any = None) -> None:
+        super().update_provider_tree(  # type: ignore[misc]
+            provider_tree, nodename, allocations=allocations)
+        attested = (self._vtpm is not None
+                    and self._vtpm.attestation_fresh())
+        traits.update(provider_tree, nodename, attested)
+
+    def check_can_live_migrate_destination(
+            self, context: ty.Any, instance: ty.Any, src_compute_info: ty.Any,
+            dst_compute_info: ty.Any, block_migration: bool = False,
+            disk_over_commit: bool = False) -> ty.Any:
+        # NOTE(vtpm): attest first; Nova creates a shared-storage test file
+        # below that only cleanup_live_migration_destination_check removes.
+        lm.dest_precheck(self._vtpm, context, instance)
+        return super().check_can_live_migrate_destination(  # type: ignore
+            context, instance, src_compute_info, dst_compute_info,
+            block_migration, disk_over_commit)
+
+    def check_can_live_migrate_source(
+            self, context: ty.Any, instance: ty.Any, dest_check_data: ty.Any,
+            block_device_info: ty.Any = None) -> ty.Any:
+        migrate_data = super().check_can_live_migrate_source(  # type: ignore
+            context, instance, dest_check_data, block_device_info)
+        lm.source_check(self._vtpm, instance, migrate_data)
+        return migrate_data
+
+    def pre_live_migration(self, context: ty.Any, instance: ty.Any,
+                           block_device_info: ty.Any, network_info: ty.Any,
+                           disk_info: ty.Any, migrate_data: ty.Any) -> ty.Any:
+        migrate_data = super().pre_live_migration(  # type: ignore[misc]
+            context, instance, block_device_info, network_info, disk_info,
+            migrate_data)
+        lm.dest_pre_live_migration(self._vtpm, self._host, context,
+                                   instance, migrate_data)
+        return migrate_data
+
+    def post_live_migration(self, context: ty.Any, instance: ty.Any,
+                            block_device_info: ty.Any,
+                            migrate_data: ty.Any = None) -> None:
+        lm.source_post(self._vtpm, instance, migrate_data)
+        super().post_live_migration(  # type: ignore[misc]
+            context, instance, block_device_info, migrate_data)
+
+    def rollback_live_migration_at_source(self, context: ty.Any,
+                                          instance: ty.Any,
+                                          migrate_data: ty.Any) -> None:
+        super().rollback_live_migration_at_source(  # type: ignore[misc]
+            context, instance, migrate_data)
+        lm.source_rollback(self._vtpm, instance, migrate_data)
+
+    def rollback_live_migration_at_destination(
+            self, context: ty.Any, instance: ty.Any, network_info: ty.Any,
+            block_device_info: ty.Any, destroy_disks: bool = True,
+            migrate_data: ty.Any = None) -> None:
+        lm.dest_rollback(self._vtpm, context, instance, migrate_data)
+        super().rollback_live_migration_at_destination(  # type: ignore
+            context, instance, network_info, block_device_info,
+            destroy_disks, migrate_data)

@@ -1,0 +1,70 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
+"""libvirt secrets of vTPM instances on both ends of a migration.
+
+The libvirt secret is the only place the plaintext vTPM secret exists on a
+host: it never goes into the plugin's logs, exceptions or RPC messages.
+"""
+
+import typing as ty
+
+from oslo_log import log as logging
+
+from nova_vtpm_migration.virt import errors
+
+LOG = logging.getLogger(__name__)
+
+USAGE = 'vtpm'
+
+
+def read_secret(host: ty.Any, instance_uuid: str, hostname: str) -> bytes:
+    """Return the value of the instance's libvirt vTPM secret.
+
+    :param host: the driver's ``nova.virt.libvirt.host.Host``.
+    :param instance_uuid: the instance.
+    :param hostname: this host's name (for the error text).
+    :raises SecretUnavailable: no such secret, or it is not readable.
+    """
+    secret = host.find_secret(USAGE, instance_uuid)
+    if secret is None:
+        raise errors.SecretUnavailable(
+            instance=instance_uuid, host=hostname,
+            reason='no libvirt secret (hard-reboot the instance to '
+                   're-create it)')
+    try:
+        return bytes(secret.value())
+    except Exception as exc:
+        raise errors.SecretUnavailable(
+            instance=instance_uuid, host=hostname,
+            reason=f'libvirt refused to read it ({type(exc).__name__})',
+        ) from exc
+
+
+def define_incoming_secret(host: ty.Any, instance: ty.Any, secret_uuid: str,
+                           secret: bytes) -> None:
+    """Define the instance's libvirt secret on the destination.
+
+    Follows the ``host`` secret-security semantics upstream gives the
+    incoming instance (persistent, readable by the next migration).
+
+    :param host: the driver's ``nova.virt.libvirt.host.Host``.
+    :param instance: the incoming ``nova.objects.Instance``.
+    :param secret_uuid: the libvirt secret UUID the guest XML refers to.
+    :param secret: the unwrapped vTPM secret.
+    """
+    host.create_secret(USAGE, instance.uuid, password=secret,
+                       uuid=secret_uuid, ephemeral=False, private=False)
+    LOG.info('Defined the vTPM libvirt secret from the unwrapped key',
+             instance=instance)

@@ -1,0 +1,1 @@
+from tests.functional.swtpm_fixtures import swtpm_ca  # noqa: F401

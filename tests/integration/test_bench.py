@@ -1,0 +1,31 @@
+"""``make bench`` runs in a short mode and writes its report and plots."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow
+def test_bench_short_run(tmp_path: pathlib.Path) -> None:
+    proc = subprocess.run(  # noqa: S603 - fixed argv
+        [sys.executable, '-m', 'nova_vtpm_migration.cmd.bench', '--runs',
+         '2', '--levels', '1,2', '--skip-rss', '--output', str(tmp_path)],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    report = json.loads((tmp_path / 'report.json').read_text())
+    for phase in ('phase1', 'phase2', 'commit', 'phase1+2'):
+        row = report['protocol'][phase]
+        assert row['wall_ms']['n'] == 2
+        # The TPM floor is part of the wall time, never more than it.
+        assert 0 < row['tpm_ms']['median'] <= row['wall_ms']['median']
+    assert report['qemu']['secured']['downtime_ms']['n'] == 2
+    assert set(report['table1']) == {'1', '2'}
+    assert all(col[m]['failed'] == 0 for col in report['table1'].values()
+               for m in ('plain', 'secured'))
+    md = (tmp_path / 'report.md').read_text()
+    assert "## The paper's Table I" in md and '| S / P |' in md
+    for png in ('phases.png', 'table1.png'):
+        assert (tmp_path / png).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

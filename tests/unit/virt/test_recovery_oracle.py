@@ -1,0 +1,54 @@
+"""The recovery oracle never presumes abort after a possible hand-over."""
+
+from unittest import mock
+
+from nova import exception as nova_exception
+from nova import objects
+import pytest
+
+from nova_vtpm_migration.virt.libvirt import live_migration as lm
+
+objects.register_all()
+
+
+def _oracle(guest_here: bool, status: str, instance_host: str) -> str:
+    host = mock.Mock()
+    if not guest_here:
+        host.get_guest.side_effect = nova_exception.InstanceNotFound(
+            instance_id='i')
+    migration = mock.Mock(status=status, dest_compute='dest')
+    instance = mock.Mock(host=instance_host)
+    with mock.patch.object(objects.Migration, 'get_by_uuid',
+                           return_value=migration), \
+            mock.patch.object(objects.Instance, 'get_by_uuid',
+                              return_value=instance), \
+            mock.patch('nova.context.get_admin_context'):
+        return lm.make_oracle(host)('mig', 'inst')
+
+
+@pytest.mark.parametrize('guest_here, status, instance_host, outcome', [
+    # Hand-over recorded and the guest left: commit.
+    (False, 'completed', 'dest', 'commit'),
+    (False, 'running', 'dest', 'commit'),
+    # The guest is here and Nova's migration ended without hand-over.
+    (True, 'failed', 'src', 'abort'),
+    (True, 'error', 'src', 'abort'),
+    (True, 'preparing', 'src', 'abort'),
+    # Anything else stays in doubt.
+    (False, 'running', 'src', 'unknown'),
+    (False, 'failed', 'src', 'unknown'),
+    (True, 'running', 'src', 'unknown'),
+    (True, 'completed', 'dest', 'unknown'),
+])
+def test_oracle(guest_here: bool, status: str, instance_host: str,
+                outcome: str) -> None:
+    assert _oracle(guest_here, status, instance_host) == outcome
+
+
+def test_missing_records_stay_in_doubt() -> None:
+    host = mock.Mock()
+    with mock.patch.object(
+            objects.Migration, 'get_by_uuid',
+            side_effect=nova_exception.MigrationNotFound(migration_id='m')), \
+            mock.patch('nova.context.get_admin_context'):
+        assert lm.make_oracle(host)('mig', 'inst') == 'unknown'
