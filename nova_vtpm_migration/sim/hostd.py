@@ -24,9 +24,10 @@ commands ``{"op": <name>, ...arguments}`` on ``<socket_dir>/<name>.ctl``
 ``NVM_FAULT`` (:mod:`.faults`). The fault-injection matrix and
 the load tests start, SIGKILL and restart these processes.
 
-Config: ``{"socket_dir", "policy" (a TrustPolicy document), "pcrs",
-"session_lifetime", "timeout", "hosts": {name: {"role", "tcti",
-"tpm_state", "state_dir"}}}``. Simulation only.
+Config: ``{"socket_dir", "guest_dir", "policy" (a TrustPolicy document),
+"pcrs", "session_lifetime", "timeout", "hosts": {name: {"role", "tcti",
+"tpm_state", "state_dir"}}}``. In-doubt migrations are decided by where
+the guest runs (:meth:`Host.guest_oracle`). Simulation only.
 """
 
 import hashlib
@@ -83,7 +84,8 @@ class Host:
                                             timeout=config['timeout'])
         self.engine = engine_mod.MigrationEngine(
             name, tpm, policy, journal, keystore, transport,
-            session_lifetime=config['session_lifetime'])
+            session_lifetime=config['session_lifetime'],
+            outcome_oracle=self.guest_oracle)
         self.injector = faults.Injector(
             me.get('role', name), faults.FaultPlan.from_env(),
             fill_dir=os.environ.get(faults.FILL_ENV) or None)
@@ -92,6 +94,20 @@ class Host:
         self.internal = InternalErrors()
         py_logging.getLogger('nova_vtpm_migration').addHandler(
             self.internal)
+
+    def guest_oracle(self, row: journal_mod.MigrationRow) -> str:
+        """The data-plane outcome oracle: commit iff the guest runs on the
+        destination. The orchestrator records the hand-over in
+        ``<guest_dir>/guest-<instance>`` (absent: the guest never left).
+        """
+        path = os.path.join(self.config['guest_dir'],
+                            f'guest-{row.instance_uuid}')
+        try:
+            with open(path) as f:
+                where = f.read().strip()
+        except FileNotFoundError:
+            return 'abort'
+        return 'commit' if where == row.peer else 'abort'
 
     # -- control commands ----------------------------------------------
 

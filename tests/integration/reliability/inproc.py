@@ -93,6 +93,8 @@ class RabbitCluster:
         # global CONF only.
         self.transport = oslo_messaging.get_rpc_transport(cfg.CONF, url=url)
         self.policy = policy_mod.TrustPolicy.from_dict(policy_doc)
+        #: instance -> host its guest runs on (the outcome oracle).
+        self.guest: dict[str, str] = {}
         self.nodes: dict[str, Node] = {}
         for name, tpm_host in tpms.items():
             self.nodes[name] = self._open(name, tpm_host)
@@ -107,13 +109,25 @@ class RabbitCluster:
         injector = faults.Injector(name, None)
         hooks = HookTransport(rpc_transport.RpcTransport(
             rpcapi.VtpmMigrationAPI(self.transport)), injector)
-        engine = engine_mod.MigrationEngine(name, tpm, self.policy, journal,
-                                            keystore, hooks,
-                                            session_lifetime=600)
+        engine = engine_mod.MigrationEngine(
+            name, tpm, self.policy, journal, keystore, hooks,
+            session_lifetime=600, outcome_oracle=self.oracle)
         injector.install(engine)  # traces message types; never fires
         server = rpc_server.start_server(name, engine.handle,
                                          self.transport)
         return Node(name, ctx, engine, server, hooks, state)
+
+    def oracle(self, row: ty.Any) -> str:
+        """Commit iff the guest runs on the migration's destination."""
+        return ('commit' if self.guest.get(row.instance_uuid) == row.peer
+                else 'abort')
+
+    def migrate(self, src: str, dst: str, instance: str) -> None:
+        """Key transfer, guest hand-over, commit (the Nova order)."""
+        engine = self.nodes[src].engine
+        handle = engine.migrate_key(instance, dst)
+        self.guest[instance] = dst
+        engine.commit(handle.migration_id)
 
     def close(self) -> None:
         for node in self.nodes.values():

@@ -102,6 +102,9 @@ def run_cell(tpms: dict[str, procs.TpmHost], policy_doc: dict[str, ty.Any],
                                  peer='dst', migration_id=mid)
         events.append(_event('migrate', result))
         if result.get('ok'):
+            if step.flow == 'commit':
+                # the VM migration completed: the guest runs on dst now
+                cluster.hand_over(inst, 'dst')
             result = cluster.try_ctl('src', step.flow, migration_id=mid)
             events.append(_event(step.flow, result))
         fired = False

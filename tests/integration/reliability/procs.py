@@ -69,7 +69,8 @@ class ProcCluster:
         self.sockets = tempfile.mkdtemp(prefix='nvm-s-')  # short path
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.config = {
-            'socket_dir': self.sockets, 'policy': policy_doc,
+            'socket_dir': self.sockets, 'guest_dir': str(self.dir),
+            'policy': policy_doc,
             'pcrs': list(PCRS), 'session_lifetime': session_lifetime,
             'timeout': timeout,
             'hosts': {name: {'role': name, 'tcti': t.swtpm.tcti,
@@ -93,6 +94,12 @@ class ProcCluster:
             return None
         self.mounts.append(str(path))
         return str(path)
+
+    def hand_over(self, instance: str, host: str) -> None:
+        """The guest now runs on ``host`` (what the outcome oracle of the
+        hosts reads, like the data plane's "where does the guest run")."""
+        path = self.dir / f'guest-{instance}'
+        path.write_text(host)
 
     def free_space(self) -> None:
         """The operator frees space on every filled file system."""

@@ -71,10 +71,8 @@ def _round_of(rabbit: inproc.RabbitCluster, names: list[str]
 def _one(rabbit: inproc.RabbitCluster, src: str, dst: str, inst: str
          ) -> tuple[str, float]:
     started = time.monotonic()
-    engine = rabbit.nodes[src].engine
     try:
-        handle = engine.migrate_key(inst, dst)
-        engine.commit(handle.migration_id)
+        rabbit.migrate(src, dst, inst)
         outcome = 'committed'
     except exception.VtpmMigrationException as exc:
         outcome = f'aborted: {type(exc).__name__}'

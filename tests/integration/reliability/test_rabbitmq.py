@@ -65,14 +65,10 @@ def _settle(rabbit: inproc.RabbitCluster, inst: str,
 @pytest.mark.slow
 def test_migrate_over_rabbit(rabbit: inproc.RabbitCluster) -> None:
     inst, secret = rabbit.provision('src')
-    src = rabbit.nodes['src'].engine
-    handle = src.migrate_key(inst, 'dst')
-    src.commit(handle.migration_id)
+    rabbit.migrate('src', 'dst', inst)
     assert _settle(rabbit, inst, secret) == 'dst'
     # and on to the third host, reusing nothing but the broker
-    dst = rabbit.nodes['dst'].engine
-    handle = dst.migrate_key(inst, 'third')
-    dst.commit(handle.migration_id)
+    rabbit.migrate('dst', 'third', inst)
     assert _settle(rabbit, inst, secret) == 'third'
 
 
@@ -96,13 +92,11 @@ def test_broker_restart_before(rabbit: inproc.RabbitCluster,
     """The broker restarts just before the source sends ``when``: the
     clients reconnect; the migration completes or aborts cleanly."""
     inst, secret = rabbit.provision('src')
-    src = rabbit.nodes['src'].engine
     hook = _restart_once(broker, when)
     rabbit.nodes['src'].hooks.hooks.append(hook)
     error = ''
     try:
-        handle = src.migrate_key(inst, 'dst')
-        src.commit(handle.migration_id)
+        rabbit.migrate('src', 'dst', inst)
     except exception.VtpmMigrationException as exc:
         error = f' after {type(exc).__name__} and recovery'
     assert hook.fired.is_set()  # type: ignore[attr-defined]
@@ -120,7 +114,6 @@ def test_broker_restart_while_destination_works(
     (its reply may be lost): the source times out or gets the reply;
     recovery resolves the migration either way."""
     inst, secret = rabbit.provision('src')
-    src = rabbit.nodes['src'].engine
     dst_role = rabbit.nodes['dst'].engine.destination
     dispatch = dst_role.dispatch
     fired = threading.Event()
@@ -133,8 +126,7 @@ def test_broker_restart_while_destination_works(
         return reply
     dst_role.dispatch = restarting_dispatch  # type: ignore[method-assign]
     try:
-        handle = src.migrate_key(inst, 'dst')
-        src.commit(handle.migration_id)
+        rabbit.migrate('src', 'dst', inst)
     except exception.VtpmMigrationException:
         pass  # the reply was lost: recovery decides
     assert fired.is_set()
@@ -176,6 +168,5 @@ def test_garbage_at_rpc_endpoint(rabbit: inproc.RabbitCluster) -> None:
     assert len(rabbit.nodes['dst'].engine.journal.list_migrations()) \
         == before
     inst, secret = rabbit.provision('src')
-    src = rabbit.nodes['src'].engine
-    src.commit(src.migrate_key(inst, 'dst').migration_id)
+    rabbit.migrate('src', 'dst', inst)
     assert _settle(rabbit, inst, secret) == 'dst'
