@@ -6,6 +6,8 @@
 #   make bench  - benchmarks with printed ratios
 #   make tpm-bench - micro-benchmark of the host TPM layer (swtpm)
 #   make docs   - the Sphinx documentation (warnings are errors)
+#   make campaign - full failure-and-attack campaign (fuzzing >= 100k inputs,
+#                  whole fault matrix, RabbitMQ load of 50; ~20 min)
 #
 # Every target installs the Debian packages and the pinned virtualenv it
 # needs; a second run skips what is already there.
@@ -18,7 +20,8 @@ PIP := $(VENV)/bin/pip
 PKG_SOURCES := $(shell find nova_vtpm_migration nova -name '*.py' 2>/dev/null) \
 	setup.cfg setup.py pyproject.toml
 
-.PHONY: all demo test lint bench tpm-bench docs system venv install \
+.PHONY: all demo test lint bench tpm-bench docs campaign system venv \
+	install \
 	sample-config constraints clean
 
 all: test
@@ -48,6 +51,9 @@ demo: install
 
 test: install
 	@tools/run-tests.sh
+
+campaign: install
+	@tools/run-campaign.sh
 
 lint: install
 	@tools/run-lint.sh

@@ -1,0 +1,129 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
+
+
+"""Regression tests of the findings of the fault-injection matrix, each a
+strict ``xfail`` until the fix lands (then it XPASSes, fails, and the
+marker and the :data:`matrix.KNOWN` entry must be removed).
+
+F5: a full disk (or an I/O error) surfaces at SQLite's COMMIT, which
+``Journal.transaction`` does not translate: ``sqlite3.OperationalError``
+escapes ``migrate_key``/``commit``/``abort``/``recover`` instead of
+``JournalError``, and ``SourceRole.recover`` (which catches only
+``VtpmMigrationException``) stops at the first such migration. A sealed
+key blob written to a full disk raises a raw ``OSError`` likewise.
+"""
+
+import collections.abc
+import os
+import pathlib
+import sqlite3
+import subprocess
+import tempfile
+import typing as ty
+import uuid
+
+import pytest
+
+from nova_vtpm_migration.protocol import errors
+from nova_vtpm_migration.protocol import journal as journal_mod
+from nova_vtpm_migration.protocol import keystore as keystore_mod
+from nova_vtpm_migration.protocol import states
+
+
+class CommitFails:
+    """A sqlite3 connection whose COMMIT fails like on a full disk."""
+
+    def __init__(self, real: sqlite3.Connection, message: str) -> None:
+        self._real = real
+        self.message = message
+
+    def __getattr__(self, name: str) -> ty.Any:
+        return getattr(self._real, name)
+
+    def execute(self, sql: str, params: ty.Sequence[ty.Any] = ()
+                ) -> sqlite3.Cursor:
+        if sql == 'COMMIT':
+            raise sqlite3.OperationalError(self.message)
+        return self._real.execute(sql, params)
+
+
+@pytest.fixture
+def journal(tmp_path: pathlib.Path
+            ) -> collections.abc.Iterator[journal_mod.Journal]:
+    j = journal_mod.Journal(str(tmp_path / 'journal.sqlite'))
+    yield j
+    j.close()
+
+
+@pytest.mark.xfail(strict=True, raises=sqlite3.OperationalError, reason=(
+    'finding F5: Journal.transaction runs BEGIN IMMEDIATE / COMMIT / '
+    'ROLLBACK outside the sqlite3.Error translation of Journal.execute. '
+    'Fix (protocol/journal.py, transaction()): wrap the three '
+    "self._db.execute('BEGIN IMMEDIATE'|'COMMIT'|'ROLLBACK') calls in "
+    'try/except sqlite3.Error -> raise errors.JournalError(reason=...) '
+    'from None (on a failed COMMIT also try ROLLBACK)'))
+@pytest.mark.parametrize('message', ['database or disk is full',
+                                     'disk I/O error'])
+def test_finding_f5_commit_error_is_journal_error(
+        journal: journal_mod.Journal, message: str) -> None:
+    mid = str(uuid.uuid4())
+    journal.create_migration(mid, states.Role.SOURCE, 'NEW',
+                             str(uuid.uuid4()), 'peer')
+    journal._db = CommitFails(journal._db, message)  # type: ignore
+    with pytest.raises(errors.JournalError):
+        journal.set_state(mid, states.Role.SOURCE, 'ATTESTED')
+
+
+class FakeTpm:
+    def seal(self, secret: bytes) -> bytes:
+        return b'sealed-blob' * 100
+
+
+@pytest.fixture
+def full_dir() -> collections.abc.Iterator[str]:
+    """A directory on a full 64 KiB tmpfs (skipped where mounting is not
+    allowed)."""
+    path = tempfile.mkdtemp(prefix='nvm-full-')
+    if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=64k', 'tmpfs',
+                       path], capture_output=True,
+                      check=False).returncode != 0:
+        os.rmdir(path)
+        pytest.skip('cannot mount a tmpfs here (not root)')
+    try:
+        fd = os.open(os.path.join(path, 'filler'), os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:
+                os.write(fd, b'\0' * 1024)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        yield path
+    finally:
+        subprocess.run(['umount', '-l', path], check=False)
+        os.rmdir(path)
+
+
+@pytest.mark.xfail(strict=True, raises=OSError, reason=(
+    'finding F5b: KeyStore._write_blob lets OSError (ENOSPC, EIO) escape. '
+    'Fix (protocol/keystore.py, _write_blob): except OSError as exc -> '
+    'unlink the partial file, raise errors.KeyStoreError('
+    'instance_uuid=..., reason=os.strerror(exc.errno)) from None'))
+def test_finding_f5b_blob_write_on_full_disk(journal: journal_mod.Journal,
+                                             full_dir: str) -> None:
+    store = keystore_mod.KeyStore(journal, full_dir, FakeTpm())
+    with pytest.raises(errors.KeyStoreError):
+        store.add(str(uuid.uuid4()), b'\x01' * 32)
