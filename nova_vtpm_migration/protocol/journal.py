@@ -151,18 +151,34 @@ class Journal:
         with self._lock:
             outer = self._depth == 0
             if outer:
-                self._db.execute('BEGIN IMMEDIATE')
+                self._statement('BEGIN IMMEDIATE')
             self._depth += 1
             try:
                 yield
             except BaseException:
                 self._depth -= 1
                 if outer:
-                    self._db.execute('ROLLBACK')
+                    self._rollback()
                 raise
             self._depth -= 1
             if outer:
-                self._db.execute('COMMIT')
+                try:
+                    self._statement('COMMIT')
+                except errors.JournalError:
+                    # NOTE(vtpm): e.g. a full disk: nothing of this
+                    # transaction may survive half-applied.
+                    self._rollback()
+                    raise
+
+    def _statement(self, sql: str) -> None:
+        try:
+            self._db.execute(sql)
+        except sqlite3.Error as exc:
+            raise errors.JournalError(reason=f'{sql}: {exc}') from None
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute('ROLLBACK')
 
     def execute(self, sql: str, params: collections.abc.Sequence[ty.Any] = ()
                 ) -> list[tuple[ty.Any, ...]]:
@@ -171,7 +187,8 @@ class Journal:
             try:
                 return self._db.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
-                raise errors.JournalError(reason=type(exc).__name__) from None
+                raise errors.JournalError(
+                    reason=f'{type(exc).__name__}: {exc}') from None
 
     # -- migrations ---------------------------------------------------------
 

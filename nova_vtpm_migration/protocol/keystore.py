@@ -28,6 +28,7 @@ and the migration-state change it belongs to commit in one transaction:
 * ``DESTROYED``: the blob was overwritten and unlinked.
 """
 
+import contextlib
 import os
 import time
 import typing as ty
@@ -109,8 +110,16 @@ class KeyStore:
                 instance_uuid=instance_uuid,
                 reason='the secret cannot be sealed (size)') from None
         path = os.path.join(self._dir, name)
-        fileutils.write_durably(path, blob)
-        fileutils.fsync_dir(self._dir)
+        try:
+            fileutils.write_durably(path, blob)
+            fileutils.fsync_dir(self._dir)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise errors.KeyStoreError(
+                instance_uuid=instance_uuid,
+                reason=f'cannot write the sealed key: {exc.strerror}'
+            ) from None
         return name
 
     def _store(self, instance_uuid: str, secret: bytes,

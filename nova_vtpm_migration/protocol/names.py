@@ -24,6 +24,8 @@ the protocol with an undocumented exception.
 import collections.abc
 import contextlib
 
+from cryptography import exceptions as crypto_exceptions
+from cryptography import x509
 import tpm2_pytss
 
 from nova_vtpm_migration import exception
@@ -41,7 +43,8 @@ def checked(what: str) -> collections.abc.Iterator[None]:
     except exception.VtpmMigrationException:
         raise
     except (tpm2_pytss.TSS2_Exception, ValueError, TypeError, KeyError,
-            IndexError, OverflowError, AttributeError) as exc:
+            IndexError, OverflowError, AttributeError, x509.InvalidVersion,
+            crypto_exceptions.UnsupportedAlgorithm) as exc:
         raise errors.InvalidEvidence(what=what,
                                      reason=type(exc).__name__) from None
 

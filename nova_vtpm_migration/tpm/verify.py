@@ -38,6 +38,7 @@ from cryptography.x509 import verification
 from tpm2_pytss import constants
 from tpm2_pytss import types
 from tpm2_pytss import utils as tss_utils
+from tpm2_pytss.internal import templates as ek_templates
 
 from nova_vtpm_migration.tpm import errors
 from nova_vtpm_migration.tpm import evidence
@@ -78,7 +79,13 @@ def _p256_key(pub: types.TPM2B_PUBLIC, error: type[errors.VerificationError],
 
 
 def _attr_names(value: int) -> str:
-    return str(constants.TPMA_OBJECT(value)) if value else 'none'
+    if not value:
+        return 'none'
+    try:
+        return str(constants.TPMA_OBJECT(value))
+    except ValueError:
+        # Reserved bits have no name.
+        return f'{value:#010x}'
 
 
 def _check_attributes(pub: types.TPM2B_PUBLIC, required: int,
@@ -152,18 +159,17 @@ def _pcr_dict(values: PcrValues) -> dict[int, bytes]:
 
 # -- identity and credential -------------------------------------------------
 
+#: EK templates accepted (TCG EK Credential Profile, low range).
+EK_TEMPLATES = ('EK-RSA2048', 'EK-ECC256')
+
 def check_ek_matches_certificate(certificate: bytes, ek_public: bytes) -> None:
     """Check that the EK public area holds the certificate's public key.
 
     :raises errors.EkCertificateError: on any mismatch.
     """
-    try:
-        cert = x509.load_der_x509_certificate(certificate)
-        cert_key = cert.public_key()
-    except ValueError as exc:
-        raise errors.EkCertificateError(
-            reason=f'not a DER certificate ({exc})') from exc
+    cert_key = _certificate(certificate).public_key_or_error()
     pub = _public(ek_public, errors.EkCertificateError, 'EK')
+    _check_ek_template(ek_public, pub)
     try:
         ek_key = serialization.load_pem_public_key(pub.publicArea.to_pem())
     except Exception as exc:
@@ -175,6 +181,57 @@ def check_ek_matches_certificate(certificate: bytes, ek_public: bytes) -> None:
                                cert_key.public_bytes(enc, fmt)):
         raise errors.EkCertificateError(
             reason='the EK does not match the public key of its certificate')
+
+
+class _Cert:
+    """A parsed EK certificate whose every accessor maps parse errors."""
+
+    def __init__(self, cert: x509.Certificate) -> None:
+        self.cert = cert
+
+    def public_key_or_error(self) -> ty.Any:
+        try:
+            return self.cert.public_key()
+        except (ValueError, crypto_exceptions.UnsupportedAlgorithm) as exc:
+            raise errors.EkCertificateError(
+                reason=f'unsupported certificate key ({exc})') from exc
+
+
+def _certificate(der: bytes) -> _Cert:
+    """Parse a DER EK certificate, eagerly enough to catch bad fields.
+
+    :raises errors.EkCertificateError: not a usable X.509 v3 certificate.
+    """
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        cert.version  # noqa: B018 - parsed lazily; may be invalid
+    except (ValueError, x509.InvalidVersion) as exc:
+        raise errors.EkCertificateError(
+            reason=f'not a DER certificate ({exc})') from exc
+    return _Cert(cert)
+
+
+def _check_ek_template(ek_public: bytes, pub: types.TPM2B_PUBLIC) -> None:
+    """The EK public area must be a TCG default EK template (RSA 2048 or
+    ECC P-256, low range) apart from its ``unique`` field.
+
+    Binding every field, not only the key, keeps identities and audit
+    records non-malleable, and ``TPM2_MakeCredential`` relies on the
+    template's symmetric parameters.
+    """
+    for ek_type in EK_TEMPLATES:
+        template = types.TPM2B_PUBLIC(
+            publicArea=ek_templates.ek_template.lookup(
+                ek_type).template.publicArea)
+        area = template.publicArea
+        if area.type != pub.publicArea.type:
+            continue
+        area.unique = pub.publicArea.unique
+        if hmac.compare_digest(template.marshal(), ek_public):
+            return
+    raise errors.EkCertificateError(
+        reason='the EK public area is not a TCG default EK template '
+               f'({", ".join(EK_TEMPLATES)})')
 
 
 def _verify_chain(cert: x509.Certificate,
@@ -218,11 +275,7 @@ def verify_identity(identity: evidence.HostIdentity,
     :raises errors.PolicyViolation: EK not in the allow-list.
     :raises errors.CredentialError: the AK is not an attestation key.
     """
-    try:
-        cert = x509.load_der_x509_certificate(identity.ek_certificate)
-    except ValueError as exc:
-        raise errors.EkCertificateError(
-            reason=f'not a DER certificate ({exc})') from exc
+    cert = _certificate(identity.ek_certificate).cert
     _verify_chain(cert, policy.ek_ca_certificates, now)
     check_ek_matches_certificate(identity.ek_certificate, identity.ek_public)
     policy.check_ek_fingerprint(identity.ek_fingerprint)
@@ -246,9 +299,14 @@ def make_credential(identity: evidence.HostIdentity,
     :param secret: the challenge secret (at most 32 bytes).
     """
     ek = _public(identity.ek_public, errors.CredentialError, 'EK')
-    name = objects.public_name(identity.ak_public)
-    blob, enc = tss_utils.make_credential(ek, secret,
-                                          types.TPM2B_NAME(name))
+    ak = _public(identity.ak_public, errors.CredentialError, 'AK')
+    name = objects.public_name(ak)
+    try:
+        blob, enc = tss_utils.make_credential(ek, secret,
+                                              types.TPM2B_NAME(name))
+    except ValueError as exc:
+        raise errors.CredentialError(
+            reason=f'cannot make a credential for this EK ({exc})') from exc
     return evidence.CredentialChallenge(credential_blob=blob.marshal(),
                                         encrypted_secret=enc.marshal())
 
@@ -341,6 +399,8 @@ def _verify_certified(key: evidence.CertifiedKey, ak_public: bytes,
                          constants.TPM2_ST.ATTEST_CERTIFY,
                          f'{what} certification', errors.CertifyError)
     pub = _public(key.public, errors.CertifyError, what)
+    if pub.publicArea.nameAlg != _ALG.SHA256:
+        raise errors.CertifyError(reason=f'{what} nameAlg is not sha256')
     certified = bytes(att.attested.certify.name)
     if not hmac.compare_digest(certified, objects.public_name(pub)):
         raise errors.CertifyError(

@@ -32,8 +32,6 @@ import string
 import threading
 import typing as ty
 
-from cryptography import exceptions as crypto_exceptions
-from cryptography import x509
 import hypothesis
 from hypothesis import strategies as st
 
@@ -47,26 +45,13 @@ COUNTS: collections.Counter[str] = collections.Counter()
 #: Inputs that hit a known, reported finding (see :data:`KNOWN`).
 FINDINGS: collections.Counter[str] = collections.Counter()
 
-F6 = ('F6 tpm.verify: verify_identity binds only the EK key, not the rest '
-      'of the EK public area (make_credential may raise ValueError; a '
-      'record with an altered EK public area verifies)')
-
 #: Undocumented exceptions found by fuzzing, reported upstream and each
 #: pinned by a strict ``xfail`` regression test in ``test_findings.py``;
 #: (exception type, text in the message, finding id). When a fix lands the
 #: regression test XPASSes (strict: fails) and the entry must be removed.
 KNOWN: list[tuple[type[BaseException], str, str]] = [
-    (ValueError, 'unsupported digest algorithm',
-     'F1 tpm.verify: public area with a non-sha256 nameAlg'),
-    (ValueError, 'unnmatched values left',
-     'F2 tpm.verify: public area with unknown objectAttributes bits'),
-    (crypto_exceptions.UnsupportedAlgorithm, 'Unknown key type',
-     'F4 tpm.verify: EK certificate with an unknown key algorithm'),
-    (ValueError, 'unsupported symmetric mode', F6),
-    (ValueError, 'bad key length', F6),
-    (ValueError, 'Invalid key size', F6),
-    (x509.InvalidVersion, 'is not a valid X509 version',
-     'F7 tpm.verify: EK certificate with an invalid X.509 version'),
+    # F1-F4, F6 and F7 (tpm.verify / tpm.objects) are fixed; their
+    # regression tests are in test_verify.py and test_receipts.py.
 ]
 
 
@@ -77,15 +62,6 @@ def note_finding(finding: str) -> None:
         FINDINGS[finding] += 1
 
 
-#: Finding F3 (see ``test_findings``): the size field of a TPM2B_PUBLIC
-#: is not checked against its content, so a public area whose first two
-#: bytes differ from the certified one is accepted (same key, same name).
-F3 = 'F3 tpm.objects: TPM2B_PUBLIC size field not checked (malleable)'
-
-
-def only_size_differs(a: bytes, b: bytes) -> bool:
-    """Whether two TPM2B encodings differ only in their size field."""
-    return len(a) == len(b) and a[2:] == b[2:] and a[:2] != b[:2]
 _LOCK = threading.Lock()
 
 

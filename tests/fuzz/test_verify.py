@@ -27,8 +27,6 @@ import dataclasses
 import os
 import typing as ty
 
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 import hypothesis
 from hypothesis import strategies as st
 import pytest
@@ -112,10 +110,10 @@ def _refuse(name: str, fn: collections.abc.Callable[..., ty.Any],
 
 
 def _same_public(accepted: bytes, certified: bytes) -> None:
-    if accepted != certified:
-        assert fuzzlib.only_size_differs(accepted, certified), (
-            'a different public area was accepted as the certified one')
-        fuzzlib.note_finding(fuzzlib.F3)
+    # Finding F3 (a TPM2B size field not checked) is fixed: only the
+    # certified encoding itself is accepted.
+    assert accepted == certified, (
+        'a different public area was accepted as the certified one')
 
 
 @fuzzlib.budget(4)
@@ -231,11 +229,6 @@ def test_random_evidence(ev: Evidence, a: bytes, b: bytes, c: bytes) -> None:
     _refuse('verify.random', verify.verify_signature, a, b, c)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    'finding F1: tpm.verify._verify_certified calls objects.public_name() '
-    'before checking nameAlg; tpm2-pytss raises ValueError for an unknown '
-    'nameAlg. Fix: check publicArea.nameAlg == SHA256 (raise the '
-    "caller's error) or catch ValueError around public_name"))
 @pytest.mark.parametrize('which', ['binding', 'signing'])
 def test_finding_f1_unknown_name_alg(ev: Evidence, which: str) -> None:
     """A certified key whose public area names an unknown hash algorithm
@@ -254,11 +247,6 @@ def test_finding_f1_unknown_name_alg(ev: Evidence, which: str) -> None:
                                       crypto.SIGNING_KEY_QUALIFIER)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    'finding F2: tpm.verify._attr_names formats objectAttributes with '
-    'str(TPMA_OBJECT(value)), which raises ValueError for reserved bits; '
-    'the CredentialError/BindingKeyError being raised is lost. Fix: catch '
-    'ValueError in _attr_names and fall back to f"{value:#010x}"'))
 def test_finding_f2_unknown_attribute_bits(ev: Evidence) -> None:
     """An AK whose objectAttributes has a reserved bit (0x08000000) set
     must be refused with a CredentialError (reachable from a peer: the
@@ -270,11 +258,6 @@ def test_finding_f2_unknown_attribute_bits(ev: Evidence) -> None:
         verify.verify_identity(ident, ev.policy)
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
-    'finding F3: objects.unmarshal_public does not check the TPM2B size '
-    'field against the content; an altered size is accepted (same key, '
-    'same name: malleable encoding, no key substitution). Fix: require '
-    'int.from_bytes(data[:2], "big") == len(data) - 2'))
 def test_finding_f3_tpm2b_size_checked(ev: Evidence) -> None:
     public = ev.binding.public
     size = int.from_bytes(public[:2], 'big')
@@ -289,13 +272,6 @@ def test_finding_f3_tpm2b_size_checked(ev: Evidence) -> None:
 RSA_SPKI_OID = b'\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01\x05\x00'
 
 
-@pytest.mark.xfail(strict=True, raises=UnsupportedAlgorithm, reason=(
-    'finding F4: tpm.verify.check_ek_matches_certificate catches only '
-    'ValueError around cert.public_key(); cryptography raises '
-    'UnsupportedAlgorithm for an unknown SubjectPublicKeyInfo algorithm. '
-    'verify_identity is not affected (the chain check fails first), the '
-    'public helper is. Fix: also catch '
-    'cryptography.exceptions.UnsupportedAlgorithm -> EkCertificateError'))
 def test_finding_f4_unknown_certificate_key_type(ev: Evidence) -> None:
     cert = ev.identity.ek_certificate
     assert RSA_SPKI_OID in cert
@@ -308,14 +284,6 @@ def test_finding_f4_unknown_certificate_key_type(ev: Evidence) -> None:
     raise AssertionError('accepted')
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    'finding F6: verify_identity compares only the EK key (modulus/point) '
-    'with the certificate, not the rest of the EK public area; an EK with '
-    'another symmetric definition passes, then make_credential raises '
-    'ValueError from tpm2-pytss. Fix: in verify_identity require the EK '
-    'public area to match the TCG default EK template of its type except '
-    "'unique' (or at least symmetric = AES-128-CFB); in make_credential "
-    'catch ValueError -> CredentialError'))
 def test_finding_f6_ek_symmetric_parameters(ev: Evidence) -> None:
     ek = bytearray(ev.identity.ek_public)
     assert ek[44:50] == b'\x00\x06\x00\x80\x00\x43'  # AES-128-CFB
@@ -335,16 +303,6 @@ def _bad_version(cert: bytes) -> bytes:
     return cert.replace(v3, b'\xa0\x03\x02\x01\x0a', 1)
 
 
-@pytest.mark.xfail(strict=True, raises=x509.InvalidVersion, reason=(
-    'finding F7: verify_identity catches only ValueError around '
-    'x509.load_der_x509_certificate; cryptography raises '
-    'x509.InvalidVersion (not a ValueError) for a bad version field, and '
-    'protocol.names.checked does not map it either, so it is reachable '
-    'from a peer (hello/hello_reply) and in offline audits. Fix: catch '
-    '(ValueError, x509.InvalidVersion) -> EkCertificateError in '
-    'verify_identity (and check_ek_matches_certificate); add '
-    'x509.InvalidVersion and cryptography.exceptions.UnsupportedAlgorithm '
-    'to the exceptions names.checked maps to InvalidEvidence'))
 def test_finding_f7_invalid_certificate_version(ev: Evidence) -> None:
     ident = dataclasses.replace(
         ev.identity, ek_certificate=_bad_version(ev.identity.ek_certificate))

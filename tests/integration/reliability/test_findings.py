@@ -14,16 +14,14 @@
 
 
 
-"""Regression tests of the findings of the fault-injection matrix, each a
-strict ``xfail`` until the fix lands (then it XPASSes, fails, and the
-marker and the :data:`matrix.KNOWN` entry must be removed).
+"""Regression tests of the findings of the fault-injection matrix (fixed).
 
 F5: a full disk (or an I/O error) surfaces at SQLite's COMMIT, which
-``Journal.transaction`` does not translate: ``sqlite3.OperationalError``
-escapes ``migrate_key``/``commit``/``abort``/``recover`` instead of
-``JournalError``, and ``SourceRole.recover`` (which catches only
-``VtpmMigrationException``) stops at the first such migration. A sealed
-key blob written to a full disk raises a raw ``OSError`` likewise.
+``Journal.transaction`` did not translate: ``sqlite3.OperationalError``
+escaped ``migrate_key``/``commit``/``abort``/``recover`` instead of
+``JournalError``, and ``SourceRole.recover`` stopped at the first such
+migration. F5b: a sealed key blob written to a full disk raised a raw
+``OSError``. Both now raise the documented errors, with the cause.
 """
 
 import collections.abc
@@ -68,13 +66,6 @@ def journal(tmp_path: pathlib.Path
     j.close()
 
 
-@pytest.mark.xfail(strict=True, raises=sqlite3.OperationalError, reason=(
-    'finding F5: Journal.transaction runs BEGIN IMMEDIATE / COMMIT / '
-    'ROLLBACK outside the sqlite3.Error translation of Journal.execute. '
-    'Fix (protocol/journal.py, transaction()): wrap the three '
-    "self._db.execute('BEGIN IMMEDIATE'|'COMMIT'|'ROLLBACK') calls in "
-    'try/except sqlite3.Error -> raise errors.JournalError(reason=...) '
-    'from None (on a failed COMMIT also try ROLLBACK)'))
 @pytest.mark.parametrize('message', ['database or disk is full',
                                      'disk I/O error'])
 def test_finding_f5_commit_error_is_journal_error(
@@ -83,8 +74,13 @@ def test_finding_f5_commit_error_is_journal_error(
     journal.create_migration(mid, states.Role.SOURCE, 'NEW',
                              str(uuid.uuid4()), 'peer')
     journal._db = CommitFails(journal._db, message)  # type: ignore
-    with pytest.raises(errors.JournalError):
+    with pytest.raises(errors.JournalError) as exc:
         journal.set_state(mid, states.Role.SOURCE, 'ATTESTED')
+    assert message in str(exc.value)
+    # Nothing of the failed transaction survives.
+    journal._db = journal._db._real  # type: ignore
+    row = journal.get(mid, states.Role.SOURCE)
+    assert row is not None and row.state == 'NEW'
 
 
 class FakeTpm:
@@ -117,13 +113,12 @@ def full_dir() -> collections.abc.Iterator[str]:
         os.rmdir(path)
 
 
-@pytest.mark.xfail(strict=True, raises=OSError, reason=(
-    'finding F5b: KeyStore._write_blob lets OSError (ENOSPC, EIO) escape. '
-    'Fix (protocol/keystore.py, _write_blob): except OSError as exc -> '
-    'unlink the partial file, raise errors.KeyStoreError('
-    'instance_uuid=..., reason=os.strerror(exc.errno)) from None'))
 def test_finding_f5b_blob_write_on_full_disk(journal: journal_mod.Journal,
                                              full_dir: str) -> None:
     store = keystore_mod.KeyStore(journal, full_dir, FakeTpm())
-    with pytest.raises(errors.KeyStoreError):
-        store.add(str(uuid.uuid4()), b'\x01' * 32)
+    inst = str(uuid.uuid4())
+    with pytest.raises(errors.KeyStoreError) as exc:
+        store.add(inst, b'\x01' * 32)
+    assert 'No space left on device' in str(exc.value)
+    assert store.state(inst) is None
+    assert not [n for n in os.listdir(full_dir) if n.startswith(inst)]
