@@ -33,7 +33,7 @@ from oslo_config import cfg
 
 from nova_vtpm_migration import exception
 from nova_vtpm_migration.cmd import output
-from nova_vtpm_migration.tpm import context
+from nova_vtpm_migration.tpm import config as tpm_config
 from nova_vtpm_migration.tpm import host as host_mod
 from nova_vtpm_migration.tpm import objects
 from nova_vtpm_migration.tpm import policy as policy_mod
@@ -91,13 +91,7 @@ def add_parsers(sub: ty.Any) -> None:
 
 def _host_tpm(conf: cfg.ConfigOpts,
               pcrs: ty.Sequence[int] = DEFAULT_PCRS) -> host_mod.HostTpm:
-    group = conf.vtpm_migration
-    ctx = context.TpmContext(group.tcti, lock_timeout=group.tpm_lock_timeout)
-    return host_mod.HostTpm(
-        ctx, os.path.join(group.state_path, 'tpm'),
-        srk_handle=group.srk_handle, ak_handle=group.ak_handle,
-        pcr_selection=pcrs,
-        binding_key_lifetime=group.binding_key_rotation_interval)
+    return tpm_config.host_tpm(conf, pcr_selection=pcrs)
 
 
 def _write_json(path: str, document: ty.Any) -> None:

@@ -14,6 +14,7 @@
 
 """Build the TPM layer's objects from the ``[vtpm_migration]`` options."""
 
+import collections.abc
 import os
 
 from oslo_config import cfg
@@ -36,15 +37,23 @@ def trust_policy(conf: cfg.ConfigOpts) -> policy_mod.TrustPolicy:
 
 
 def host_tpm(conf: cfg.ConfigOpts,
-             policy: policy_mod.TrustPolicy) -> host_mod.HostTpm:
-    """This host's :class:`~host.HostTpm`, quoting ``policy``'s PCRs.
+             policy: policy_mod.TrustPolicy | None = None, *,
+             pcr_selection: collections.abc.Sequence[int] | None = None
+             ) -> host_mod.HostTpm:
+    """This host's :class:`~host.HostTpm`.
 
-    Key blobs are kept in ``<state_path>/tpm``.
+    It quotes ``policy``'s PCRs, or ``pcr_selection`` (for enrollment and
+    policy generation, before a policy exists). Key blobs are kept in
+    ``<state_path>/tpm``.
     """
+    if pcr_selection is None:
+        if policy is None:
+            raise ValueError('a policy or a PCR selection is required')
+        pcr_selection = policy.pcr_selection
     group = conf.vtpm_migration
     ctx = context.TpmContext(group.tcti, lock_timeout=group.tpm_lock_timeout)
     return host_mod.HostTpm(
         ctx, os.path.join(group.state_path, 'tpm'),
         srk_handle=group.srk_handle, ak_handle=group.ak_handle,
-        pcr_selection=policy.pcr_selection,
+        pcr_selection=pcr_selection,
         binding_key_lifetime=group.binding_key_rotation_interval)
