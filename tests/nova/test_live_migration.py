@@ -28,15 +28,34 @@ from tests.nova import base
 class AttestedLiveMigrationTest(base.VtpmServersBase):
     """Issue 5, tests 1, 2, 4 and 6 (and the plugin-less peer cases)."""
 
-    def _start_pair(self):
+    def _start_pair(self, extra_specs=None, src_driver=None,
+                    dest_driver=None):
+        """Boot a vTPM server on ``src``, then start ``dest``.
+
+        ``src_driver``/``dest_driver`` run that host with another compute
+        driver (e.g. upstream's) instead of the plugin's.
+        """
+        if src_driver:
+            self.flags(compute_driver=src_driver)
         self.start_compute('src')
         self.src = self.computes['src']
-        self.server = self.create_vtpm_server()
+        self.server = self.create_vtpm_server(extra_specs)
+        if src_driver or dest_driver:
+            self.flags(compute_driver=dest_driver or base.PLUGIN_DRIVER)
         self.start_compute('dest')
         self.dest = self.computes['dest']
         secret = self.libvirt_secret('src', self.server)
         self.assertIsNotNone(secret)
         return secret
+
+    def _refused_to_dest(self):
+        """Live-migrate to ``dest``, expect the pre-check to refuse it;
+        return the destination check's event details."""
+        self._live_migrate(self.server, migration_expected_state='error',
+                           server_expected_state='ACTIVE',
+                           api=self.admin_api, host='dest')
+        return self.action_event_details(
+            self.server, 'compute_check_can_live_migrate_destination')
 
     def test_vtpm_server_live_migrates_with_wrapped_key(self):
         """Test 1: the protocol ran, the key moved, nothing leaked."""
@@ -93,12 +112,7 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         secret = self._start_pair()
         self.make_untrusted('dest')
 
-        self._live_migrate(self.server, migration_expected_state='error',
-                           server_expected_state='ACTIVE',
-                           api=self.admin_api, host='dest')
-
-        details = self.action_event_details(
-            self.server, 'compute_check_can_live_migrate_destination')
+        details = self._refused_to_dest()
         self.assertIn('Attestation between source host src and destination '
                       'host dest failed', details)
         self.assertIn('Policy rule pcr[7] violated', details)
@@ -129,36 +143,14 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         strict = self._named_policy('strict', b'\x07' * 32)
         self.flags(named_policies={'strict': strict},
                    group='vtpm_migration')
-        self.start_compute('src')
-        self.src = self.computes['src']
-        self.server = self.create_vtpm_server(
-            {flavor_policy.POLICY_SPEC: 'strict'})
-        self.start_compute('dest')
-        self.dest = self.computes['dest']
-
-        self._live_migrate(self.server, migration_expected_state='error',
-                           server_expected_state='ACTIVE',
-                           api=self.admin_api, host='dest')
-
-        details = self.action_event_details(
-            self.server, 'compute_check_can_live_migrate_destination')
+        self._start_pair({flavor_policy.POLICY_SPEC: 'strict'})
+        details = self._refused_to_dest()
         self.assertIn('Policy rule pcr[7] violated', details)
         self.assertEqual('src', self.server_host(self.server))
 
     def test_flavor_naming_an_unknown_policy_is_refused(self):
-        self.start_compute('src')
-        self.src = self.computes['src']
-        self.server = self.create_vtpm_server(
-            {flavor_policy.POLICY_SPEC: 'gold'})
-        self.start_compute('dest')
-        self.dest = self.computes['dest']
-
-        self._live_migrate(self.server, migration_expected_state='error',
-                           server_expected_state='ACTIVE',
-                           api=self.admin_api, host='dest')
-
-        details = self.action_event_details(
-            self.server, 'compute_check_can_live_migrate_destination')
+        self._start_pair({flavor_policy.POLICY_SPEC: 'gold'})
+        details = self._refused_to_dest()
         self.assertIn("trust policy 'gold' is not in [vtpm_migration] "
                       "named_policies", details)
 
@@ -240,12 +232,7 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
                          self._get_provider_traits(
                              self.compute_rp_uuids['dest']))
 
-        self._live_migrate(self.server, migration_expected_state='error',
-                           server_expected_state='ACTIVE',
-                           api=self.admin_api, host='dest')
-
-        details = self.action_event_details(
-            self.server, 'compute_check_can_live_migrate_destination')
+        details = self._refused_to_dest()
         self.assertIn('The vTPM migration engine of host dest is not '
                       'available', details)
         self.assertEqual(secret, self.libvirt_secret('src', self.server))
@@ -269,20 +256,8 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
 
     def test_source_refuses_destination_without_plugin(self):
         """A destination running upstream's driver gets no key at all."""
-        self.start_compute('src')
-        self.src = self.computes['src']
-        self.server = self.create_vtpm_server()
-        self.flags(compute_driver='libvirt.LibvirtDriver')
-        self.start_compute('dest')
-        self.dest = self.computes['dest']
-        secret = self.libvirt_secret('src', self.server)
-
-        self._live_migrate(self.server, migration_expected_state='error',
-                           server_expected_state='ACTIVE',
-                           api=self.admin_api, host='dest')
-
-        details = self.action_event_details(
-            self.server, 'compute_check_can_live_migrate_destination')
+        secret = self._start_pair(dest_driver='libvirt.LibvirtDriver')
+        details = self._refused_to_dest()
         self.assertIn('No attested destination is recorded on source host '
                       'src', details)
         self.assertEqual('src', self.server_host(self.server))
@@ -292,20 +267,8 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
     def test_destination_refuses_source_without_plugin(self):
         """A source running upstream's driver is refused by the dest."""
         self.flags(rpc_timeout=2, group='vtpm_migration')
-        self.flags(compute_driver='libvirt.LibvirtDriver')
-        self.start_compute('src')
-        self.src = self.computes['src']
-        self.server = self.create_vtpm_server()
-        self.flags(compute_driver=base.PLUGIN_DRIVER)
-        self.start_compute('dest')
-        self.dest = self.computes['dest']
-
-        self._live_migrate(self.server, migration_expected_state='error',
-                           server_expected_state='ACTIVE',
-                           api=self.admin_api, host='dest')
-
-        details = self.action_event_details(
-            self.server, 'compute_check_can_live_migrate_destination')
+        self._start_pair(src_driver='libvirt.LibvirtDriver')
+        details = self._refused_to_dest()
         self.assertIn('Host src does not run nova-vtpm-migration', details)
         self.assertEqual('src', self.server_host(self.server))
         self.assertNotIn('check_can_live_migrate_source', self.rpc.methods())
@@ -313,13 +276,7 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
     def test_enforcement_warn_falls_back_to_upstream(self):
         """``enforcement = warn``: a plugin-less peer gets upstream mode."""
         self.flags(enforcement='warn', group='vtpm_migration')
-        self.start_compute('src')
-        self.src = self.computes['src']
-        self.server = self.create_vtpm_server()
-        self.flags(compute_driver='libvirt.LibvirtDriver')
-        self.start_compute('dest')
-        self.dest = self.computes['dest']
-        secret = self.libvirt_secret('src', self.server)
+        secret = self._start_pair(dest_driver='libvirt.LibvirtDriver')
 
         self._live_migrate(self.server, api=self.admin_api)
 
@@ -331,18 +288,10 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
     def test_flavor_requiring_attestation_never_falls_back(self):
         """``vtpm_migration:attested=required`` overrides ``warn``."""
         self.flags(enforcement='warn', group='vtpm_migration')
-        self.start_compute('src')
-        self.src = self.computes['src']
-        self.server = self.create_vtpm_server(
-            {flavor_policy.ATTESTED_SPEC: 'required'})
-        self.flags(compute_driver='libvirt.LibvirtDriver')
-        self.start_compute('dest')
-        self.dest = self.computes['dest']
-        secret = self.libvirt_secret('src', self.server)
+        secret = self._start_pair({flavor_policy.ATTESTED_SPEC: 'required'},
+                                  dest_driver='libvirt.LibvirtDriver')
 
-        self._live_migrate(self.server, migration_expected_state='error',
-                           server_expected_state='ACTIVE',
-                           api=self.admin_api, host='dest')
+        self._refused_to_dest()
 
         self.assertEqual('src', self.server_host(self.server))
         self.assert_no_leak(secret)
