@@ -1,6 +1,7 @@
 # nova-vtpm-migration developer entry points. See README.md.
 #
 #   make demo   - the main job: an attested vTPM live migration end to end
+#   make demo-nova - the same scenario through Nova's API, in-process
 #   make test   - the whole test suite (installs what is missing first)
 #   make lint   - ruff, mypy, reno lint, shellcheck
 #   make bench  - benchmarks with printed ratios
@@ -20,7 +21,7 @@ PIP := $(VENV)/bin/pip
 PKG_SOURCES := $(shell find nova_vtpm_migration nova -name '*.py' 2>/dev/null) \
 	setup.cfg setup.py pyproject.toml
 
-.PHONY: all demo test lint bench tpm-bench docs campaign system venv \
+.PHONY: all demo demo-nova test lint bench tpm-bench docs campaign system venv \
 	install \
 	sample-config constraints clean
 
@@ -48,6 +49,10 @@ install: system $(VENV)/.stamp-pkg
 
 demo: install
 	@$(PY) -m nova_vtpm_migration.cmd.demo $(DEMO_ARGS)
+
+demo-nova: install
+	@TSS2_LOG=$${TSS2_LOG:-all+NONE} PYTHONWARNINGS=ignore \
+		$(PY) -m tests.nova.demo_scenario
 
 test: install
 	@tools/run-tests.sh
