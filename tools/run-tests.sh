@@ -36,7 +36,7 @@ if compgen -G "tests/nova/test_*.py" >/dev/null; then
     rm -rf .stestr
     .venv/bin/stestr --test-path tests/nova --top-dir . init >/dev/null
     .venv/bin/stestr --test-path tests/nova --top-dir . run \
-        --concurrency "${NOVA_TEST_CONCURRENCY:-2}"
+        --concurrency "${NOVA_TEST_CONCURRENCY:-1}"
     rc=$?
     .venv/bin/stestr last --subunit 2>/dev/null \
         | .venv/bin/subunit-stats > "$results/stestr.stats" 2>/dev/null
