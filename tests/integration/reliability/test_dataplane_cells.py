@@ -129,8 +129,15 @@ def _print_table(request: pytest.FixtureRequest) -> None:
 
 # -- fault injection ---------------------------------------------------------
 
+#: Faults actually injected in the current cell (step label per fault).
+INJECTED: list[str] = []
+#: Oracle answers given in the current cell.
+ORACLE: list[str] = []
+
+
 def _inject(tb: testbed_mod.Testbed, inst: str, fault: str) -> None:
     src, dst = tb.hosts['src'], tb.hosts['dst']
+    INJECTED.append(fault)
     if fault == 'kill_dst_qemu':
         guest = dst.instance(inst).guest
         assert guest is not None
@@ -187,7 +194,7 @@ def _run(tb: testbed_mod.Testbed, inst: str, step: str,
         # cell only; removed below.
         dst.prepare_incoming = prepare  # type: ignore[method-assign]
     elif step == 'during_qemu':
-        fired = []
+        fired: list[bool] = []
 
         def on_poll(info: dict[str, ty.Any]) -> None:
             if not fired and info.get('status') == 'active' \
@@ -225,11 +232,13 @@ def _oracle(tb: testbed_mod.Testbed
     """Outcome oracle: where does the guest of the row's instance run?"""
     def oracle(row: journal_mod.MigrationRow) -> str:
         where = _running_on(tb, row.instance_uuid)
+        answer = engine_mod.UNKNOWN
         if where == [row.peer]:
-            return 'commit'
-        if where == [tb.engines['src'].host] or where == ['src']:
-            return 'abort'
-        return engine_mod.UNKNOWN
+            answer = 'commit'
+        elif where == ['src']:
+            answer = 'abort'
+        ORACLE.append(answer)
+        return answer
     return oracle
 
 
@@ -292,7 +301,7 @@ def _recover(tb: testbed_mod.Testbed, inst: str, crashed: bool) -> None:
             h.destroy_instance(inst)
 
 
-# -- invariants ----------------------------------------------------------------
+# -- invariants ------------------------------------------------------------
 
 def _files_with(root: str, needle: bytes) -> list[str]:
     found = []
@@ -340,7 +349,7 @@ def _check(tb: testbed_mod.Testbed, inst: str, secret: bytes) -> str:
         'guest lost; key+state on ' + winner)
 
 
-# -- the matrix ------------------------------------------------------------------
+# -- the matrix ------------------------------------------------------------
 
 def _params() -> list[ty.Any]:
     out = []
@@ -363,11 +372,34 @@ def test_cell(tb: testbed_mod.Testbed, step: str, fault: str) -> None:
     outcome = 'not run'
     res = 'FAIL'
     try:
+        INJECTED.clear()
+        ORACLE.clear()
         inst, _contents = tb.new_instance('src')
         secret = bytes(tb.engines['src'].keystore.read(inst))
         outcome, _exchange = _run(tb, inst, step, fault)
+        # The cell tested what it says: the fault happened at its step.
+        assert INJECTED == [fault], INJECTED
         _recover(tb, inst, outcome == 'crashed')
+        if fault == 'crash_src_engine':
+            # The source crashed with the key move in doubt: only the
+            # oracle (the data plane) could decide it.
+            assert outcome == 'crashed'
+            assert ORACLE and ORACLE[0] != engine_mod.UNKNOWN, ORACLE
+            outcome += f' (oracle: {ORACLE[0]})'
         outcome = f'{outcome}; ' + _check(tb, inst, secret)
         res = 'pass'
     finally:
         RESULTS[step, fault] = (res, outcome, time.monotonic() - started)
+
+
+def test_secret_scan_finds_a_plaintext_secret(tb: testbed_mod.Testbed
+                                               ) -> None:
+    """The "no plaintext secret" check can fail."""
+    secret = os.urandom(32)
+    path = os.path.join(tb.dir, 'leak.bin')
+    with open(path, 'wb') as f:
+        f.write(b'x' * 100 + secret + b'y')
+    try:
+        assert _files_with(tb.dir, secret) == [path]
+    finally:
+        os.unlink(path)
