@@ -242,7 +242,9 @@ def _oracle(tb: testbed_mod.Testbed
     return oracle
 
 
-def _reopen_src_engine(tb: testbed_mod.Testbed) -> None:
+def _reopen_src_engine(tb: testbed_mod.Testbed,
+                       oracle: engine_mod.OutcomeOracle | None = None
+                       ) -> None:
     """The source host's engine restarts from its files on disk."""
     old = tb.engines['src']
     tpm = old.tpm
@@ -250,7 +252,8 @@ def _reopen_src_engine(tb: testbed_mod.Testbed) -> None:
     old.close()
     new = engine_mod.MigrationEngine.open(
         'src', tpm, tb.policy, os.path.join(tb.dir, 'src', 'engine'),
-        tb.transport, session_lifetime=300, outcome_oracle=_oracle(tb))
+        tb.transport, session_lifetime=300,
+        outcome_oracle=oracle or _oracle(tb))
     tb.transport.register('src', new.handle)
     tb.engines['src'] = new
 
@@ -283,12 +286,13 @@ def _settle_dataplane(tb: testbed_mod.Testbed, inst: str) -> None:
             sg.execute('cont')
 
 
-def _recover(tb: testbed_mod.Testbed, inst: str, crashed: bool) -> None:
+def _recover(tb: testbed_mod.Testbed, inst: str, crashed: bool,
+             oracle: engine_mod.OutcomeOracle | None = None) -> None:
     if crashed:
         _settle_dataplane(tb, inst)
-        _reopen_src_engine(tb)
+        _reopen_src_engine(tb, oracle)
     for name in ('src', 'dst'):
-        tb.engines[name].outcome_oracle = _oracle(tb)
+        tb.engines[name].outcome_oracle = oracle or _oracle(tb)
     for _ in range(2):
         for name in ('src', 'dst'):
             tb.engines[name].recover()
@@ -403,3 +407,27 @@ def test_secret_scan_finds_a_plaintext_secret(tb: testbed_mod.Testbed
         assert _files_with(tb.dir, secret) == [path]
     finally:
         os.unlink(path)
+
+
+def test_presumed_abort_oracle_breaks_the_invariant(
+        tb: testbed_mod.Testbed) -> None:
+    """The cell check can fail: the before_commit source crash recovered
+    with ``presumed_abort`` (unsafe once the guest may have been handed
+    over, see ``engine.no_oracle``) leaves the guest running on the
+    destination while the source's key is the ACTIVE one."""
+    inst, _contents = tb.new_instance('src')
+    secret = bytes(tb.engines['src'].keystore.read(inst))
+    try:
+        outcome, _exchange = _run(tb, inst, 'before_commit',
+                                  'crash_src_engine')
+        assert outcome == 'crashed'
+        _recover(tb, inst, True, oracle=engine_mod.presumed_abort)
+        assert _running_on(tb, inst) == ['dst']
+        assert tb.engines['src'].keystore.state(inst) is _K.ACTIVE
+        with pytest.raises(AssertionError, match='guest runs on'):
+            _check(tb, inst, secret)
+    finally:
+        for h in tb.hosts.values():
+            h.destroy_instance(inst)
+        for eng in tb.engines.values():
+            eng.outcome_oracle = _oracle(tb)
