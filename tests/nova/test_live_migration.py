@@ -398,6 +398,20 @@ class RecoveryTest(base.VtpmServersBase):
         self.assertNotIn(self.server['id'], self.keys('src'))
 
 
+def _three_hosts_one_untrusted(test):
+    """A vTPM server on ``src``, then ``bad`` (PCRs outside the policy)
+    and ``good``. ``bad`` has the most free RAM, so the weighers would
+    prefer it."""
+    test.start_compute('src')
+    test.src = test.computes['src']
+    test.server = test.create_vtpm_server()
+    test.make_untrusted('bad')
+    test.start_compute('bad', host_info=fakelibvirt.HostInfo(
+        cpu_nodes=2, cpu_sockets=1, cpu_cores=2, cpu_threads=2,
+        kB_mem=33554432))
+    test.start_compute('good')
+
+
 class SchedulerGateTest(base.VtpmServersBase):
     """Issue 5, test 3: the conductor never hands the move to bad hosts."""
 
@@ -418,16 +432,7 @@ class SchedulerGateTest(base.VtpmServersBase):
         self.assertNotIn(flavor_policy.ATTESTED_TRAIT, self._traits('host1'))
 
     def test_three_hosts_one_untrusted(self):
-        self.start_compute('src')
-        self.src = self.computes['src']
-        self.server = self.create_vtpm_server()
-        self.make_untrusted('bad')
-        # The untrusted host has the most free RAM, so the weighers would
-        # prefer it.
-        self.start_compute('bad', host_info=fakelibvirt.HostInfo(
-            cpu_nodes=2, cpu_sockets=1, cpu_cores=2, cpu_threads=2,
-            kB_mem=33554432))
-        self.start_compute('good')
+        _three_hosts_one_untrusted(self)
         self.assertNotIn(flavor_policy.ATTESTED_TRAIT, self._traits('bad'))
         self.assertIn(flavor_policy.ATTESTED_TRAIT, self._traits('good'))
 
@@ -446,14 +451,7 @@ class ConductorRetryTest(base.VtpmServersBase):
     """Without the filter, the pre-check makes the conductor move on."""
 
     def test_untrusted_host_is_tried_refused_and_skipped(self):
-        self.start_compute('src')
-        self.src = self.computes['src']
-        self.server = self.create_vtpm_server()
-        self.make_untrusted('bad')
-        self.start_compute('bad', host_info=fakelibvirt.HostInfo(
-            cpu_nodes=2, cpu_sockets=1, cpu_cores=2, cpu_threads=2,
-            kB_mem=33554432))
-        self.start_compute('good')
+        _three_hosts_one_untrusted(self)
         self.dest = self.computes['good']
 
         self._live_migrate(self.server, api=self.admin_api)
