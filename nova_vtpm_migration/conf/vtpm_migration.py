@@ -248,6 +248,44 @@ Possible values:
 ]
 
 nova_opts = [
+    cfg.StrOpt('libvirt_secret_storage',
+        default='sealed',
+        choices=[
+            ('sealed', 'Keep the vTPM secret of protected instances sealed '
+                       'to the host TPM; give libvirt an ephemeral, private '
+                       'secret only while a guest starts.'),
+            ('libvirt', 'Upstream ``host`` mode: a persistent libvirt '
+                        'secret that root can read back.'),
+        ],
+        help="""
+Where a protected instance's vTPM secret is kept on this host at rest.
+
+A protected instance is one with a vTPM and ``hw:tpm_secret_security=host``.
+Upstream Nova keeps its vTPM secret as a persistent libvirt secret
+(``/etc/libvirt/secrets``, base64, readable by root and through
+``virsh secret-get-value``) so that the host can restart the guest without
+the user's key manager token.
+
+With ``sealed``, the plugin keeps the secret encrypted (AES-256-GCM) under a
+per-instance key that is sealed to this host's TPM and its PCR policy
+(``state_path/vault``). Whenever libvirt must start the guest's swtpm
+(boot, hard reboot, power on, resume after a host reboot, an incoming
+live migration) the plugin unseals it and defines an ephemeral, private
+libvirt secret, which it undefines as soon as the guest runs. A live
+migration moves the encrypted secret as it is; the source never decrypts
+it. Existing persistent libvirt secrets are taken into the vault (and
+undefined) the next time their guest starts.
+
+Possible values:
+
+* ``sealed`` (default): no persistent plaintext vTPM secret on the host.
+* ``libvirt``: upstream ``host`` semantics (for example while the plugin is
+  being removed; see the admin guide).
+
+Related options:
+
+* ``state_path``
+"""),
     cfg.DictOpt('named_policies',
         default={},
         help="""

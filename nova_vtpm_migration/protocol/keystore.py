@@ -61,6 +61,11 @@ class KeyStore:
         self._tpm = tpm
         os.makedirs(key_dir, mode=0o700, exist_ok=True)
 
+    @property
+    def key_dir(self) -> str:
+        """The directory of the sealed blobs."""
+        return self._dir
+
     def state(self, instance_uuid: str) -> states.KeyState | None:
         """The custody state of an instance's key on this host."""
         row = self._row(instance_uuid)
@@ -204,7 +209,7 @@ class KeyStore:
         wiped = []
         for name in sorted(os.listdir(self._dir)):
             if name.endswith('.sealed') and name not in live:
-                _wipe(os.path.join(self._dir, name))
+                wipe(os.path.join(self._dir, name))
                 wiped.append(name)
         if wiped:
             fileutils.fsync_dir(self._dir)
@@ -217,7 +222,8 @@ class KeyStore:
             'SELECT instance_uuid, state FROM keys')}
 
 
-def _wipe(path: str) -> None:
+def wipe(path: str) -> None:
+    """Overwrite a file with zeros, fsync it and unlink it (if present)."""
     try:
         fd = os.open(path, os.O_WRONLY)
     except FileNotFoundError:

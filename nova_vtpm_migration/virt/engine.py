@@ -37,12 +37,29 @@ class Engine(ty.Protocol):
         """Run phase 1 with *peer* as the source; return a summary."""
 
     def migrate_key(self, peer: str, migration_id: str, instance_uuid: str,
-                    secret: bytes) -> dict[str, ty.Any]:
-        """Run phase 2 towards *peer* as the source; return the receipt."""
+                    secret: bytes | None) -> dict[str, ty.Any]:
+        """Run phase 2 towards *peer* as the source; return the receipt.
+
+        :param secret: the secret read from libvirt, or ``None`` to move
+            the vault's envelope.
+        """
 
     def take_pending_key(self, instance_uuid: str,
                          migration_id: str) -> bytes:
-        """Destination: unwrap the received, still pending secret."""
+        """Destination: unwrap the received, still pending secret and keep
+        its envelope in the vault."""
+
+    def holds_secret(self, instance_uuid: str) -> bool:
+        """Return whether the vault holds the instance's secret."""
+
+    def adopt_secret(self, instance_uuid: str, secret: bytes) -> None:
+        """Seal a secret Nova created (or had in libvirt) in the vault."""
+
+    def open_secret(self, instance_uuid: str) -> bytes:
+        """Return the vault's secret of an instance whose key is ACTIVE."""
+
+    def forget_secret(self, instance_uuid: str) -> None:
+        """Destroy the vault's copy (the instance left or was deleted)."""
 
     def commit(self, migration_id: str) -> None:
         """Source: commit (destroy the local copy, activate the peer's)."""

@@ -37,6 +37,7 @@ from nova_vtpm_migration.tpm import verify
 from nova_vtpm_migration.virt import engine
 from nova_vtpm_migration.virt import errors
 from nova_vtpm_migration.virt import secret_envelope
+from nova_vtpm_migration.virt import secret_vault
 from nova_vtpm_migration.virt import self_attestation
 
 LOG = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class EngineAdapter:
         engine.outcome_oracle = self._outcome
         self._self = self_attestation.SelfAttestation(engine.tpm,
                                                       engine.policy)
+        self.vault = secret_vault.SecretVault(engine.keystore,
+                                              engine.state_lock, self.host)
         self._server: ty.Any = None
 
     def _outcome(self, row: ty.Any) -> str:
@@ -86,7 +89,19 @@ class EngineAdapter:
                 'policy': policy or 'default'}
 
     def migrate_key(self, peer: str, migration_id: str, instance_uuid: str,
-                    secret: bytes) -> dict[str, ty.Any]:
+                    secret: bytes | None) -> dict[str, ty.Any]:
+        if secret is None:
+            # The vault's envelope moves as it is: no plaintext here.
+            blob = self.vault.envelope(instance_uuid)
+        else:
+            blob = self._wrap_for_move(instance_uuid, secret)
+        handle = self.engine.migrate_key(
+            instance_uuid, peer, migration_id,
+            state_blobs={secret_envelope.BLOB: blob})
+        return {'migration': handle.migration_id, 'peer': handle.peer}
+
+    def _wrap_for_move(self, instance_uuid: str, secret: bytes) -> bytes:
+        """Envelope of a secret read from libvirt (``libvirt`` storage)."""
         keystore = self.engine.keystore
         with self.engine.state_lock:
             if keystore.state(instance_uuid) in (None,
@@ -95,11 +110,7 @@ class EngineAdapter:
                 # take custody with a new KEK sealed to this TPM.
                 keystore.add(instance_uuid, secret_envelope.new_kek())
             kek = keystore.read(instance_uuid)
-        blob = secret_envelope.wrap(kek, instance_uuid, secret)
-        handle = self.engine.migrate_key(
-            instance_uuid, peer, migration_id,
-            state_blobs={secret_envelope.BLOB: blob})
-        return {'migration': handle.migration_id, 'peer': handle.peer}
+        return secret_envelope.wrap(kek, instance_uuid, secret)
 
     def take_pending_key(self, instance_uuid: str,
                          migration_id: str) -> bytes:
@@ -108,11 +119,29 @@ class EngineAdapter:
         if secret_envelope.BLOB not in blobs:
             raise errors.VirtIntegrationError(
                 reason=f'migration {migration_id} carried no vTPM secret')
-        return secret_envelope.unwrap(kek, instance_uuid,
-                                      blobs[secret_envelope.BLOB])
+        envelope = blobs[secret_envelope.BLOB]
+        secret = secret_envelope.unwrap(kek, instance_uuid, envelope)
+        # Verified: keep it sealed at rest (opens once the key is ACTIVE).
+        self.vault.store(instance_uuid, envelope)
+        return secret
+
+    def holds_secret(self, instance_uuid: str) -> bool:
+        return self.vault.holds(instance_uuid)
+
+    def adopt_secret(self, instance_uuid: str, secret: bytes) -> None:
+        self.vault.adopt(instance_uuid, secret)
+
+    def open_secret(self, instance_uuid: str) -> bytes:
+        return self.vault.open(instance_uuid)
+
+    def forget_secret(self, instance_uuid: str) -> None:
+        self.vault.forget(instance_uuid)
 
     def commit(self, migration_id: str) -> None:
-        self.engine.commit(migration_id)
+        try:
+            self.engine.commit(migration_id)
+        finally:
+            self.vault.reconcile()
 
     def abort(self, migration_id: str) -> None:
         try:
@@ -121,12 +150,15 @@ class EngineAdapter:
             # Not the source of it (the destination's rollback), or never
             # started: nothing to abort here.
             pass
+        finally:
+            self.vault.reconcile()
 
     def recover(self, oracle: ty.Callable[[str, str], str]) -> None:
         self._oracle = oracle
         result = self.engine.recover()
         if result:
             LOG.info('Recovered vTPM migrations: %s', result)
+        self.vault.reconcile()
 
     def close(self) -> None:
         server, self._server = self._server, None

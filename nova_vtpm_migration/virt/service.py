@@ -52,10 +52,12 @@ from nova_vtpm_migration.virt import rpcapi
 LOG = logging.getLogger(__name__)
 CONF = conf.CONF
 
-#: ``reader(context, instance_uuid, migration_uuid, destination) -> bytes``:
-#: checks that Nova's migration record names *destination*, then returns
-#: the local instance's vTPM secret; raises a ``VirtIntegrationError``.
-SecretReader = ty.Callable[[ty.Any, str, str, str], bytes]
+#: ``reader(context, instance_uuid, migration_uuid, destination)``: checks
+#: that Nova's migration record names *destination*, then returns the local
+#: instance's vTPM secret from libvirt, or ``None`` when the host's vault
+#: holds it (the engine then moves the sealed envelope); raises a
+#: ``VirtIntegrationError``.
+SecretReader = ty.Callable[[ty.Any, str, str, str], bytes | None]
 #: ``oracle(migration_uuid, instance_uuid) -> 'commit' | 'abort' |
 #: 'unknown'``.
 RecoveryOracle = ty.Callable[[str, str], str]
@@ -224,6 +226,24 @@ class VtpmMigrationService:
         """Abort on behalf of the destination's rollback."""
         self.abort(instance_uuid, migration_uuid)
 
+    # -- the vault (vTPM secrets sealed at rest) ---------------------------
+
+    def holds_secret(self, instance_uuid: str) -> bool:
+        """Return whether this host's vault holds the instance's secret."""
+        return self.engine.holds_secret(instance_uuid)
+
+    def adopt_secret(self, instance_uuid: str, secret: bytes) -> None:
+        """Seal an instance's secret in this host's vault."""
+        self.engine.adopt_secret(instance_uuid, secret)
+
+    def open_secret(self, instance_uuid: str) -> bytes:
+        """Return the vault's secret (for an ephemeral libvirt secret)."""
+        return self.engine.open_secret(instance_uuid)
+
+    def forget_secret(self, instance_uuid: str) -> None:
+        """Destroy the vault's copy of an instance's secret."""
+        self.engine.forget_secret(instance_uuid)
+
 
 class UnavailableService:
     """Stands in for the facade of a host whose engine did not start.
@@ -245,6 +265,7 @@ class UnavailableService:
 
     attest_source = receive_key = abort_incoming = _fail
     commit = abort = _fail
+    holds_secret = adopt_secret = open_secret = forget_secret = _fail
 
     def expected_destination(self, instance_uuid: str) -> None:
         """No destination is ever attested by this host."""

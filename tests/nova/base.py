@@ -22,6 +22,7 @@ from nova.tests.functional.libvirt import base as libvirt_base
 
 # Registers the [vtpm_migration] options on Nova's CONF.
 from nova_vtpm_migration import conf as vtpm_conf  # noqa: F401
+from nova_vtpm_migration.virt import errors as virt_errors
 from nova_vtpm_migration.virt.libvirt import driver as plugin_driver
 from tests.nova import engines as vtpm_engines
 from tests.nova import fixtures as vtpm_fixtures
@@ -153,6 +154,28 @@ class VtpmServersBase(PluginDriverMixin, libvirt_base.LibvirtMigrationMixin,
         secret = self.computes[hostname].driver._host.find_secret(
             'vtpm', server['id'])
         return None if secret is None else bytes(secret.value())
+
+    def held_secret(self, hostname, server):
+        """The vTPM secret a host can give the server's guest: from its
+        vault (``sealed`` storage), else from a persistent libvirt secret;
+        ``None`` if it has neither."""
+        adapter = self.engines.adapters.get(hostname)
+        if adapter is not None and adapter.holds_secret(server['id']):
+            try:
+                return adapter.open_secret(server['id'])
+            except virt_errors.SecretUnavailable:
+                return None
+        return self.libvirt_secret(hostname, server)
+
+    def libvirt_secrets(self, hostname):
+        """UUIDs of every vTPM secret libvirt has defined on a host."""
+        conn = self.computes[hostname].driver._host.get_connection()
+        return set(conn._secrets)
+
+    def undefined_secrets(self, hostname):
+        """UUIDs of the secrets libvirt undefined on a host."""
+        conn = self.computes[hostname].driver._host.get_connection()
+        return set(conn._removed_secrets)
 
     def domains(self, hostname):
         host = self.computes[hostname].driver._host

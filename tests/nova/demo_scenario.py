@@ -176,9 +176,10 @@ class DemoScenario(base.VtpmServersBase):
         self.server_show(server)
         a_host = self.server_host(server)
         self.src = self.computes[a_host]
-        secret = self.libvirt_secret(a_host, server)
-        out.check('server ACTIVE on host-a with a libvirt vTPM secret',
-                  a_host == 'host-a' and secret is not None, a_host)
+        secret = self.held_secret(a_host, server)
+        out.check('server ACTIVE on host-a, its vTPM secret sealed to '
+                  'host-a\'s TPM', a_host == 'host-a' and secret is not None,
+                  a_host)
         if secret is None:
             return
 
@@ -205,8 +206,15 @@ class DemoScenario(base.VtpmServersBase):
         out.check('the key is only on host-b',
                   keys == {'host-a': {}, 'host-b': {server['id']: 'ACTIVE'},
                            'host-c': {}}
-                  and self.libvirt_secret('host-b', server) == secret
-                  and self.libvirt_secret('host-a', server) is None)
+                  and self.held_secret('host-b', server) == secret
+                  and self.held_secret('host-a', server) is None)
+        secret_uuid = self.instance(server).system_metadata[
+            'vtpm_secret_uuid']
+        out.check('no persistent libvirt secret on any host (libvirt got '
+                  'ephemeral private ones to start the guest)',
+                  all(secret_uuid not in self.libvirt_secrets(h)
+                      for h in ('host-a', 'host-b', 'host-c'))
+                  and secret_uuid in self.undefined_secrets('host-b'))
         out.check('source-signed manifest and commit receipt kept on host-b',
                   {'manifest', 'receipt_committed'}
                   <= self.records('host-b', mid))
@@ -236,7 +244,7 @@ class DemoScenario(base.VtpmServersBase):
                   and self.domains('host-b') == [server['id']])
         out.check('host-c holds no guest, secret or key',
                   self.domains('host-c') == []
-                  and self.libvirt_secret('host-c', server) is None
+                  and self.held_secret('host-c', server) is None
                   and self.keys('host-c') == {}
                   and self.keys('host-b') == {server['id']: 'ACTIVE'})
         ok, detail = self._no_leak(secret)

@@ -44,7 +44,7 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
             self.flags(compute_driver=dest_driver or base.PLUGIN_DRIVER)
         self.start_compute('dest')
         self.dest = self.computes['dest']
-        secret = self.libvirt_secret('src', self.server)
+        secret = self.held_secret('src', self.server)
         self.assertIsNotNone(secret)
         return secret
 
@@ -78,10 +78,20 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
                               'receipt_installed'}, self.records('src', mid))
         self.assertLessEqual({'manifest', 'receipt_committed'},
                              self.records('dest', mid))
-        # The destination holds the key (and libvirt the same secret); the
-        # source holds none.
-        self.assertEqual(secret, self.libvirt_secret('dest', self.server))
-        self.assertIsNone(self.libvirt_secret('src', self.server))
+        # The destination holds the key (sealed in its vault); the source
+        # holds none.
+        self.assertEqual(secret, self.held_secret('dest', self.server))
+        self.assertIsNone(self.held_secret('src', self.server))
+        # Sealed at rest: libvirt has no vTPM secret on either host; the
+        # ones it got to start the guest (boot on src, incoming on dest)
+        # were ephemeral, private, and undefined once the guest ran.
+        secret_uuid = self.instance(self.server).system_metadata[
+            'vtpm_secret_uuid']
+        for host in ('src', 'dest'):
+            self.assertNotIn(secret_uuid, self.libvirt_secrets(host))
+            gone = self.computes[host].driver._host.get_connection(
+                )._removed_secrets[secret_uuid]
+            self.assertTrue(gone._ephemeral and gone._private, host)
         self.assertEqual({self.server['id']: 'ACTIVE'}, self.keys('dest'))
         self.assertEqual({}, self.keys('src'))
         # The plugin's own calls went over the bus, the secret did not.
@@ -120,10 +130,10 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         self.assertEqual('ACTIVE', self.admin_api.get_server(
             self.server['id'])['status'])
         self.assertEqual([self.server['id']], self.domains('src'))
-        self.assertEqual(secret, self.libvirt_secret('src', self.server))
+        self.assertEqual(secret, self.held_secret('src', self.server))
         # The destination holds nothing.
         self.assertEqual([], self.domains('dest'))
-        self.assertIsNone(self.libvirt_secret('dest', self.server))
+        self.assertIsNone(self.held_secret('dest', self.server))
         self.assertEqual({}, self.keys('dest'))
         self.assertNotIn('send_key', self.rpc.methods())
         self.assertNotIn('pre_live_migration', self.rpc.methods())
@@ -175,13 +185,13 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
 
         self.assertEqual('src', self.server_host(self.server))
         self.assertEqual([self.server['id']], self.domains('src'))
-        self.assertEqual(secret, self.libvirt_secret('src', self.server))
+        self.assertEqual(secret, self.held_secret('src', self.server))
         self.assertEqual({self.server['id']: 'ACTIVE'}, self.keys('src'))
         mid = self.migration_uuid(self.server)
         self.assertEqual({mid: ('source', 'ABORTED')}, self.rows('src'))
         # Destination cleaned: no guest, no libvirt secret, no key.
         self.assertEqual([], self.domains('dest'))
-        self.assertIsNone(self.libvirt_secret('dest', self.server))
+        self.assertIsNone(self.held_secret('dest', self.server))
         self.assertEqual({}, self.keys('dest'))
         self.assertEqual({mid: ('destination', 'ABORTED')},
                          self.rows('dest'))
@@ -213,7 +223,7 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
 
         self.assertEqual({}, self.rows('src'))
         self.assertEqual({}, self.keys('evil'))
-        self.assertEqual(secret, self.libvirt_secret('src', self.server))
+        self.assertEqual(secret, self.held_secret('src', self.server))
         self.assert_no_leak(secret)
 
     def test_host_without_working_engine_refuses_protected_moves(self):
@@ -235,7 +245,7 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         details = self._refused_to_dest()
         self.assertIn('The vTPM migration engine of host dest is not '
                       'available', details)
-        self.assertEqual(secret, self.libvirt_secret('src', self.server))
+        self.assertEqual(secret, self.held_secret('src', self.server))
         self.assert_no_leak(secret)
 
     def test_non_vtpm_server_migrates_as_upstream(self):
@@ -261,7 +271,7 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         self.assertIn('No attested destination is recorded on source host '
                       'src', details)
         self.assertEqual('src', self.server_host(self.server))
-        self.assertIsNone(self.libvirt_secret('dest', self.server))
+        self.assertIsNone(self.held_secret('dest', self.server))
         self.assert_no_leak(secret)
 
     def test_destination_refuses_source_without_plugin(self):
@@ -281,9 +291,13 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         self._live_migrate(self.server, api=self.admin_api)
 
         self.assertEqual('dest', self.server_host(self.server))
-        self.assertEqual(secret, self.libvirt_secret('dest', self.server))
+        self.assertEqual(secret, self.held_secret('dest', self.server))
         self.assertIn('Falling back to upstream vTPM live migration',
                       self.logs.text)
+        # The source's vault opened the secret for upstream's migrate_data
+        # and forgot it once the guest had left.
+        self.assertEqual({}, self.keys('src'))
+        self.assertEqual([], self.engines.adapters['src'].vault.instances())
 
     def test_flavor_requiring_attestation_never_falls_back(self):
         """``vtpm_migration:attested=required`` overrides ``warn``."""
@@ -306,7 +320,7 @@ class RecoveryTest(base.VtpmServersBase):
         self.server = self.create_vtpm_server()
         self.start_compute('dest')
         self.dest = self.computes['dest']
-        return self.libvirt_secret('src', self.server)
+        return self.held_secret('src', self.server)
 
     def _key_holders(self):
         return [h for h in ('src', 'dest')

@@ -7,6 +7,8 @@ libvirt-driver computes (fake libvirt), with
 ``host``-mode live-migration tests then go through the plugin's attested
 path instead of the plaintext secret in ``migrate_data``, and must still
 pass: the plugin changes how the secret moves, not what Nova does with it.
+The plugin also keeps the secret sealed at rest by default, which a few
+tests check the opposite of: :data:`SEALED_CHANGES` lists them and why.
 
 ``make test`` runs every live-migration test and a representative subset
 of the others (:data:`REPRESENTATIVE`, about 1 minute); the whole module
@@ -30,14 +32,47 @@ _TPM_SUPPORTED = mock.patch.object(
     new=fakelibvirt.virConnect._domain_capability_tpm_supported)
 
 
+#: Upstream tests that check the persistent, readable libvirt secret of
+#: ``host`` mode, which the plugin's default storage (``[vtpm_migration]
+#: libvirt_secret_storage = sealed``) removes on purpose. They run with
+#: ``libvirt_secret_storage = libvirt``; ``tests.nova.test_sealed_secret``
+#: covers the same flows with the secret sealed.
+SEALED_CHANGES = {
+    'test_create_server_secret_security_host':
+        'expects a persistent, non-private libvirt secret after boot; '
+        'sealed, libvirt gets an ephemeral private one, undefined once the '
+        'guest runs',
+    'test_live_migrate_server_secret_security_host':
+        'expects a libvirt secret on the source before and on the '
+        'destination after the move; sealed, the hosts\' vaults hold it',
+    'test_live_migrate_server_secret_security_host_missing':
+        'deletes the libvirt secret to make the source pre-check fail; '
+        'sealed, the move does not use a libvirt secret and succeeds',
+    'test_live_migrate_server_secret_security_host_rollback':
+        'expects the libvirt secret back on the source after the rollback; '
+        'sealed, the source\'s vault holds it',
+}
+
+
+class _StorageMixin:
+    """Run :data:`SEALED_CHANGES` with upstream secret storage."""
+
+    def setUp(self):
+        super().setUp()
+        if self._testMethodName in SEALED_CHANGES:
+            self.flags(libvirt_secret_storage='libvirt',
+                       group='vtpm_migration')
+
+
 @_TPM_SUPPORTED
-class VTPMServersWithPluginTest(base.PluginDriverMixin,
+class VTPMServersWithPluginTest(_StorageMixin, base.PluginDriverMixin,
                                 test_vtpm.VTPMServersTest):
     """``VTPMServersTest`` with the plugin driver."""
 
 
 @_TPM_SUPPORTED
-class VTPMServersNonSharedWithPluginTest(base.PluginDriverMixin,
+class VTPMServersNonSharedWithPluginTest(_StorageMixin,
+                                         base.PluginDriverMixin,
                                          test_vtpm.VTPMServersTestNonShared):
     """``VTPMServersTestNonShared`` with the plugin driver."""
 

@@ -29,6 +29,7 @@ from oslo_log import log as logging
 from nova_vtpm_migration import conf
 from nova_vtpm_migration.virt import errors
 from nova_vtpm_migration.virt import flavor_policy
+from nova_vtpm_migration.virt.libvirt import guest_secret
 from nova_vtpm_migration.virt.libvirt import migrate_data as md
 from nova_vtpm_migration.virt.libvirt import secrets
 
@@ -111,6 +112,7 @@ def source_check(service: ty.Any, instance: ty.Any,
         exc = errors.NotAttested(source=_hostname(service),
                                  instance=instance.uuid)
         if _fall_back(instance, exc):
+            guest_secret.fill_for_fallback(service, instance, migrate_data)
             return
         raise nova_exception.MigrationPreCheckError(reason=str(exc))
     md.strip_secret(migrate_data)
@@ -160,8 +162,8 @@ def dest_pre_live_migration(service: ty.Any, host: ty.Any, context: ty.Any,
                                      dest=_hostname(service),
                                      reason=exc))) from exc
     try:
-        secrets.define_incoming_secret(host, instance,
-                                       migrate_data.vtpm_secret_uuid, secret)
+        guest_secret.define_incoming(host, instance,
+                                     migrate_data.vtpm_secret_uuid, secret)
     finally:
         del secret
 
@@ -176,6 +178,8 @@ def source_post(service: ty.Any, instance: ty.Any,
     """
     migration_uuid = md.migration_uuid(migrate_data)
     if not md.is_plugin_migration(migrate_data) or migration_uuid is None:
+        # An upstream migration (enforcement = warn) took the secret away.
+        guest_secret.forget(service, instance)
         return
     try:
         _need(service).commit(instance.uuid, migration_uuid)
@@ -216,16 +220,19 @@ def dest_rollback(service: ty.Any, context: ty.Any, instance: ty.Any,
                       migration_uuid, instance=instance)
 
 
-def make_secret_reader(host: ty.Any, hostname: str) -> ty.Callable[
-        [ty.Any, str, str, str], bytes]:
+def make_secret_reader(host: ty.Any, hostname: str,
+                       vault_holds: ty.Callable[[str], bool]) -> ty.Callable[
+        [ty.Any, str, str, str], bytes | None]:
     """Return the facade's secret reader for this source host.
 
     Before reading, it checks Nova's migration record: the key only moves
     for an in-progress live migration of this instance, from this host, to
     exactly the host that asks (which the protocol has also attested).
+    It returns ``None`` when *vault_holds* the secret: the engine then
+    moves the sealed envelope and nothing is decrypted here.
     """
     def reader(context: ty.Any, instance_uuid: str, migration_uuid: str,
-               destination: str) -> bytes:
+               destination: str) -> bytes | None:
         migration = objects.Migration.get_by_uuid(context, migration_uuid)
         if (migration.instance_uuid != instance_uuid
                 or migration.source_compute != hostname
@@ -236,6 +243,8 @@ def make_secret_reader(host: ty.Any, hostname: str) -> ty.Callable[
                 dest=destination, instance=instance_uuid,
                 expected=(f'{migration.dest_compute} (migration '
                           f'{migration_uuid}, {migration.status})'))
+        if vault_holds(instance_uuid):
+            return None
         return secrets.read_secret(host, instance_uuid, hostname)
     return reader
 

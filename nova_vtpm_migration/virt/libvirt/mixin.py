@@ -14,10 +14,13 @@
 
 """``VtpmMigrationDriverMixin``: the plugin's hooks in Nova's libvirt driver.
 
-The mixin overrides only Nova's live-migration hooks, ``init_host``,
-``cleanup_host`` and ``update_provider_tree``. Each override calls Nova's
+The mixin overrides Nova's live-migration hooks, ``init_host``,
+``cleanup_host``, ``update_provider_tree``, ``cleanup`` and
+``confirm_migration``, and two private methods around the vTPM secret
+(Nova has no public hook there). Each override calls Nova's
 implementation and delegates the plugin's part to
-:mod:`~nova_vtpm_migration.virt.libvirt.live_migration`; the per-host state
+:mod:`~nova_vtpm_migration.virt.libvirt.live_migration` or
+:mod:`~nova_vtpm_migration.virt.libvirt.guest_secret`; the per-host state
 lives in :class:`~nova_vtpm_migration.virt.service.VtpmMigrationService`.
 ``tests/unit/virt/libvirt/test_mixin.py`` fails when one of these Nova
 methods disappears or changes its signature.
@@ -29,6 +32,7 @@ import typing as ty
 from oslo_log import log as logging
 
 from nova_vtpm_migration.virt import service as vtpm_service
+from nova_vtpm_migration.virt.libvirt import guest_secret
 from nova_vtpm_migration.virt.libvirt import live_migration as lm
 from nova_vtpm_migration.virt.libvirt import traits
 
@@ -52,7 +56,8 @@ class VtpmMigrationDriverMixin:
         try:
             engine = vtpm_service.default_engine_factory(host)
             vtpm = vtpm_service.VtpmMigrationService(
-                host, engine, lm.make_secret_reader(self._host, host))
+                host, engine, lm.make_secret_reader(self._host, host,
+                                                    engine.holds_secret))
             vtpm.start(lm.make_oracle(self._host))
         except Exception as exc:
             LOG.exception('The vTPM migration service of host %s did not '
@@ -79,6 +84,49 @@ class VtpmMigrationDriverMixin:
         attested = (self._vtpm is not None
                     and self._vtpm.attestation_fresh())
         traits.update(provider_tree, nodename, attested)
+
+    # -- the vTPM secret at rest (guest_secret) ------------------------------
+
+    def _get_or_create_secret_for_vtpm(
+            self, context: ty.Any, instance: ty.Any) -> tuple[ty.Any,
+                                                              str | None]:
+        return guest_secret.get_or_create(
+            self._vtpm, self._host, context, instance,
+            super()._get_or_create_secret_for_vtpm)  # type: ignore[misc]
+
+    def _add_vtpm_secret_to_live_migrate_data(
+            self, instance: ty.Any, dest_check_data: ty.Any) -> None:
+        guest_secret.add_to_migrate_data(
+            self._vtpm, instance, dest_check_data,
+            super()._add_vtpm_secret_to_live_migrate_data)  # type: ignore
+
+    def cleanup(self, context: ty.Any, instance: ty.Any, network_info: ty.Any,
+                block_device_info: ty.Any = None, destroy_disks: bool = True,
+                migrate_data: ty.Any = None, destroy_vifs: bool = True,
+                destroy_secrets: bool = True) -> None:
+        super().cleanup(  # type: ignore[misc]
+            context, instance, network_info, block_device_info,
+            destroy_disks, migrate_data, destroy_vifs, destroy_secrets)
+        if destroy_disks and destroy_secrets:
+            guest_secret.forget(self._vtpm, instance)
+
+    def confirm_migration(self, context: ty.Any, migration: ty.Any,
+                          instance: ty.Any, network_info: ty.Any) -> None:
+        super().confirm_migration(  # type: ignore[misc]
+            context, migration, instance, network_info)
+        if migration.source_compute != migration.dest_compute:
+            guest_secret.forget(self._vtpm, instance)
+
+    def post_live_migration_at_destination(
+            self, context: ty.Any, instance: ty.Any, network_info: ty.Any,
+            block_migration: bool = False,
+            block_device_info: ty.Any = None) -> None:
+        super().post_live_migration_at_destination(  # type: ignore[misc]
+            context, instance, network_info, block_migration,
+            block_device_info)
+        guest_secret.release_after_incoming(self._vtpm, self._host, instance)
+
+    # -- live migration (live_migration) -----------------------------------
 
     def check_can_live_migrate_destination(
             self, context: ty.Any, instance: ty.Any, src_compute_info: ty.Any,

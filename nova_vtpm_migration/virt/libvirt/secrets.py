@@ -12,10 +12,11 @@
 #    License for the specific language governing permissions and limitations
 #    under the License.
 
-"""libvirt secrets of vTPM instances on both ends of a migration.
+"""Reading a vTPM instance's persistent libvirt secret on the source.
 
-The libvirt secret is the only place the plaintext vTPM secret exists on a
-host: it never goes into the plugin's logs, exceptions or RPC messages.
+Only for secrets kept the upstream ``host`` way (``[vtpm_migration]
+libvirt_secret_storage = libvirt``, or not yet taken into the vault): the
+value never goes into the plugin's logs, exceptions or RPC messages.
 """
 
 import typing as ty
@@ -50,21 +51,3 @@ def read_secret(host: ty.Any, instance_uuid: str, hostname: str) -> bytes:
             instance=instance_uuid, host=hostname,
             reason=f'libvirt refused to read it ({type(exc).__name__})',
         ) from exc
-
-
-def define_incoming_secret(host: ty.Any, instance: ty.Any, secret_uuid: str,
-                           secret: bytes) -> None:
-    """Define the instance's libvirt secret on the destination.
-
-    Follows the ``host`` secret-security semantics upstream gives the
-    incoming instance (persistent, readable by the next migration).
-
-    :param host: the driver's ``nova.virt.libvirt.host.Host``.
-    :param instance: the incoming ``nova.objects.Instance``.
-    :param secret_uuid: the libvirt secret UUID the guest XML refers to.
-    :param secret: the unwrapped vTPM secret.
-    """
-    host.create_secret(USAGE, instance.uuid, password=secret,
-                       uuid=secret_uuid, ephemeral=False, private=False)
-    LOG.info('Defined the vTPM libvirt secret from the unwrapped key',
-             instance=instance)

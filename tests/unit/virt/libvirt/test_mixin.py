@@ -27,6 +27,12 @@ EXPECTED_OVERRIDES = {
     'post_live_migration',
     'rollback_live_migration_at_source',
     'rollback_live_migration_at_destination',
+    'post_live_migration_at_destination',
+    'cleanup',
+    'confirm_migration',
+    # Private: Nova has no public hook for the vTPM secret (guest_secret).
+    '_get_or_create_secret_for_vtpm',
+    '_add_vtpm_secret_to_live_migrate_data',
 }
 
 

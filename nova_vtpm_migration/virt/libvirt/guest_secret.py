@@ -1,0 +1,258 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
+"""The libvirt vTPM secret of protected instances, sealed at rest.
+
+With ``[vtpm_migration] libvirt_secret_storage = sealed`` (the default) a
+protected instance (vTPM with ``hw:tpm_secret_security=host``) has no
+persistent libvirt secret. Its secret is kept in the host's vault
+(:mod:`nova_vtpm_migration.virt.secret_vault`) and libvirt gets an
+ephemeral, private secret only while it starts the guest's swtpm:
+
+==============================  ============================================
+Nova step                       plugin part
+==============================  ============================================
+guest start (spawn, hard        :func:`get_or_create`: open the vault (or
+reboot, power on, resume after  take the secret into it), define an
+host boot, resize finish)       ephemeral private secret; Nova's
+                                ``_create_guest`` undefines it once the
+                                guest runs
+source pre-check                :func:`add_to_migrate_data`: only the
+                                secret's UUID goes into ``migrate_data``
+dest ``pre_live_migration``     :func:`define_incoming`: ephemeral private
+                                secret from the unwrapped key
+dest post-migration             :func:`release_after_incoming`: undefine it
+instance deleted / left         :func:`forget`: destroy the vault's copy
+==============================  ============================================
+
+These hook into two private methods of Nova's libvirt driver
+(``_get_or_create_secret_for_vtpm`` and
+``_add_vtpm_secret_to_live_migrate_data``): Nova has no public extension
+point there. ``tests/unit/virt/libvirt/test_mixin.py`` pins their
+signatures.
+"""
+
+import typing as ty
+
+from nova import vtpm as nova_vtpm
+from oslo_log import log as logging
+
+from nova_vtpm_migration import conf
+from nova_vtpm_migration.virt import errors
+from nova_vtpm_migration.virt import flavor_policy
+
+LOG = logging.getLogger(__name__)
+CONF = conf.CONF
+
+USAGE = 'vtpm'
+#: What :func:`get_or_create` returns as the secret security: anything
+#: but ``host`` makes Nova's ``_create_guest`` undefine the libvirt secret
+#: right after the guest started.
+SEALED = 'sealed'
+
+Upstream = ty.Callable[..., ty.Any]
+
+
+def uses_vault(instance: ty.Any) -> bool:
+    """Return whether the instance's secret is kept sealed on this host."""
+    return (CONF.vtpm_migration.libvirt_secret_storage == SEALED
+            and flavor_policy.is_protected(instance.flavor,
+                                           instance.image_meta))
+
+
+def _need(service: ty.Any, instance: ty.Any) -> ty.Any:
+    if service is None:
+        raise errors.SecretUnavailable(
+            instance=instance.uuid, host=CONF.host,
+            reason='the vTPM migration service did not start')
+    return service
+
+
+def _as_bytes(secret: str | bytes) -> bytes:
+    return secret.encode() if isinstance(secret, str) else bytes(secret)
+
+
+def _take_over(service: ty.Any, host: ty.Any, context: ty.Any,
+               instance: ty.Any) -> tuple[str, bytes]:
+    """Seal a secret that the vault does not hold yet.
+
+    It comes from a persistent libvirt secret left by upstream ``host``
+    mode, else from the key manager (as Nova would get it).
+    """
+    legacy = host.find_secret(USAGE, instance.uuid)
+    secret: bytes | None = None
+    if legacy is not None:
+        try:
+            secret = bytes(legacy.value())
+            secret_uuid = str(legacy.UUIDString())
+        except Exception:  # noqa: BLE001 - private or empty: ask Nova's KM
+            secret = None
+    if secret is None:
+        secret_uuid, passphrase = nova_vtpm.get_or_create_secret(context,
+                                                                 instance)
+        secret = _as_bytes(passphrase)
+    service.adopt_secret(instance.uuid, secret)
+    if legacy is not None:
+        # Sealed durably first: only now may the plaintext copy go.
+        host.delete_secret(USAGE, instance.uuid)
+        LOG.info('Moved the persistent libvirt vTPM secret into the vault',
+                 instance=instance)
+    return secret_uuid, secret
+
+
+def get_or_create(service: ty.Any, host: ty.Any, context: ty.Any,
+                  instance: ty.Any, upstream: Upstream) -> tuple[ty.Any,
+                                                                 str | None]:
+    """``_get_or_create_secret_for_vtpm`` for a guest about to start.
+
+    :param upstream: Nova's implementation (used unless the instance's
+        secret is kept sealed).
+    :returns: the ephemeral private libvirt secret and :data:`SEALED`.
+    :raises SecretUnavailable: the vault cannot open the secret (for
+        example its key is not ``ACTIVE`` here, or the service is down).
+    """
+    if not uses_vault(instance):
+        if (flavor_policy.is_protected(instance.flavor, instance.image_meta)
+                and service is not None and _holds(service, instance.uuid)):
+            return _release_from_vault(service, host, instance)
+        return ty.cast(tuple[ty.Any, str | None], upstream(context, instance))
+    service = _need(service, instance)
+    if service.holds_secret(instance.uuid):
+        secret = service.open_secret(instance.uuid)
+        secret_uuid = instance.system_metadata['vtpm_secret_uuid']
+        # A persistent copy must not survive next to the sealed one (and
+        # libvirt does not change the flags of a defined secret).
+        host.delete_secret(USAGE, instance.uuid)
+    else:
+        secret_uuid, secret = _take_over(service, host, context, instance)
+    try:
+        libvirt_secret = host.create_secret(USAGE, instance.uuid,
+                                            password=secret, uuid=secret_uuid,
+                                            ephemeral=True, private=True)
+    finally:
+        del secret
+    return libvirt_secret, SEALED
+
+
+def _release_from_vault(service: ty.Any, host: ty.Any,
+                        instance: ty.Any) -> tuple[ty.Any, str]:
+    """``libvirt`` storage after ``sealed``: give the vault's secret back
+    to libvirt as upstream ``host`` mode keeps it, then forget it."""
+    secret = service.open_secret(instance.uuid)
+    try:
+        # libvirt does not turn a private secret into a readable one.
+        host.delete_secret(USAGE, instance.uuid)
+        libvirt_secret = host.create_secret(
+            USAGE, instance.uuid, password=secret,
+            uuid=instance.system_metadata['vtpm_secret_uuid'],
+            ephemeral=False, private=False)
+    finally:
+        del secret
+    service.forget_secret(instance.uuid)
+    LOG.warning('Moved the vTPM secret from the vault into a persistent '
+                'libvirt secret ([vtpm_migration] libvirt_secret_storage '
+                '= libvirt)', instance=instance)
+    return libvirt_secret, 'host'
+
+
+def add_to_migrate_data(service: ty.Any, instance: ty.Any,
+                        migrate_data: ty.Any, upstream: Upstream) -> None:
+    """``_add_vtpm_secret_to_live_migrate_data`` on the source.
+
+    When the vault holds the secret only its UUID goes into
+    ``migrate_data`` (the value is ``None``, so Nova's destination defines
+    nothing from the bus); the secret is not even decrypted here.
+    """
+    if (uses_vault(instance) and service is not None
+            and _holds(service, instance.uuid)):
+        migrate_data.vtpm_secret_uuid = (
+            instance.system_metadata['vtpm_secret_uuid'])
+        migrate_data.vtpm_secret_value = None
+        return
+    upstream(instance, migrate_data)
+
+
+def _holds(service: ty.Any, instance_uuid: str) -> bool:
+    try:
+        return bool(service.holds_secret(instance_uuid))
+    except errors.VirtIntegrationError:
+        return False
+
+
+def fill_for_fallback(service: ty.Any, instance: ty.Any,
+                      migrate_data: ty.Any) -> None:
+    """Put the plaintext secret into ``migrate_data`` for an upstream
+    (unprotected) migration that ``[vtpm_migration] enforcement = warn``
+    allowed, when only the vault has it."""
+    if migrate_data.vtpm_secret_value or service is None:
+        return
+    if _holds(service, instance.uuid):
+        migrate_data.vtpm_secret_value_bytes = service.open_secret(
+            instance.uuid)
+
+
+def define_incoming(host: ty.Any, instance: ty.Any, secret_uuid: str,
+                    secret: bytes) -> None:
+    """Define the incoming guest's libvirt secret on the destination.
+
+    Ephemeral and private when the secret is kept sealed (the vault
+    already holds its envelope); upstream ``host`` semantics otherwise.
+    """
+    sealed = uses_vault(instance)
+    host.create_secret(USAGE, instance.uuid, password=secret,
+                       uuid=secret_uuid, ephemeral=sealed, private=sealed)
+    LOG.info('Defined the %s vTPM libvirt secret from the unwrapped key',
+             'ephemeral private' if sealed else 'persistent',
+             instance=instance)
+
+
+def release_after_incoming(service: ty.Any, host: ty.Any,
+                           instance: ty.Any) -> None:
+    """Destination, after the guest arrived: undefine its libvirt secret.
+
+    A secret that arrived outside the protocol (an upstream migration that
+    ``enforcement = warn`` allowed) is taken into the vault first.
+    """
+    if not uses_vault(instance):
+        return
+    try:
+        if not _holds(service, instance.uuid):
+            legacy = host.find_secret(USAGE, instance.uuid)
+            if legacy is None:
+                return
+            _need(service, instance).adopt_secret(instance.uuid,
+                                                  bytes(legacy.value()))
+        host.delete_secret(USAGE, instance.uuid)
+    except Exception:
+        LOG.exception('Could not release the libvirt vTPM secret after the '
+                      'incoming live migration; it stays defined until the '
+                      'next guest start', instance=instance)
+
+
+def forget(service: ty.Any, instance: ty.Any) -> None:
+    """Destroy this host's sealed copy (the instance is gone from here).
+
+    Keys that are moving are left to the protocol. Never raises: the
+    instance's own cleanup must go on.
+    """
+    if service is None or not _holds(service, instance.uuid):
+        return
+    try:
+        service.forget_secret(instance.uuid)
+    except Exception:
+        LOG.exception('Could not destroy the sealed vTPM secret',
+                      instance=instance)
+    else:
+        LOG.info('Destroyed the sealed vTPM secret on this host',
+                 instance=instance)
