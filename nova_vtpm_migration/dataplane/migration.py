@@ -188,8 +188,10 @@ def live_migrate(exchange: KeyExchange, src: host_mod.SimHost,
     :param max_bandwidth: migration bandwidth limit in bytes/s (tests use
         it to keep a migration in flight).
     :param on_poll: called with each source ``query-migrate`` answer.
-    :returns: the outcome; on failure the source guest runs again and the
-        destination holds nothing of the instance.
+    :returns: the outcome; on failure (``aborted``) the destination holds
+        nothing of the instance, the source holds the key again and its
+        guest runs again, unless that guest itself died (``error`` then
+        says "the source guest did not resume").
     """
     result = MigrationResult(instance=instance_uuid, mode=exchange.mode)
     t0 = time.perf_counter()
@@ -227,7 +229,15 @@ def live_migrate(exchange: KeyExchange, src: host_mod.SimHost,
         LOG.warning('Live migration of %s from %s to %s failed: %s',
                     instance_uuid, src.name, dst.name, e)
         with _Timer(result, PHASE_ABORT):
-            _abort(exchange, src, dst, instance_uuid)
+            try:
+                _abort(exchange, src, dst, instance_uuid)
+            except errors.MigrationFailed as abort_exc:
+                # NOTE(vtpm): the key is back at the source (the protocol
+                # aborted) but its guest is gone: report it, as a guest
+                # crash, in the result rather than raise past it.
+                result.error = f'{result.error}; {abort_exc}'
+                LOG.error('After the failed migration of %s: %s',
+                          instance_uuid, abort_exc)
         result.outcome = ABORTED
     else:
         with _Timer(result, PHASE_COMMIT):

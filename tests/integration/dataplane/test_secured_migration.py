@@ -220,3 +220,32 @@ def test_secured_destination_killed_mid_migration(hosts, instance_uuid,
     inst = src.instance(instance_uuid)
     assert inst.guest.is_running() and inst.vtpm.is_running()
     assert provision.compare(contents, src.read_back(instance_uuid)) == []
+
+
+def test_source_guest_dying_mid_migration_is_reported_not_raised(
+        hosts, instance_uuid, engines):
+    """The source QEMU dies while the key is in flight: the migration
+    aborts (the key is usable at the source again, nothing stays on the
+    destination) and the result says the source guest is gone."""
+    src, dst = hosts
+    _start_protected_instance(engines, src, instance_uuid)
+
+    def kill_source_guest(info):
+        if info.get('status') == 'active':
+            guest = src.instance(instance_uuid).guest
+            if guest is not None and guest.is_alive():
+                guest.kill()
+
+    result = secured.live_migrate_secured(engines.src, engines.dst, src,
+                                          dst, instance_uuid,
+                                          max_bandwidth=100_000,
+                                          on_poll=kill_source_guest)
+
+    assert result.outcome == migration.ABORTED
+    assert 'the source guest did not resume' in (result.error or '')
+    assert engines.src.keystore.state(instance_uuid) is _K.ACTIVE
+    assert engines.dst.keystore.state(instance_uuid) in (None,
+                                                         _K.DESTROYED)
+    assert not dst.has_vtpm_state(instance_uuid)
+    # The source's vTPM state survives for a restart of the guest.
+    assert src.has_vtpm_state(instance_uuid)
