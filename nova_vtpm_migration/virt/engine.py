@@ -61,6 +61,9 @@ class Engine(ty.Protocol):
     def forget_secret(self, instance_uuid: str) -> None:
         """Destroy the vault's copy (the instance left or was deleted)."""
 
+    def sealed_instances(self) -> list[str]:
+        """The instances whose secrets the vault holds."""
+
     def commit(self, migration_id: str) -> None:
         """Source: commit (destroy the local copy, activate the peer's)."""
 

@@ -137,6 +137,9 @@ class EngineAdapter:
     def forget_secret(self, instance_uuid: str) -> None:
         self.vault.forget(instance_uuid)
 
+    def sealed_instances(self) -> list[str]:
+        return [i for i in self.vault.instances() if self.vault.holds(i)]
+
     def commit(self, migration_id: str) -> None:
         try:
             self.engine.commit(migration_id)

@@ -244,6 +244,10 @@ class VtpmMigrationService:
         """Destroy the vault's copy of an instance's secret."""
         self.engine.forget_secret(instance_uuid)
 
+    def sealed_instances(self) -> list[str]:
+        """The instances whose secrets this host's vault holds."""
+        return self.engine.sealed_instances()
+
 
 class UnavailableService:
     """Stands in for the facade of a host whose engine did not start.
@@ -266,6 +270,10 @@ class UnavailableService:
     attest_source = receive_key = abort_incoming = _fail
     commit = abort = _fail
     holds_secret = adopt_secret = open_secret = forget_secret = _fail
+
+    def sealed_instances(self) -> list[str]:
+        """Nothing can be listed without the engine."""
+        return []
 
     def expected_destination(self, instance_uuid: str) -> None:
         """No destination is ever attested by this host."""

@@ -11,6 +11,8 @@ Real nova-api, conductor, scheduler, placement and libvirt-driver computes
 
 import pathlib
 
+from nova import utils
+
 from tests.nova import base
 from tests.nova import fixtures as vtpm_fixtures
 
@@ -149,6 +151,24 @@ class SealedSecretTest(base.VtpmServersBase):
 
         self.assertEqual({}, self.keys('src'))
         self.assertEqual([], vault.instances())
+
+    def test_deleted_while_compute_down_is_forgotten_at_start(self):
+        """Nova's API deletes the instance locally while its compute is
+        down; the compute's next start destroys the sealed copy."""
+        server = self._boot()
+        vault = self.engines.adapters['src'].vault
+        self.computes['src'].stop()
+        with utils.temporary_mutation(self.admin_api, microversion='2.53'):
+            self.admin_api.put_service(
+                self.computes['src'].service_ref.uuid, {'forced_down': True})
+        self._delete_server(server)
+        self.assertEqual([server['id']], vault.instances())
+
+        self.restart_compute_service('src', keep_hypervisor_state=False)
+
+        self.assertEqual({}, self.keys('src'))
+        self.assertEqual([], self.engines.adapters['src'].vault.instances())
+        self.assertIn('deleted while host src was down', self.logs.text)
 
     def test_migrated_guest_restarts_from_the_destination_vault(self):
         """After a move the destination can restart the guest on its own;

@@ -34,6 +34,8 @@ dest ``pre_live_migration``     :func:`define_incoming`: ephemeral private
                                 secret from the unwrapped key
 dest post-migration             :func:`release_after_incoming`: undefine it
 instance deleted / left         :func:`forget`: destroy the vault's copy
+compute start                   :func:`sweep`: forget the copies of
+                                instances deleted while it was down
 ==============================  ============================================
 
 These hook into two private methods of Nova's libvirt driver
@@ -45,6 +47,9 @@ signatures.
 
 import typing as ty
 
+from nova import context as nova_context
+from nova import exception as nova_exception
+from nova import objects
 from nova import vtpm as nova_vtpm
 from oslo_log import log as logging
 
@@ -256,3 +261,48 @@ def forget(service: ty.Any, instance: ty.Any) -> None:
     else:
         LOG.info('Destroyed the sealed vTPM secret on this host',
                  instance=instance)
+
+
+def sweep(service: ty.Any, hostname: str) -> list[str]:
+    """Compute start: forget the sealed copies of deleted instances.
+
+    An instance deleted while its compute service was down (Nova's API
+    deletes it locally) leaves its sealed secret behind. Only instances
+    Nova recorded as deleted are forgotten; a copy of an instance that
+    Nova places on another host is reported, not destroyed (Nova's
+    record may lag behind a migration). Never raises.
+
+    :returns: the instances whose copies were destroyed.
+    """
+    if service is None:
+        return []
+    forgotten = []
+    try:
+        # NOTE(vtpm): elevated() copies; the service's admin context may
+        # be shared (and cell-targeted).
+        context = nova_context.get_admin_context().elevated(
+            read_deleted='yes')
+        for uuid in service.sealed_instances():
+            try:
+                instance = objects.Instance.get_by_uuid(context, uuid,
+                                                        expected_attrs=[])
+            except nova_exception.InstanceNotFound:
+                LOG.warning('The vault of host %s holds the vTPM secret of '
+                            'instance %s, which Nova does not know',
+                            hostname, uuid)
+                continue
+            if instance.deleted:
+                service.forget_secret(uuid)
+                forgotten.append(uuid)
+            elif instance.host != hostname:
+                LOG.warning('The vault of host %s holds the vTPM secret of '
+                            'instance %s, which Nova places on %s; check '
+                            'with "nova-vtpm-migration journal status"',
+                            hostname, uuid, instance.host)
+    except Exception:
+        LOG.exception('Could not check the vault of host %s against Nova',
+                      hostname)
+    if forgotten:
+        LOG.info('Destroyed the sealed vTPM secrets of instances deleted '
+                 'while host %s was down: %s', hostname, forgotten)
+    return forgotten

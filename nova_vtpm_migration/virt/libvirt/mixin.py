@@ -70,6 +70,7 @@ class VtpmMigrationDriverMixin:
                 host, f'{type(exc).__name__}: {exc}')
         else:
             self._vtpm = vtpm
+            guest_secret.sweep(vtpm, host)
 
     def cleanup_host(self, host: str) -> None:
         if self._vtpm is not None:
