@@ -38,6 +38,7 @@ from nova_vtpm_migration import conf as conf_mod
 from nova_vtpm_migration import exception
 from nova_vtpm_migration.cmd import host_commands
 from nova_vtpm_migration.cmd import protocol_commands
+from nova_vtpm_migration.cmd import vault_commands
 from nova_vtpm_migration.tpm import errors as tpm_errors
 
 EXIT_OK = 0
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     host_commands.add_parsers(sub)
     protocol_commands.add_parsers(sub)
+    vault_commands.add_parsers(sub)
     return parser
 
 
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         action = ' '.join(filter(None, (args.command, *(
             getattr(args, f'{c}_command', None)
-            for c in ('policy', 'journal', 'receipts')))))
+            for c in ('policy', 'journal', 'receipts', 'vault')))))
         sys.stderr.write(f'nova-vtpm-migration {action}: error: {exc}\n')
         return _exit_code(exc)
     finally:

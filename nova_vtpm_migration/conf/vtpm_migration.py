@@ -268,7 +268,7 @@ the user's key manager token.
 
 With ``sealed``, the plugin keeps the secret encrypted (AES-256-GCM) under a
 per-instance key that is sealed to this host's TPM and its PCR policy
-(``state_path/vault``). Whenever libvirt must start the guest's swtpm
+(``<state_path>/engine/vault``). Whenever libvirt must start the guest's swtpm
 (boot, hard reboot, power on, resume after a host reboot, an incoming
 live migration) the plugin unseals it and defines an ephemeral, private
 libvirt secret, which it undefines as soon as the guest runs. A live

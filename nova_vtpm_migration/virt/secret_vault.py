@@ -18,12 +18,12 @@ Upstream ``host`` mode keeps an instance's vTPM secret as a persistent,
 readable libvirt secret. The vault keeps it instead as an envelope
 (:mod:`~nova_vtpm_migration.virt.secret_envelope`: AES-256-GCM under the
 instance's key-encryption key, bound to the instance UUID) in
-``<state_path>/vault/<instance>.envelope``. The key-encryption key is the
-instance's key in the protocol's key store, sealed to the host TPM and its
-PCR policy, with the key store's custody states: the envelope opens only
-while that key is ``ACTIVE`` on this host. A live migration moves the key
-through the protocol and the envelope, unchanged, as a state blob, so the
-source never decrypts the secret to migrate it.
+``<state_path>/engine/vault/<instance>.envelope``. The key-encryption key
+is the instance's key in the protocol's key store, sealed to the host TPM
+and its PCR policy, with the key store's custody states: the envelope opens
+only while that key is ``ACTIVE`` on this host. A live migration moves the
+key through the protocol and the envelope, unchanged, as a state blob, so
+the source never decrypts the secret to migrate it.
 
 An envelope without a live key is useless and is wiped by
 :meth:`SecretVault.reconcile`, which the engine adapter runs after every
