@@ -189,10 +189,13 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         self.assertEqual({self.server['id']: 'ACTIVE'}, self.keys('src'))
         mid = self.migration_uuid(self.server)
         self.assertEqual({mid: ('source', 'ABORTED')}, self.rows('src'))
-        # Destination cleaned: no guest, no libvirt secret, no key.
+        # Destination cleaned: no guest, no libvirt secret, no key, no
+        # envelope in its vault.
         self.assertEqual([], self.domains('dest'))
         self.assertIsNone(self.held_secret('dest', self.server))
+        self.assertEqual(set(), self.libvirt_secrets('dest'))
         self.assertEqual({}, self.keys('dest'))
+        self.assertEqual([], self.engines.adapters['dest'].vault.instances())
         self.assertEqual({mid: ('destination', 'ABORTED')},
                          self.rows('dest'))
         self.assert_no_leak(secret)
@@ -298,6 +301,21 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         # and forgot it once the guest had left.
         self.assertEqual({}, self.keys('src'))
         self.assertEqual([], self.engines.adapters['src'].vault.instances())
+
+    def test_enforcement_warn_from_a_source_without_plugin_seals(self):
+        """``warn``, source without the plugin: upstream hands the secret
+        over in plaintext; the destination takes it into its vault and
+        keeps no persistent libvirt secret."""
+        self.flags(enforcement='warn', group='vtpm_migration')
+        self.flags(rpc_timeout=2, group='vtpm_migration')
+        secret = self._start_pair(src_driver='libvirt.LibvirtDriver')
+
+        self._live_migrate(self.server, api=self.admin_api)
+
+        self.assertEqual('dest', self.server_host(self.server))
+        self.assertIsNone(self.libvirt_secret('dest', self.server))
+        self.assertEqual({self.server['id']: 'ACTIVE'}, self.keys('dest'))
+        self.assertEqual(secret, self.held_secret('dest', self.server))
 
     def test_flavor_requiring_attestation_never_falls_back(self):
         """``vtpm_migration:attested=required`` overrides ``warn``."""
