@@ -248,6 +248,32 @@ Possible values:
 ]
 
 nova_opts = [
+    cfg.IntOpt('settle_interval',
+        default=120,
+        min=0,
+        help="""
+Seconds between two passes that finish this host's unfinished migrations.
+
+nova-compute resolves unfinished migrations when it starts. While it runs,
+a migration can also be left unfinished: a commit or abort that could not
+be delivered to the peer, or a move whose outcome Nova only recorded later.
+Until it is finished the instance's key is usable nowhere (LOCKED at the
+source, PENDING at the destination), so the guest cannot be restarted. Each
+pass re-sends decided outcomes, and decides moves that have been in doubt
+for ``rpc_timeout`` seconds when Nova's migration record has reached a
+final state (``completed``: commit, if the guest left this host; ``error``,
+``failed`` or ``cancelled``: abort, if it still runs here). It never aborts
+a migration that may still be in flight.
+
+Possible values:
+
+* A positive number of seconds.
+* ``0``: only at start-up (and ``nova-vtpm-migration journal recover``).
+
+Related options:
+
+* ``rpc_timeout``
+"""),
     cfg.StrOpt('libvirt_secret_storage',
         default='sealed',
         choices=[

@@ -327,10 +327,24 @@ class DestinationRole:
     def recover(self) -> dict[str, str]:
         """Abort RESERVED migrations; ask the source about INSTALLED ones.
         """
+        return self._resolve(settle_age=None)
+
+    def settle(self, min_age: float) -> dict[str, str]:
+        """Ask the source about INSTALLED migrations unchanged for
+        *min_age* seconds (while running: RESERVED ones may be in flight
+        and are left alone)."""
+        return self._resolve(settle_age=min_age)
+
+    def _resolve(self, settle_age: float | None) -> dict[str, str]:
         e = self.e
         result: dict[str, str] = {}
+        now = time.time()
         for row in e.journal.list_migrations(
                 _ROLE, (_D.RESERVED.value, _D.INSTALLED.value)):
+            if settle_age is not None and (
+                    row.state != _D.INSTALLED.value
+                    or now - row.updated_at < settle_age):
+                continue
             mid = row.migration_id
             try:
                 if row.state == _D.RESERVED.value:

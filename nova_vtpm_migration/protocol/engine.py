@@ -393,6 +393,26 @@ class MigrationEngine:
         self.keystore.wipe_orphans()
         return result
 
+    def settle(self, oracle: OutcomeOracle,
+               min_age: float) -> dict[str, str]:
+        """Finish what a running host can safely finish (periodically).
+
+        Re-sends decided outcomes (a commit or abort whose delivery
+        failed), puts source migrations in doubt for at least *min_age*
+        seconds to *oracle* (which must answer ``commit`` or ``abort`` only
+        when the hand-over is known to be over, e.g. from Nova's final
+        migration status), and has INSTALLED destination migrations ask
+        their source. Migrations that may still be in flight are never
+        aborted here; that is :meth:`recover`'s job after a restart.
+
+        :returns: migration id -> state afterwards, for those it touched.
+        """
+        result = self.source.settle(oracle, min_age)
+        result.update(self.destination.settle(min_age))
+        if result:
+            self.keystore.wipe_orphans()
+        return result
+
 
 def _error_inner(exc: exception.VtpmMigrationException) -> bytes:
     """The ``error`` message of a refusal (code and printable text)."""

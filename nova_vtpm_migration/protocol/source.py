@@ -374,16 +374,38 @@ class SourceRole:
 
     def recover(self) -> dict[str, str]:
         """Resolve unfinished source migrations (see the engine)."""
+        return self._resolve(self.e.outcome_oracle, settle_age=None)
+
+    def settle(self, oracle: ty.Callable[[journal_mod.MigrationRow], str],
+               min_age: float) -> dict[str, str]:
+        """Finish source migrations while this host runs (see the engine).
+
+        Unlike :meth:`recover` nothing that may still be in flight is
+        aborted: only decided migrations (COMMITTING, ABORTING) are
+        re-sent, and in-doubt ones (TRANSFERRING, TRANSFERRED) unchanged
+        for *min_age* seconds are put to *oracle*.
+        """
+        return self._resolve(oracle, settle_age=min_age)
+
+    def _resolve(self, oracle: ty.Callable[[journal_mod.MigrationRow], str],
+                 settle_age: float | None) -> dict[str, str]:
         result: dict[str, str] = {}
         final = {s.value for s in states.SOURCE_FINAL}
+        in_doubt = (_S.TRANSFERRING.value, _S.TRANSFERRED.value)
+        decided = (_S.COMMITTING.value, _S.ABORTING.value)
+        now = time.time()
         for row in self.e.journal.list_migrations(_ROLE):
             if row.state in final:
                 continue
+            if settle_age is not None and not (
+                    row.state in decided or (row.state in in_doubt and
+                                             now - row.updated_at
+                                             >= settle_age)):
+                continue
             mid = row.migration_id
             try:
-                if row.state in (_S.TRANSFERRING.value,
-                                 _S.TRANSFERRED.value):
-                    outcome = self.e.outcome_oracle(row)
+                if row.state in in_doubt:
+                    outcome = oracle(row)
                     LOG.info('Recovery: migration %s in %s, oracle says '
                              '%s', mid, row.state, outcome)
                     if outcome == 'commit':

@@ -70,6 +70,13 @@ class Engine(ty.Protocol):
     def abort(self, migration_id: str) -> None:
         """Abort; idempotent, also for unknown migrations."""
 
+    def settle(self, oracle: ty.Callable[[str, str], str]) -> None:
+        """Finish what a running host safely can (periodically).
+
+        :param oracle: like :meth:`recover`'s, but answering ``commit`` or
+            ``abort`` only once the hand-over is known to be over.
+        """
+
     def recover(self, oracle: ty.Callable[[str, str], str]) -> None:
         """Resolve in-doubt migrations after a restart.
 

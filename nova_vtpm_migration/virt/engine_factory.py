@@ -156,6 +156,14 @@ class EngineAdapter:
         finally:
             self.vault.reconcile()
 
+    def settle(self, oracle: ty.Callable[[str, str], str]) -> None:
+        result = self.engine.settle(
+            lambda row: oracle(row.migration_id, row.instance_uuid),
+            min_age=CONF.vtpm_migration.rpc_timeout)
+        if result:
+            LOG.info('Settled vTPM migrations: %s', result)
+        self.vault.reconcile()
+
     def recover(self, oracle: ty.Callable[[str, str], str]) -> None:
         self._oracle = oracle
         result = self.engine.recover()

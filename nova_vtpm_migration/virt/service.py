@@ -90,25 +90,64 @@ class VtpmMigrationService:
         # instance uuid -> (attested destination, monotonic time)
         self._expected: dict[str, tuple[str, float]] = {}
         self._fresh_until = 0.0
+        self._settle_oracle: RecoveryOracle | None = None
+        self._settle_lock = threading.Lock()
+        self._settler: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     # -- lifecycle ---------------------------------------------------------
 
-    def start(self, oracle: RecoveryOracle) -> None:
+    def start(self, oracle: RecoveryOracle,
+              settle_oracle: RecoveryOracle | None = None) -> None:
         """Serve the protocol, recover in-doubt migrations, then serve the
-        plugin's compute-to-compute RPC."""
+        plugin's compute-to-compute RPC.
+
+        :param oracle: decides in-doubt migrations after this restart.
+        :param settle_oracle: decides them while running (see
+            :meth:`settle`); with ``[vtpm_migration] settle_interval`` > 0
+            a background thread calls :meth:`settle` that often.
+        """
         self.engine.start()
         self.engine.recover(oracle)
         self._server = rpcapi.get_server(self.host, self)
         self._server.start()
+        self._settle_oracle = settle_oracle
+        interval = CONF.vtpm_migration.settle_interval
+        if settle_oracle is not None and interval > 0:
+            self._settler = threading.Thread(
+                target=self._settle_loop, args=(interval,),
+                name=f'vtpm-migration-settle-{self.host}', daemon=True)
+            self._settler.start()
         LOG.info('vTPM migration service of host %s started', self.host)
 
     def stop(self) -> None:
         """Stop serving and release the engine."""
+        self._stopping.set()
+        settler, self._settler = self._settler, None
+        if settler is not None:
+            settler.join()
         server, self._server = self._server, None
         if server is not None:
             server.stop()
             server.wait()
         self.engine.close()
+
+    def settle(self) -> None:
+        """Finish unfinished migrations that can be finished while running
+        (decided outcomes not delivered; moves Nova recorded as over)."""
+        if self._settle_oracle is None:
+            return
+        with self._settle_lock:
+            self.engine.settle(self._settle_oracle)
+
+    def _settle_loop(self, interval: float) -> None:
+        while not self._stopping.wait(interval):
+            try:
+                self.settle()
+            except Exception:  # noqa: BLE001 - next pass retries
+                LOG.exception('Settling the vTPM migrations of host %s '
+                              'failed; retrying in %s s', self.host,
+                              interval)
 
     # -- self attestation (placement trait) --------------------------------
 

@@ -69,6 +69,8 @@ class PluginDriverMixin(ApiPasteMixin):
                                              self.engines.factory))
         super().setUp()
         self.flags(rpc_timeout=10, group='vtpm_migration')
+        # Tests settle explicitly (or turn the periodic pass on).
+        self.flags(settle_interval=0, group='vtpm_migration')
 
     def _setup_compute_service(self):
         # ServersTestBase starts computes in the tests themselves.

@@ -251,10 +251,13 @@ def make_secret_reader(host: ty.Any, hostname: str,
 
 #: Nova migration states in which the guest may still be moving.
 _UNDECIDED_STATES = frozenset({'running', 'post-migrating'})
+#: Nova migration states that are final.
+_FAILED_STATES = frozenset({'error', 'failed', 'cancelled'})
 
 
-def make_oracle(host: ty.Any) -> ty.Callable[[str, str], str]:
-    """Return the recovery oracle of an in-doubt move of this source.
+def make_oracle(host: ty.Any, after_restart: bool = True
+                ) -> ty.Callable[[str, str], str]:
+    """Return the oracle that decides an in-doubt move of this source.
 
     ``commit`` when the guest no longer runs here and Nova recorded the
     hand-over (migration ``completed`` or the instance's host is the
@@ -263,6 +266,13 @@ def make_oracle(host: ty.Any) -> ty.Callable[[str, str], str]:
     here and PENDING there (never usable twice) until the operator decides
     (``nova-vtpm-migration journal decide``). Presuming abort would be
     unsafe when the guest may already run on the destination.
+
+    :param after_restart: this compute service just started, so no move it
+        ran is still in flight: a migration Nova has not yet moved past
+        ``preparing`` ended without a hand-over. Otherwise (the periodic
+        settle of a running service) only a final Nova status decides:
+        ``completed`` for commit, ``error``/``failed``/``cancelled`` for
+        abort.
     """
     def oracle(migration_uuid: str, instance_uuid: str) -> str:
         context = nova_context.get_admin_context()
@@ -277,6 +287,12 @@ def make_oracle(host: ty.Any) -> ty.Callable[[str, str], str]:
                                                       migration_uuid)
             instance = objects.Instance.get_by_uuid(context, instance_uuid)
         except nova_exception.NotFound:
+            return 'unknown'
+        if not after_restart:
+            if migration.status == 'completed' and not guest_here:
+                return 'commit'
+            if migration.status in _FAILED_STATES and guest_here:
+                return 'abort'
             return 'unknown'
         handed_over = (migration.status == 'completed'
                        or instance.host == migration.dest_compute)

@@ -58,7 +58,8 @@ class VtpmMigrationDriverMixin:
             vtpm = vtpm_service.VtpmMigrationService(
                 host, engine, lm.make_secret_reader(self._host, host,
                                                     engine.holds_secret))
-            vtpm.start(lm.make_oracle(self._host))
+            vtpm.start(lm.make_oracle(self._host),
+                       lm.make_oracle(self._host, after_restart=False))
         except Exception as exc:
             LOG.exception('The vTPM migration service of host %s did not '
                           'start; vTPM live migrations with this host will '

@@ -11,7 +11,8 @@ from nova_vtpm_migration.virt.libvirt import live_migration as lm
 objects.register_all()
 
 
-def _oracle(guest_here: bool, status: str, instance_host: str) -> str:
+def _oracle(guest_here: bool, status: str, instance_host: str,
+            after_restart: bool = True) -> str:
     host = mock.Mock()
     if not guest_here:
         host.get_guest.side_effect = nova_exception.InstanceNotFound(
@@ -23,7 +24,7 @@ def _oracle(guest_here: bool, status: str, instance_host: str) -> str:
             mock.patch.object(objects.Instance, 'get_by_uuid',
                               return_value=instance), \
             mock.patch('nova.context.get_admin_context'):
-        return lm.make_oracle(host)('mig', 'inst')
+        return lm.make_oracle(host, after_restart)('mig', 'inst')
 
 
 @pytest.mark.parametrize('guest_here, status, instance_host, outcome', [
@@ -52,3 +53,26 @@ def test_missing_records_stay_in_doubt() -> None:
             side_effect=nova_exception.MigrationNotFound(migration_id='m')), \
             mock.patch('nova.context.get_admin_context'):
         assert lm.make_oracle(host)('mig', 'inst') == 'unknown'
+
+
+@pytest.mark.parametrize('guest_here, status, instance_host, outcome', [
+    # Only a final Nova status decides while the service runs.
+    (False, 'completed', 'dest', 'commit'),
+    (True, 'failed', 'src', 'abort'),
+    (True, 'error', 'src', 'abort'),
+    (True, 'cancelled', 'src', 'abort'),
+    # In flight (pre_live_migration runs while Nova says preparing; the
+    # QEMU migration while it says running): never decided.
+    (True, 'preparing', 'src', 'unknown'),
+    (True, 'accepted', 'src', 'unknown'),
+    (False, 'running', 'dest', 'unknown'),
+    (True, 'running', 'src', 'unknown'),
+    (False, 'post-migrating', 'dest', 'unknown'),
+    # Contradictions stay in doubt.
+    (True, 'completed', 'dest', 'unknown'),
+    (False, 'failed', 'src', 'unknown'),
+])
+def test_settle_oracle(guest_here: bool, status: str, instance_host: str,
+                       outcome: str) -> None:
+    assert _oracle(guest_here, status, instance_host,
+                   after_restart=False) == outcome
