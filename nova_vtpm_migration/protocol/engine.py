@@ -124,6 +124,10 @@ class MigrationEngine:
         self._out: dict[str, session_mod.Session] = {}
         self._in: collections.OrderedDict[bytes, session_mod.Session] = (
             collections.OrderedDict())
+        #: peer -> lock held while phase 1 with it runs.
+        self._handshakes: dict[str, threading.Lock] = {}
+        #: peer -> (when, error) of the last failed phase 1 with it.
+        self._failures: dict[str, tuple[float, Exception]] = {}
         self._pending: collections.OrderedDict[
             bytes, tuple[handshake.Responder, float]] = (
             collections.OrderedDict())
@@ -163,26 +167,59 @@ class MigrationEngine:
         """Return an attested session with ``peer``, running phase 1 if
         there is none younger than the session lifetime.
 
+        Concurrent callers share one handshake: those that waited for it
+        get its session, or its error.
+
         :param fresh: always run phase 1.
         :raises ProtocolError: the handshake failed or was refused.
         :raises VerificationError: the peer's evidence was refused.
         """
+        if not fresh:
+            current = self._current_session(peer)
+            if current is not None:
+                return current
+        waited_since = time.monotonic()
+        # NOTE(vtpm): one handshake per peer at a time. Callers that
+        # waited for another's handshake use its session, or fail with its
+        # error, instead of each running phase 1 (N concurrent migrations
+        # to one host would otherwise cost N attestations on both TPMs).
+        with self._peer_lock(peer):
+            if not fresh:
+                current = self._current_session(peer)
+                if current is not None:
+                    return current
+                failed = self._failures.get(peer)
+                if failed is not None and failed[0] >= waited_since:
+                    raise failed[1]
+            started = time.monotonic()
+            try:
+                initiator = handshake.Initiator(self.tpm, self.policy,
+                                                self.journal, self.local,
+                                                peer)
+                reply = self.raw_call(peer, initiator.hello())
+                attest = initiator.process_hello_reply(reply)
+                new = initiator.process_attest_reply(
+                    self.raw_call(peer, attest))
+            except Exception as exc:
+                self._failures[peer] = (time.monotonic(), exc)
+                raise
+            LOG.debug('Phase 1 with %s took %.1f ms', peer,
+                      (time.monotonic() - started) * 1000)
+            with self._lock:
+                self._out[peer] = new
+                self._failures.pop(peer, None)
+            return new
+
+    def _current_session(self, peer: str) -> session_mod.Session | None:
         with self._lock:
             current = self._out.get(peer)
-            if (current is not None and not fresh
-                    and not current.expired(self.session_lifetime)):
-                return current
-        started = time.monotonic()
-        initiator = handshake.Initiator(self.tpm, self.policy,
-                                        self.journal, self.local, peer)
-        reply = self.raw_call(peer, initiator.hello())
-        attest = initiator.process_hello_reply(reply)
-        new = initiator.process_attest_reply(self.raw_call(peer, attest))
-        LOG.debug('Phase 1 with %s took %.1f ms', peer,
-                  (time.monotonic() - started) * 1000)
+        if current is None or current.expired(self.session_lifetime):
+            return None
+        return current
+
+    def _peer_lock(self, peer: str) -> threading.Lock:
         with self._lock:
-            self._out[peer] = new
-        return new
+            return self._handshakes.setdefault(peer, threading.Lock())
 
     def forget_sessions(self) -> None:
         """Drop every session (e.g. after a policy change)."""
@@ -190,6 +227,7 @@ class MigrationEngine:
             self._out.clear()
             self._in.clear()
             self._pending.clear()
+            self._failures.clear()
 
     def raw_call(self, peer: str, request: bytes) -> bytes:
         """Send bytes through the transport, mapping failures to

@@ -19,6 +19,8 @@ migrations and the robustness of the transport entry point."""
 import concurrent.futures
 import os
 import pathlib
+import threading
+import time
 import uuid
 
 import hypothesis
@@ -97,6 +99,62 @@ def test_session_reuse_and_lifetime(cluster: conftest.Cluster) -> None:
         inst, _secret = conftest.new_instance(src)
         src.engine.commit(src.engine.migrate_key(inst, 'dst').migration_id)
     assert hellos() == 3
+
+
+def _hellos(cluster: conftest.Cluster) -> int:
+    return sum(conftest.msg_type(x.request) == 'hello'
+               for x in cluster.transport.captured)
+
+
+def test_concurrent_first_migrations_share_one_handshake(
+        cluster: conftest.Cluster) -> None:
+    """Eight migrations to a host with no session yet: one phase 1."""
+    src, dst = cluster.nodes['src'], cluster.nodes['dst']
+    keys = [conftest.new_instance(src) for _ in range(8)]
+
+    def one(inst: str) -> str:
+        handle = src.engine.migrate_key(inst, 'dst')
+        src.engine.commit(handle.migration_id)
+        return handle.migration_id
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        mids = list(pool.map(one, [inst for inst, _ in keys]))
+    assert len(set(mids)) == 8
+    assert _hellos(cluster) == 1
+    for inst, secret in keys:
+        assert dst.engine.keystore.read(inst) == secret
+
+
+def test_waiters_get_the_failed_handshake_error(
+        cluster: conftest.Cluster) -> None:
+    """A refused phase 1 is not repeated by every waiting caller."""
+    src = cluster.nodes['src']
+    attempts = []
+
+    def slow_and_down(request: bytes) -> bytes:
+        attempts.append(request)
+        time.sleep(0.5)
+        raise errors.TransportError(peer='dst', reason='host is down')
+
+    cluster.transport.register('dst', slow_and_down)
+    start = threading.Barrier(6)
+
+    def attest(_: int) -> str:
+        start.wait()
+        try:
+            src.engine.attest_peer('dst')
+        except errors.TransportError as exc:
+            return type(exc).__name__
+        return 'attested'
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(attest, range(6)))
+    assert results == ['TransportError'] * 6
+    # Without the shared handshake each caller would try: 6 attempts.
+    assert 1 <= len(attempts) <= 2
+    # A later call (not waiting on that one) tries again.
+    cluster.transport.register('dst', cluster.nodes['dst'].engine.handle)
+    src.engine.attest_peer('dst')
 
 
 def test_concurrent_migrations(cluster: conftest.Cluster) -> None:
