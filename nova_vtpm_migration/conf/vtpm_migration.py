@@ -138,6 +138,29 @@ Related options:
 
 * ``evidence_max_age``
 """),
+    cfg.IntOpt('max_handshake_rate',
+        default=50,
+        min=0,
+        help="""
+Incoming phase-1 handshakes (``hello`` messages) this host answers per
+second, with bursts of as many.
+
+Answering a ``hello`` costs a TPM quote. Anyone who can send to this host's
+RPC topic can send ``hello`` messages; above this rate they are refused
+(the peer sees ``[busy]``) before the TPM is used, so that a flood does not
+starve the TPM commands of attested migrations and guest starts. Legitimate
+handshakes are rare: a session is reused for ``session_lifetime`` seconds
+and concurrent migrations to one host share one handshake.
+
+Possible values:
+
+* A positive number of handshakes per second.
+* ``0``: no limit.
+
+Related options:
+
+* ``session_lifetime``
+"""),
     cfg.IntOpt('evidence_max_age',
         default=60,
         min=1,

@@ -40,6 +40,7 @@ from nova_vtpm_migration.protocol import handshake
 from nova_vtpm_migration.protocol import journal as journal_mod
 from nova_vtpm_migration.protocol import keystore as keystore_mod
 from nova_vtpm_migration.protocol import messages
+from nova_vtpm_migration.protocol import ratelimit
 from nova_vtpm_migration.protocol import session as session_mod
 from nova_vtpm_migration.protocol import source
 from nova_vtpm_migration.protocol import transport as transport_mod
@@ -99,6 +100,8 @@ class MigrationEngine:
     :param session_lifetime: seconds an attested session is reused
         (default ``[vtpm_migration] session_lifetime``).
     :param outcome_oracle: decides in-doubt migrations at recovery.
+    :param handshake_rate: incoming handshakes answered per second
+        (default ``[vtpm_migration] max_handshake_rate``; 0: unlimited).
     """
 
     def __init__(self, host: str, tpm: ty.Any, policy: ty.Any,
@@ -106,7 +109,8 @@ class MigrationEngine:
                  keystore: keystore_mod.KeyStore,
                  transport: transport_mod.Transport,
                  session_lifetime: float | None = None,
-                 outcome_oracle: OutcomeOracle = no_oracle) -> None:
+                 outcome_oracle: OutcomeOracle = no_oracle,
+                 handshake_rate: float | None = None) -> None:
         self.host = host
         self.tpm = tpm
         self.policy = policy
@@ -117,6 +121,9 @@ class MigrationEngine:
             session_lifetime = CONF.vtpm_migration.session_lifetime
         self.session_lifetime = float(session_lifetime)
         self.outcome_oracle = outcome_oracle
+        if handshake_rate is None:
+            handshake_rate = CONF.vtpm_migration.max_handshake_rate
+        self._hellos = ratelimit.TokenBucket(handshake_rate)
         self._lock = threading.RLock()
         #: Serialises state changes of migrations on this host.
         self.state_lock = threading.RLock()
@@ -313,6 +320,8 @@ class MigrationEngine:
                 return self._on_attest(msg)
             sess = self._session_for(msg.body['session_id'])
             inner = sess.open(msg)
+        except errors.HandshakeRateExceeded as exc:
+            return _error_inner(exc)   # logged by _on_hello, sparingly
         except exception.VtpmMigrationException as exc:
             LOG.warning('Refused a request: %s', exc)
             return _error_inner(exc)
@@ -330,6 +339,14 @@ class MigrationEngine:
         return sess.seal(reply, request=request)
 
     def _on_hello(self, request: bytes) -> bytes:
+        if not self._hellos.take():
+            # NOTE(vtpm): refused before any TPM work; logged once per
+            # 100 refusals so that a flood does not flood the log either.
+            if self._hellos.refused % 100 == 1:
+                LOG.warning('Refusing incoming handshakes above %s per '
+                            'second (%d refused so far)', self._hellos.rate,
+                            self._hellos.refused)
+            raise errors.HandshakeRateExceeded(rate=self._hellos.rate)
         responder = handshake.Responder(self.tpm, self.policy, self.journal,
                                         self.local)
         reply = responder.process_hello(request)

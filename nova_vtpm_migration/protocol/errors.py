@@ -167,6 +167,14 @@ class MigrationIdReused(ReplayDetected):
     code = 'id_reused'
 
 
+class HandshakeRateExceeded(ProtocolError):
+    """More incoming handshakes than ``max_handshake_rate`` allows."""
+
+    msg_fmt = _('Too many handshakes (more than %(rate)s per second); '
+                'try again later')
+    code = 'busy'
+
+
 class SessionError(ProtocolError):
     """Unknown, expired or not yet established session."""
 

@@ -28,7 +28,9 @@ from hypothesis import strategies as st
 import pytest
 
 from nova_vtpm_migration.protocol import errors
+from nova_vtpm_migration.protocol import handshake
 from nova_vtpm_migration.protocol import messages
+from nova_vtpm_migration.protocol import ratelimit
 from nova_vtpm_migration.protocol import states
 from tests.functional.protocol import conftest
 
@@ -155,6 +157,35 @@ def test_waiters_get_the_failed_handshake_error(
     # A later call (not waiting on that one) tries again.
     cluster.transport.register('dst', cluster.nodes['dst'].engine.handle)
     src.engine.attest_peer('dst')
+
+
+def test_hello_flood_is_refused_before_the_tpm(
+        cluster: conftest.Cluster) -> None:
+    """Above ``max_handshake_rate`` a hello gets ``[busy]`` without a TPM
+    command; attested sessions keep working."""
+    src, dst = cluster.nodes['src'], cluster.nodes['dst']
+    inst, _secret = conftest.new_instance(src)
+    src.engine.attest_peer('dst')
+    dst.engine._hellos = ratelimit.TokenBucket(3)
+    hello = handshake.Initiator(src.engine.tpm, src.engine.policy,
+                                src.engine.journal, src.engine.local,
+                                'dst').hello()
+    before = sum(s.count for s in dst.sim.ctx.stats.values())
+    replies = [messages.decode(cluster.transport.deliver('dst', hello))
+               for _ in range(10)]
+    codes = [r.body.get('code') for r in replies]
+    assert [c for c in codes if c != 'busy'] == [None] * 3
+    assert codes.count('busy') == 7
+    quotes = dst.sim.ctx.stats.get('quote')
+    spent = sum(s.count for s in dst.sim.ctx.stats.values()) - before
+    assert quotes is not None and spent > 0
+    # The 7 refused hellos cost no TPM command: the same as 3 accepted.
+    before = sum(s.count for s in dst.sim.ctx.stats.values())
+    cluster.transport.deliver('dst', hello)
+    assert sum(s.count for s in dst.sim.ctx.stats.values()) == before
+    # The attested session still moves keys.
+    src.engine.commit(src.engine.migrate_key(inst, 'dst').migration_id)
+    assert dst.engine.keystore.state(inst) is _K.ACTIVE
 
 
 def test_concurrent_migrations(cluster: conftest.Cluster) -> None:
