@@ -91,6 +91,19 @@ def markdown(report: ty.Mapping[str, ty.Any]) -> str:
             f"{t1[k]['plain']['failed']} / {t1[k]['secured']['failed']}"
             for k in levels) + ' |',
     ]
+    rest = report.get('secret_at_rest')
+    if rest:
+        lines += [
+            '', '## vTPM secret sealed at rest (per guest start)', '',
+            '| operation | median ms | p95 ms |', '|---|---|---|',
+            f"| open (every guest start) | {_f(rest['open']['median'])} | "
+            f"{_f(rest['open']['p95'])} |",
+            f"| of which TPM | {_f(rest['open_tpm_ms']['median'])} | "
+            f"{_f(rest['open_tpm_ms']['p95'])} |",
+            f"| adopt (once per instance and host) | "
+            f"{_f(rest['adopt']['median'])} | {_f(rest['adopt']['p95'])} |",
+            '', 'Upstream `host` mode reads a persistent libvirt secret '
+            'instead (no TPM work, but plaintext at rest).']
     rss = report.get('rss')
     if rss:
         lines += ['', '## Memory', '',

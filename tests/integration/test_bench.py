@@ -25,7 +25,11 @@ def test_bench_short_run(tmp_path: pathlib.Path) -> None:
     assert set(report['table1']) == {'1', '2'}
     assert all(col[m]['failed'] == 0 for col in report['table1'].values()
                for m in ('plain', 'secured'))
+    rest = report['secret_at_rest']
+    assert rest['open']['n'] == 2
+    assert 0 < rest['open_tpm_ms']['median'] <= rest['open']['median']
     md = (tmp_path / 'report.md').read_text()
+    assert '## vTPM secret sealed at rest' in md
     assert "## The paper's Table I" in md and '| S / P |' in md
     for png in ('phases.png', 'table1.png'):
         assert (tmp_path / png).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
