@@ -28,7 +28,6 @@ from nova_vtpm_migration import conf
 from nova_vtpm_migration import service as host_service
 from nova_vtpm_migration.protocol import engine as engine_mod
 from nova_vtpm_migration.protocol import errors as protocol_errors
-from nova_vtpm_migration.protocol import states
 from nova_vtpm_migration.rpc import rpcapi as protocol_rpcapi
 from nova_vtpm_migration.rpc import server as protocol_server
 from nova_vtpm_migration.rpc import transport as protocol_transport
@@ -94,23 +93,12 @@ class EngineAdapter:
             # The vault's envelope moves as it is: no plaintext here.
             blob = self.vault.envelope(instance_uuid)
         else:
-            blob = self._wrap_for_move(instance_uuid, secret)
+            # Read from libvirt (``libvirt`` storage): the same envelope.
+            blob = self.vault.seal_envelope(instance_uuid, secret)
         handle = self.engine.migrate_key(
             instance_uuid, peer, migration_id,
             state_blobs={secret_envelope.BLOB: blob})
         return {'migration': handle.migration_id, 'peer': handle.peer}
-
-    def _wrap_for_move(self, instance_uuid: str, secret: bytes) -> bytes:
-        """Envelope of a secret read from libvirt (``libvirt`` storage)."""
-        keystore = self.engine.keystore
-        with self.engine.state_lock:
-            if keystore.state(instance_uuid) in (None,
-                                                 states.KeyState.DESTROYED):
-                # NOTE(vtpm): first move of an instance Nova created here:
-                # take custody with a new KEK sealed to this TPM.
-                keystore.add(instance_uuid, secret_envelope.new_kek())
-            kek = keystore.read(instance_uuid)
-        return secret_envelope.wrap(kek, instance_uuid, secret)
 
     def take_pending_key(self, instance_uuid: str,
                          migration_id: str) -> bytes:

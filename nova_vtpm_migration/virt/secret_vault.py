@@ -104,18 +104,34 @@ class SecretVault:
         """
         path = self._path(instance_uuid)
         with self._lock:
+            self._write(instance_uuid, path,
+                        self.seal_envelope(instance_uuid, secret))
+        LOG.info('vTPM secret of instance %s sealed in the vault of host %s',
+                 instance_uuid, self._host)
+
+    def seal_envelope(self, instance_uuid: str, secret: bytes) -> bytes:
+        """Return *secret* encrypted under the instance's key.
+
+        Creates the key (sealed to the TPM) when the instance has none
+        here; an existing ``ACTIVE`` key is unsealed.
+
+        :raises SecretUnavailable: the key is moving (``LOCKED`` or
+            ``PENDING``).
+        """
+        with self._lock:
             state = self._keys.state(instance_uuid)
             if state in (None, _K.DESTROYED):
-                self._keys.add(instance_uuid, secret_envelope.new_kek())
-            elif state != _K.ACTIVE:
+                # A new key is used as generated: no unseal of what was
+                # just sealed.
+                kek = secret_envelope.new_kek()
+                self._keys.add(instance_uuid, kek)
+            elif state == _K.ACTIVE:
+                kek = self._keys.read(instance_uuid)
+            else:
                 moving = self._keys.migration_of(instance_uuid)
                 self._fail(instance_uuid, f'its key is {state.value} for '
                            f'migration {moving}')
-            kek = self._keys.read(instance_uuid)
-            self._write(instance_uuid, path,
-                        secret_envelope.wrap(kek, instance_uuid, secret))
-        LOG.info('vTPM secret of instance %s sealed in the vault of host %s',
-                 instance_uuid, self._host)
+        return secret_envelope.wrap(kek, instance_uuid, secret)
 
     def store(self, instance_uuid: str, envelope: bytes) -> None:
         """Keep an envelope received with a migration (already encrypted
