@@ -109,11 +109,26 @@ def _take_over(service: ty.Any, host: ty.Any, context: ty.Any,
         secret = _as_bytes(passphrase)
     service.adopt_secret(instance.uuid, secret)
     if legacy is not None:
-        # Sealed durably first: only now may the plaintext copy go.
-        host.delete_secret(USAGE, instance.uuid)
+        # Sealed durably first: the caller's _define() now replaces the
+        # plaintext copy.
         LOG.info('Moved the persistent libvirt vTPM secret into the vault',
                  instance=instance)
     return secret_uuid, secret
+
+
+def _define(host: ty.Any, instance: ty.Any, secret_uuid: str,
+            secret: bytes, sealed: bool) -> ty.Any:
+    """(Re)define the instance's libvirt vTPM secret and return it.
+
+    Ephemeral and private when *sealed*, persistent and readable (upstream
+    ``host`` semantics) otherwise. A secret already defined for the
+    instance is undefined first: no persistent copy may survive next to a
+    sealed one, and libvirt does not change the flags of a defined secret.
+    """
+    host.delete_secret(USAGE, instance.uuid)
+    return host.create_secret(USAGE, instance.uuid, password=secret,
+                              uuid=secret_uuid, ephemeral=sealed,
+                              private=sealed)
 
 
 def get_or_create(service: ty.Any, host: ty.Any, context: ty.Any,
@@ -136,15 +151,11 @@ def get_or_create(service: ty.Any, host: ty.Any, context: ty.Any,
     if service.holds_secret(instance.uuid):
         secret = service.open_secret(instance.uuid)
         secret_uuid = instance.system_metadata['vtpm_secret_uuid']
-        # A persistent copy must not survive next to the sealed one (and
-        # libvirt does not change the flags of a defined secret).
-        host.delete_secret(USAGE, instance.uuid)
     else:
         secret_uuid, secret = _take_over(service, host, context, instance)
     try:
-        libvirt_secret = host.create_secret(USAGE, instance.uuid,
-                                            password=secret, uuid=secret_uuid,
-                                            ephemeral=True, private=True)
+        libvirt_secret = _define(host, instance, secret_uuid, secret,
+                                 sealed=True)
     finally:
         del secret
     return libvirt_secret, SEALED
@@ -156,12 +167,9 @@ def _release_from_vault(service: ty.Any, host: ty.Any,
     to libvirt as upstream ``host`` mode keeps it, then forget it."""
     secret = service.open_secret(instance.uuid)
     try:
-        # libvirt does not turn a private secret into a readable one.
-        host.delete_secret(USAGE, instance.uuid)
-        libvirt_secret = host.create_secret(
-            USAGE, instance.uuid, password=secret,
-            uuid=instance.system_metadata['vtpm_secret_uuid'],
-            ephemeral=False, private=False)
+        libvirt_secret = _define(
+            host, instance, instance.system_metadata['vtpm_secret_uuid'],
+            secret, sealed=False)
     finally:
         del secret
     service.forget_secret(instance.uuid)
@@ -215,8 +223,7 @@ def define_incoming(host: ty.Any, instance: ty.Any, secret_uuid: str,
     already holds its envelope); upstream ``host`` semantics otherwise.
     """
     sealed = uses_vault(instance)
-    host.create_secret(USAGE, instance.uuid, password=secret,
-                       uuid=secret_uuid, ephemeral=sealed, private=sealed)
+    _define(host, instance, secret_uuid, secret, sealed)
     LOG.info('Defined the %s vTPM libvirt secret from the unwrapped key',
              'ephemeral private' if sealed else 'persistent',
              instance=instance)
