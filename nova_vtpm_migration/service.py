@@ -33,7 +33,7 @@ from nova_vtpm_migration.tpm import config as tpm_config
 
 #: Sub-directory of ``state_path`` holding the journal and the key store.
 ENGINE_DIR = 'engine'
-JOURNAL_FILE = 'journal.sqlite'
+JOURNAL_FILE = engine_mod.JOURNAL_FILE
 
 
 def engine_state_dir(conf: cfg.ConfigOpts) -> str:

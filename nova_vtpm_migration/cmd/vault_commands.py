@@ -33,6 +33,7 @@ from oslo_config import cfg
 
 from nova_vtpm_migration import service
 from nova_vtpm_migration.cmd import output
+from nova_vtpm_migration.protocol import engine as engine_mod
 from nova_vtpm_migration.protocol import keystore as keystore_mod
 from nova_vtpm_migration.virt import errors as virt_errors
 from nova_vtpm_migration.virt import secret_vault
@@ -59,8 +60,7 @@ def _rows(vault: secret_vault.SecretVault,
           keystore: keystore_mod.KeyStore) -> list[dict[str, ty.Any]]:
     rows = []
     for uuid in vault.instances():
-        path = os.path.join(vault.directory, uuid + '.envelope')
-        stat = os.stat(path)
+        stat = os.stat(vault.path(uuid))
         state = keystore.state(uuid)
         rows.append({
             'instance': uuid,
@@ -80,7 +80,7 @@ def vault_list(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
         try:
             keystore = keystore_mod.KeyStore(
                 journal, os.path.join(service.engine_state_dir(conf),
-                                      'keys'), tpm=None)
+                                      engine_mod.KEY_DIR), tpm=None)
             vault = secret_vault.SecretVault(keystore, threading.RLock(),
                                              host)
             rows = _rows(vault, keystore)

@@ -50,6 +50,9 @@ CONF = nvm_conf.CONF
 
 #: Responder sessions outlive the initiator's lifetime by this much, so a
 #: migration that started just before expiry can finish.
+#: Files of a host's state directory (see :meth:`MigrationEngine.open`).
+JOURNAL_FILE = 'journal.sqlite'
+KEY_DIR = 'keys'
 RESPONDER_GRACE = 120.0
 MAX_PENDING_HANDSHAKES = 64
 PENDING_HANDSHAKE_TTL = 60.0
@@ -147,10 +150,9 @@ class MigrationEngine:
              **kwargs: ty.Any) -> 'MigrationEngine':
         """Open (or create) the journal and key store under ``state_dir``
         and return an engine on them."""
-        journal = journal_mod.Journal(os.path.join(state_dir,
-                                                   'journal.sqlite'))
+        journal = journal_mod.Journal(os.path.join(state_dir, JOURNAL_FILE))
         keystore = keystore_mod.KeyStore(journal,
-                                         os.path.join(state_dir, 'keys'),
+                                         os.path.join(state_dir, KEY_DIR),
                                          tpm)
         return cls(host, tpm, policy, journal, keystore, transport,
                    **kwargs)

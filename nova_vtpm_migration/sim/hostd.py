@@ -42,7 +42,6 @@ import typing as ty
 from nova_vtpm_migration import exception
 from nova_vtpm_migration.protocol import engine as engine_mod
 from nova_vtpm_migration.protocol import journal as journal_mod
-from nova_vtpm_migration.protocol import keystore as keystore_mod
 from nova_vtpm_migration.sim import faults
 from nova_vtpm_migration.sim import sockets
 from nova_vtpm_migration.tpm import context
@@ -76,14 +75,10 @@ class Host:
         tpm = host_mod.HostTpm(self.ctx, me['tpm_state'],
                                pcr_selection=tuple(config['pcrs']))
         policy = policy_mod.TrustPolicy.from_dict(config['policy'])
-        journal = journal_mod.Journal(os.path.join(me['state_dir'],
-                                                   'journal.sqlite'))
-        keystore = keystore_mod.KeyStore(
-            journal, os.path.join(me['state_dir'], 'keys'), tpm)
         transport = sockets.SocketTransport(config['socket_dir'],
                                             timeout=config['timeout'])
-        self.engine = engine_mod.MigrationEngine(
-            name, tpm, policy, journal, keystore, transport,
+        self.engine = engine_mod.MigrationEngine.open(
+            name, tpm, policy, me['state_dir'], transport,
             session_lifetime=config['session_lifetime'],
             outcome_oracle=self.guest_oracle)
         self.injector = faults.Injector(

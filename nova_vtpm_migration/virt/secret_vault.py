@@ -76,7 +76,8 @@ class SecretVault:
             os.path.dirname(os.path.abspath(keystore.key_dir)), 'vault')
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
 
-    def _path(self, instance_uuid: str) -> str:
+    def path(self, instance_uuid: str) -> str:
+        """The envelope file of an instance (checked to be a UUID)."""
         messages.check_uuid(instance_uuid, 'instance_uuid')
         return os.path.join(self.directory, instance_uuid + _SUFFIX)
 
@@ -90,7 +91,7 @@ class SecretVault:
         True while an envelope exists and the instance's key is on this
         host (``ACTIVE``, or ``LOCKED``/``PENDING`` during a migration).
         """
-        return (os.path.exists(self._path(instance_uuid))
+        return (os.path.exists(self.path(instance_uuid))
                 and self._keys.state(instance_uuid) in _HELD)
 
     def adopt(self, instance_uuid: str, secret: bytes) -> None:
@@ -102,7 +103,7 @@ class SecretVault:
         :raises SecretUnavailable: the key is moving (``LOCKED`` or
             ``PENDING``) or the envelope cannot be written.
         """
-        path = self._path(instance_uuid)
+        path = self.path(instance_uuid)
         with self._lock:
             self._write(instance_uuid, path,
                         self.seal_envelope(instance_uuid, secret))
@@ -137,7 +138,7 @@ class SecretVault:
         """Keep an envelope received with a migration (already encrypted
         under the instance's key, which the protocol installed)."""
         with self._lock:
-            self._write(instance_uuid, self._path(instance_uuid), envelope)
+            self._write(instance_uuid, self.path(instance_uuid), envelope)
 
     def _write(self, instance_uuid: str, path: str, data: bytes) -> None:
         try:
@@ -155,7 +156,7 @@ class SecretVault:
         """
         if not self.holds(instance_uuid):
             self._fail(instance_uuid, 'the vault does not hold it')
-        with open(self._path(instance_uuid), 'rb') as f:
+        with open(self.path(instance_uuid), 'rb') as f:
             return f.read()
 
     def open(self, instance_uuid: str) -> bytes:
@@ -167,7 +168,7 @@ class SecretVault:
         :raises SecretUnavailable: no envelope, no active key, or the
             envelope does not decrypt under the key.
         """
-        path = self._path(instance_uuid)
+        path = self.path(instance_uuid)
         with self._lock:
             try:
                 kek = self._keys.read(instance_uuid)
