@@ -147,6 +147,33 @@ class VtpmServersBase(PluginDriverMixin, libvirt_base.LibvirtMigrationMixin,
         return self._create_server(flavor_id=flavor_id,
                                    expected_state=expected_state)
 
+    def start_pair(self, extra_specs=None, src_driver=None,
+                   dest_driver=None):
+        """Boot a vTPM server (``self.server``) on ``src``, then start
+        ``dest``; return the secret ``src`` holds for it.
+
+        ``src_driver``/``dest_driver`` run that host with another compute
+        driver (e.g. upstream's) instead of the plugin's.
+        """
+        if src_driver:
+            self.flags(compute_driver=src_driver)
+        self.start_compute('src')
+        self.src = self.computes['src']
+        self.server = self.create_vtpm_server(extra_specs)
+        if src_driver or dest_driver:
+            self.flags(compute_driver=dest_driver or PLUGIN_DRIVER)
+        self.start_compute('dest')
+        self.dest = self.computes['dest']
+        secret = self.held_secret('src', self.server)
+        self.assertIsNotNone(secret)
+        return secret
+
+    def lose_commit(self):
+        """The source's commit after the move never happens (as if its
+        nova-compute died in post_live_migration)."""
+        self.useFixture(fixtures.MockPatch(
+            'nova_vtpm_migration.virt.service.VtpmMigrationService.commit'))
+
     def instance(self, server):
         return objects.Instance.get_by_uuid(
             nova_context.get_admin_context(), server['id'])

@@ -28,26 +28,6 @@ from tests.nova import base
 class AttestedLiveMigrationTest(base.VtpmServersBase):
     """Issue 5, tests 1, 2, 4 and 6 (and the plugin-less peer cases)."""
 
-    def _start_pair(self, extra_specs=None, src_driver=None,
-                    dest_driver=None):
-        """Boot a vTPM server on ``src``, then start ``dest``.
-
-        ``src_driver``/``dest_driver`` run that host with another compute
-        driver (e.g. upstream's) instead of the plugin's.
-        """
-        if src_driver:
-            self.flags(compute_driver=src_driver)
-        self.start_compute('src')
-        self.src = self.computes['src']
-        self.server = self.create_vtpm_server(extra_specs)
-        if src_driver or dest_driver:
-            self.flags(compute_driver=dest_driver or base.PLUGIN_DRIVER)
-        self.start_compute('dest')
-        self.dest = self.computes['dest']
-        secret = self.held_secret('src', self.server)
-        self.assertIsNotNone(secret)
-        return secret
-
     def _refused_to_dest(self):
         """Live-migrate to ``dest``, expect the pre-check to refuse it;
         return the destination check's event details."""
@@ -59,7 +39,7 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
 
     def test_vtpm_server_live_migrates_with_wrapped_key(self):
         """Test 1: the protocol ran, the key moved, nothing leaked."""
-        secret = self._start_pair()
+        secret = self.start_pair()
 
         self._live_migrate(self.server, api=self.admin_api)
 
@@ -107,7 +87,7 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         Proves that the leak check of the other tests can fail.
         """
         self.flags(compute_driver='libvirt.LibvirtDriver')
-        secret = self._start_pair()
+        secret = self.start_pair()
 
         self._live_migrate(self.server, api=self.admin_api)
 
@@ -119,7 +99,7 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
 
     def test_requested_destination_failing_attestation(self):
         """Test 2: readable error, server ACTIVE on source, dest empty."""
-        secret = self._start_pair()
+        secret = self.start_pair()
         self.make_untrusted('dest')
 
         details = self._refused_to_dest()
@@ -153,20 +133,20 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         strict = self._named_policy('strict', b'\x07' * 32)
         self.flags(named_policies={'strict': strict},
                    group='vtpm_migration')
-        self._start_pair({flavor_policy.POLICY_SPEC: 'strict'})
+        self.start_pair({flavor_policy.POLICY_SPEC: 'strict'})
         details = self._refused_to_dest()
         self.assertIn('Policy rule pcr[7] violated', details)
         self.assertEqual('src', self.server_host(self.server))
 
     def test_flavor_naming_an_unknown_policy_is_refused(self):
-        self._start_pair({flavor_policy.POLICY_SPEC: 'gold'})
+        self.start_pair({flavor_policy.POLICY_SPEC: 'gold'})
         details = self._refused_to_dest()
         self.assertIn("trust policy 'gold' is not in [vtpm_migration] "
                       "named_policies", details)
 
     def test_failure_during_migration_rolls_back(self):
         """Test 4: the libvirt job fails after the key moved."""
-        secret = self._start_pair()
+        secret = self.start_pair()
 
         def failing_migrate(domain, destination, params, flags):
             self.dest.driver._host.get_connection().createXML(
@@ -207,7 +187,7 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         live-migrating the instance to it: the source refuses to wrap the
         key for it, with or without a (forged) migration id.
         """
-        secret = self._start_pair()
+        secret = self.start_pair()
         self.start_compute('evil')
         api = rpcapi.ComputeAPI()
         ctx = nova_context.get_admin_context()
@@ -240,7 +220,7 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
             return real_factory(host)
 
         self.useFixture(fixtures.MonkeyPatch(base.ENGINE_FACTORY, factory))
-        secret = self._start_pair()
+        secret = self.start_pair()
         self.assertNotIn(flavor_policy.ATTESTED_TRAIT,
                          self._get_provider_traits(
                              self.compute_rp_uuids['dest']))
@@ -269,7 +249,7 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
 
     def test_source_refuses_destination_without_plugin(self):
         """A destination running upstream's driver gets no key at all."""
-        secret = self._start_pair(dest_driver='libvirt.LibvirtDriver')
+        secret = self.start_pair(dest_driver='libvirt.LibvirtDriver')
         details = self._refused_to_dest()
         self.assertIn('No attested destination is recorded on source host '
                       'src', details)
@@ -280,7 +260,7 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
     def test_destination_refuses_source_without_plugin(self):
         """A source running upstream's driver is refused by the dest."""
         self.flags(rpc_timeout=2, group='vtpm_migration')
-        self._start_pair(src_driver='libvirt.LibvirtDriver')
+        self.start_pair(src_driver='libvirt.LibvirtDriver')
         details = self._refused_to_dest()
         self.assertIn('Host src does not run nova-vtpm-migration', details)
         self.assertEqual('src', self.server_host(self.server))
@@ -289,7 +269,7 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
     def test_enforcement_warn_falls_back_to_upstream(self):
         """``enforcement = warn``: a plugin-less peer gets upstream mode."""
         self.flags(enforcement='warn', group='vtpm_migration')
-        secret = self._start_pair(dest_driver='libvirt.LibvirtDriver')
+        secret = self.start_pair(dest_driver='libvirt.LibvirtDriver')
 
         self._live_migrate(self.server, api=self.admin_api)
 
@@ -308,7 +288,7 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         keeps no persistent libvirt secret."""
         self.flags(enforcement='warn', group='vtpm_migration')
         self.flags(rpc_timeout=2, group='vtpm_migration')
-        secret = self._start_pair(src_driver='libvirt.LibvirtDriver')
+        secret = self.start_pair(src_driver='libvirt.LibvirtDriver')
 
         self._live_migrate(self.server, api=self.admin_api)
 
@@ -320,7 +300,7 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
     def test_flavor_requiring_attestation_never_falls_back(self):
         """``vtpm_migration:attested=required`` overrides ``warn``."""
         self.flags(enforcement='warn', group='vtpm_migration')
-        secret = self._start_pair({flavor_policy.ATTESTED_SPEC: 'required'},
+        secret = self.start_pair({flavor_policy.ATTESTED_SPEC: 'required'},
                                   dest_driver='libvirt.LibvirtDriver')
 
         self._refused_to_dest()
@@ -332,21 +312,13 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
 class RecoveryTest(base.VtpmServersBase):
     """Issue 5, test 5: nova-compute restarts in the middle of a move."""
 
-    def _start_pair(self):
-        self.start_compute('src')
-        self.src = self.computes['src']
-        self.server = self.create_vtpm_server()
-        self.start_compute('dest')
-        self.dest = self.computes['dest']
-        return self.held_secret('src', self.server)
-
     def _key_holders(self):
         return [h for h in ('src', 'dest')
                 if self.keys(h).get(self.server['id']) == 'ACTIVE']
 
     def test_restart_after_transfer_before_abort(self):
         """The guest stayed on the source: recovery aborts the move."""
-        self._start_pair()
+        self.start_pair()
         # The outcome is lost: both hosts die before journaling the abort.
         self.useFixture(fixtures.MockPatch(
             'nova_vtpm_migration.virt.service.VtpmMigrationService.abort'))
@@ -379,9 +351,8 @@ class RecoveryTest(base.VtpmServersBase):
 
     def test_restart_after_switch_before_commit(self):
         """The guest runs on the destination: recovery commits the move."""
-        self._start_pair()
-        self.useFixture(fixtures.MockPatch(
-            'nova_vtpm_migration.virt.service.VtpmMigrationService.commit'))
+        self.start_pair()
+        self.lose_commit()
 
         self._live_migrate(self.server, api=self.admin_api)
         self.assertEqual('dest', self.server_host(self.server))
@@ -406,9 +377,8 @@ class RecoveryTest(base.VtpmServersBase):
         the key stays LOCKED at the source and PENDING at the destination,
         usable nowhere, until the operator decides.
         """
-        self._start_pair()
-        self.useFixture(fixtures.MockPatch(
-            'nova_vtpm_migration.virt.service.VtpmMigrationService.commit'))
+        self.start_pair()
+        self.lose_commit()
         self._live_migrate(self.server, api=self.admin_api)
         mid = self.migration_uuid(self.server)
         ctx = nova_context.get_admin_context()

@@ -15,25 +15,14 @@ from tests.nova import base
 
 class SettleTest(base.VtpmServersBase):
 
-    def _start_pair(self):
-        self.start_compute('src')
-        self.src = self.computes['src']
-        self.server = self.create_vtpm_server()
-        self.start_compute('dest')
-        self.dest = self.computes['dest']
-
-    def _lose_the_commit(self):
-        self.useFixture(fixtures.MockPatch(
-            'nova_vtpm_migration.virt.service.VtpmMigrationService.commit'))
-
     def _age(self):
         """Make in-doubt rows old enough for a settle pass."""
         self.flags(rpc_timeout=1, group='vtpm_migration')
         time.sleep(1.1)
 
     def test_lost_commit_is_finished_without_a_restart(self):
-        self._start_pair()
-        self._lose_the_commit()
+        self.start_pair()
+        self.lose_commit()
         self._live_migrate(self.server, api=self.admin_api)
         self.assertEqual({self.server['id']: 'PENDING'}, self.keys('dest'))
         self.assertEqual({self.server['id']: 'LOCKED'}, self.keys('src'))
@@ -58,7 +47,7 @@ class SettleTest(base.VtpmServersBase):
         """Both hosts settle right after the key moved (Nova's migration is
         ``preparing``) and during the QEMU migration (``running``); the
         move completes."""
-        self._start_pair()
+        self.start_pair()
         self.flags(rpc_timeout=1, group='vtpm_migration')
         service_cls = type(self.dest.driver._vtpm)
         real_receive = service_cls.receive_key
@@ -99,8 +88,8 @@ class SettleTest(base.VtpmServersBase):
 
     def test_periodic_pass_runs_in_the_background(self):
         self.flags(settle_interval=1, rpc_timeout=1, group='vtpm_migration')
-        self._start_pair()
-        self._lose_the_commit()
+        self.start_pair()
+        self.lose_commit()
         self._live_migrate(self.server, api=self.admin_api)
 
         deadline = time.monotonic() + 15
