@@ -88,19 +88,28 @@ def test_keystore_custody(cluster: conftest.Cluster) -> None:
 def test_session_reuse_and_lifetime(cluster: conftest.Cluster) -> None:
     src = cluster.nodes['src']
 
-    def hellos() -> int:
-        return sum(conftest.msg_type(x.request) == 'hello'
-                   for x in cluster.transport.captured)
-
     for _ in range(3):
         inst, _secret = conftest.new_instance(src)
         src.engine.commit(src.engine.migrate_key(inst, 'dst').migration_id)
-    assert hellos() == 1
+    assert _hellos(cluster) == 1
     src.engine.session_lifetime = 0
     for _ in range(2):
         inst, _secret = conftest.new_instance(src)
         src.engine.commit(src.engine.migrate_key(inst, 'dst').migration_id)
-    assert hellos() == 3
+    assert _hellos(cluster) == 3
+
+
+def _migrate_all(src: conftest.Node, keys: list[tuple[str, bytes]],
+                 workers: int) -> list[str]:
+    """Migrate and commit every instance of *keys* to ``dst``
+    concurrently; return the migration ids."""
+    def one(inst: str) -> str:
+        handle = src.engine.migrate_key(inst, 'dst')
+        src.engine.commit(handle.migration_id)
+        return str(handle.migration_id)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, [inst for inst, _ in keys]))
 
 
 def _hellos(cluster: conftest.Cluster) -> int:
@@ -113,14 +122,7 @@ def test_concurrent_first_migrations_share_one_handshake(
     """Eight migrations to a host with no session yet: one phase 1."""
     src, dst = cluster.nodes['src'], cluster.nodes['dst']
     keys = [conftest.new_instance(src) for _ in range(8)]
-
-    def one(inst: str) -> str:
-        handle = src.engine.migrate_key(inst, 'dst')
-        src.engine.commit(handle.migration_id)
-        return handle.migration_id
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        mids = list(pool.map(one, [inst for inst, _ in keys]))
+    mids = _migrate_all(src, keys, workers=8)
     assert len(set(mids)) == 8
     assert _hellos(cluster) == 1
     for inst, secret in keys:
@@ -191,14 +193,7 @@ def test_hello_flood_is_refused_before_the_tpm(
 def test_concurrent_migrations(cluster: conftest.Cluster) -> None:
     src, dst = cluster.nodes['src'], cluster.nodes['dst']
     keys = [conftest.new_instance(src) for _ in range(6)]
-
-    def one(inst: str) -> str:
-        handle = src.engine.migrate_key(inst, 'dst')
-        src.engine.commit(handle.migration_id)
-        return handle.migration_id
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
-        mids = list(pool.map(one, [inst for inst, _ in keys]))
+    mids = _migrate_all(src, keys, workers=3)
     assert len(set(mids)) == 6
     for inst, secret in keys:
         assert dst.engine.keystore.read(inst) == secret
