@@ -126,7 +126,7 @@ class EngineAdapter:
         self.vault.forget(instance_uuid)
 
     def sealed_instances(self) -> list[str]:
-        return [i for i in self.vault.instances() if self.vault.holds(i)]
+        return self.vault.held_instances()
 
     def commit(self, migration_id: str) -> None:
         try:

@@ -212,14 +212,15 @@ class SecretVault:
         """
         wiped = []
         with self._lock:
+            # One query for all keys: this runs after every commit/abort.
+            keys = self._keys.instances()
             for name in sorted(os.listdir(self.directory)):
                 path = os.path.join(self.directory, name)
                 if name.endswith('.tmp'):
                     keystore_mod.wipe(path)
                     continue
                 uuid = name[:-len(_SUFFIX)]
-                if (name.endswith(_SUFFIX)
-                        and self._keys.state(uuid) not in _HELD):
+                if name.endswith(_SUFFIX) and keys.get(uuid) not in _HELD:
                     keystore_mod.wipe(path)
                     wiped.append(uuid)
             if wiped:
@@ -234,3 +235,10 @@ class SecretVault:
         return sorted(name[:-len(_SUFFIX)]
                       for name in os.listdir(self.directory)
                       if name.endswith(_SUFFIX))
+
+    def held_instances(self) -> list[str]:
+        """The instances whose secrets the vault holds (see :meth:`holds`).
+        """
+        keys = self._keys.instances()
+        return [uuid for uuid in self.instances()
+                if keys.get(uuid) in _HELD]
