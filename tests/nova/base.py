@@ -63,6 +63,16 @@ class PluginDriverMixin(ApiPasteMixin):
     """Load the plugin's driver in every compute of a Nova test."""
 
     def setUp(self):
+        # NOTE(vtpm): Nova's ServiceFixture mocks shutdown_all_executors()
+        # only until that fixture is cleaned up, but a compute stopped in
+        # the test (restart_compute_service) finishes its graceful shutdown
+        # in a background thread; when that thread outlives the mock it
+        # shuts the process-wide executor factory down and every later test
+        # of the worker fails. Keep it mocked for the whole test (this
+        # fixture is cleaned up last).
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.thread_pool_factory.shutdown_all_executors',
+            lambda: None))
         self.host_tpms = self.useFixture(host_tpms.HostTpms())
         self.engines = vtpm_engines.Engines(self.host_tpms)
         self.useFixture(fixtures.MonkeyPatch(ENGINE_FACTORY,
