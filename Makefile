@@ -48,7 +48,7 @@ venv: $(VENV)/.stamp-deps
 install: system $(VENV)/.stamp-pkg
 
 demo: install
-	@$(PY) -m nova_vtpm_migration.cmd.demo $(DEMO_ARGS)
+	@$(PY) -m tools.demo $(DEMO_ARGS)
 
 demo-nova: install
 	@TSS2_LOG=$${TSS2_LOG:-all+NONE} PYTHONWARNINGS=ignore \
@@ -64,10 +64,10 @@ lint: install
 	@tools/run-lint.sh
 
 bench: install
-	@$(PY) -m nova_vtpm_migration.cmd.bench $(BENCH_ARGS)
+	@$(PY) -m tools.bench $(BENCH_ARGS)
 
 tpm-bench: install
-	@$(PY) -m nova_vtpm_migration.cmd.tpm_bench $(BENCH_ARGS)
+	@$(PY) -m tools.bench.tpm $(BENCH_ARGS)
 
 docs: install
 	@$(VENV)/bin/sphinx-build -W -b html doc/source doc/build/html

@@ -33,10 +33,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 os.environ.setdefault('TSS2_LOG', 'all+NONE')
 
-from nova_vtpm_migration.bench import stats  # noqa: E402
-from nova_vtpm_migration.dataplane import migration  # noqa: E402
-from nova_vtpm_migration.dataplane import provision  # noqa: E402
-from nova_vtpm_migration.dataplane import testbed  # noqa: E402
+from tests.support.dataplane import migration  # noqa: E402
+from tests.support.dataplane import provision  # noqa: E402
+from tests.support.dataplane import testbed  # noqa: E402
+from tools.bench import stats  # noqa: E402
 
 MODES = {'plain': {'secured_mode': False},
          'secured': {},

@@ -69,7 +69,7 @@ UNKNOWN = 'unknown'
 def no_oracle(row: journal_mod.MigrationRow) -> str:
     """The default outcome oracle: it cannot tell, so nothing is decided.
 
-    NOTE(vtpm): the Promela model (protocol/model/commit.pml,
+    NOTE(vtpm): the Promela model (tests/model/commit.pml,
     ``MUTANT_PRESUMED_ABORT``) shows that presuming abort for a migration
     in TRANSFERRING/TRANSFERRED is unsafe whenever the guest may already
     have been handed over: the source key would become usable again while

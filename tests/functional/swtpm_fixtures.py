@@ -31,9 +31,9 @@ import tempfile
 
 import pytest
 
-from nova_vtpm_migration.sim import swtpm
 from nova_vtpm_migration.tpm import context
 from nova_vtpm_migration.tpm import host as host_mod
+from tests.support import swtpm
 
 os.environ.setdefault('TSS2_LOG', 'all+NONE')
 

@@ -37,11 +37,11 @@ from nova_vtpm_migration.protocol import errors
 from nova_vtpm_migration.protocol import names
 from nova_vtpm_migration.protocol import receipts
 from nova_vtpm_migration.protocol import wire
-from nova_vtpm_migration.sim import swtpm
 from nova_vtpm_migration.tpm import policy as policy_mod
 from tests.functional import swtpm_fixtures
 from tests.functional.swtpm_fixtures import swtpm_ca  # noqa: F401
 from tests.fuzz import fuzzlib
+from tests.support import swtpm
 
 os.environ.setdefault('TSS2_LOG', 'all+NONE')
 

@@ -32,7 +32,6 @@ from hypothesis import strategies as st
 import pytest
 
 from nova_vtpm_migration.protocol import crypto
-from nova_vtpm_migration.sim import swtpm
 from nova_vtpm_migration.tpm import errors as tpm_errors
 from nova_vtpm_migration.tpm import evidence
 from nova_vtpm_migration.tpm import policy as policy_mod
@@ -40,6 +39,7 @@ from nova_vtpm_migration.tpm import verify
 from tests.functional import swtpm_fixtures
 from tests.functional.swtpm_fixtures import swtpm_ca  # noqa: F401
 from tests.fuzz import fuzzlib
+from tests.support import swtpm
 
 os.environ.setdefault('TSS2_LOG', 'all+NONE')
 

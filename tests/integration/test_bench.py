@@ -7,13 +7,15 @@ import sys
 
 import pytest
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
 
 @pytest.mark.slow
 def test_bench_short_run(tmp_path: pathlib.Path) -> None:
     proc = subprocess.run(  # noqa: S603 - fixed argv
-        [sys.executable, '-m', 'nova_vtpm_migration.cmd.bench', '--runs',
+        [sys.executable, '-m', 'tools.bench', '--runs',
          '2', '--levels', '1,2', '--skip-rss', '--output', str(tmp_path)],
-        capture_output=True, text=True, timeout=600, check=False)
+        capture_output=True, text=True, timeout=600, check=False, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     report = json.loads((tmp_path / 'report.json').read_text())
     for phase in ('phase1', 'phase2', 'commit', 'phase1+2'):

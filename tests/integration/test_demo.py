@@ -1,16 +1,19 @@
 """``make demo`` runs end to end (in-process transport) and passes."""
 
+import pathlib
 import subprocess
 import sys
 
 import pytest
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
 
 @pytest.mark.slow
 def test_demo_passes() -> None:
     proc = subprocess.run(  # noqa: S603 - fixed argv
-        [sys.executable, '-m', 'nova_vtpm_migration.cmd.demo'],
-        capture_output=True, text=True, timeout=300, check=False)
+        [sys.executable, '-m', 'tools.demo'],
+        capture_output=True, text=True, timeout=300, check=False, cwd=ROOT)
     out = proc.stdout
     assert proc.returncode == 0, out[-3000:] + proc.stderr[-2000:]
     assert 'ALL CHECKS PASSED' in out

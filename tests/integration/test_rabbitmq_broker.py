@@ -7,7 +7,7 @@ from oslo_config import cfg
 import oslo_messaging
 import pytest
 
-from nova_vtpm_migration.sim import rabbitmq
+from tests.support import rabbitmq
 
 
 class _Echo:

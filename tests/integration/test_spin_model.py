@@ -14,7 +14,7 @@
 
 """Model-check the commit/abort/recovery protocol with spin.
 
-The model is ``nova_vtpm_migration/protocol/model/commit.pml``. Safety runs
+The model is ``tests/model/commit.pml``. Safety runs
 with two crashes, one lost and one duplicated message and one unavailable
 oracle answer; liveness (weak fairness) with one crash by default, two when
 ``VTPM_SPIN_FULL=1`` (one to three minutes, 600 MB). Every mutant, a
@@ -34,7 +34,7 @@ import time
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-MODEL = ROOT / 'nova_vtpm_migration' / 'protocol' / 'model' / 'commit.pml'
+MODEL = ROOT / 'tests' / 'model' / 'commit.pml'
 FULL = os.environ.get('VTPM_SPIN_FULL') == '1'
 
 pytestmark = [

@@ -36,9 +36,9 @@ import unittest
 
 from nova import utils
 
-from nova_vtpm_migration.cmd import reporting
 from nova_vtpm_migration.virt import flavor_policy
 from tests.nova import base
+from tools import reporting
 
 TERMINAL = ('completed', 'error', 'failed', 'cancelled')
 # The microversion of the displayed views: flavor extra specs in server

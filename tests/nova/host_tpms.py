@@ -13,10 +13,10 @@ import tempfile
 
 import fixtures
 
-from nova_vtpm_migration.sim import swtpm
 from nova_vtpm_migration.tpm import context
 from nova_vtpm_migration.tpm import host as host_mod
 from nova_vtpm_migration.tpm import policy as policy_mod
+from tests.support import swtpm
 
 PCRS = (0, 7)
 

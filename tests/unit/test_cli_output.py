@@ -6,7 +6,7 @@ import json
 import pytest
 
 from nova_vtpm_migration.cmd import output
-from nova_vtpm_migration.cmd import reporting
+from tools import reporting
 
 
 def test_table_aligns_columns() -> None:

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from nova_vtpm_migration.cmd import manage
-from nova_vtpm_migration.sim import swtpm
+from tests.support import swtpm
 
 
 @pytest.fixture(scope='module')

@@ -23,11 +23,11 @@ from nova_vtpm_migration.protocol import engine as engine_mod
 from nova_vtpm_migration.rpc import rpcapi
 from nova_vtpm_migration.rpc import server
 from nova_vtpm_migration.rpc import transport as rpc_transport
-from nova_vtpm_migration.sim import rabbitmq
-from nova_vtpm_migration.sim import swtpm
 from nova_vtpm_migration.tpm import context
 from nova_vtpm_migration.tpm import host as host_mod
 from nova_vtpm_migration.tpm import policy as policy_mod
+from tests.support import rabbitmq
+from tests.support import swtpm
 
 PCRS = (0, 7)
 INSTANCE = '4d0c1f2e-7b1a-4c55-9a3e-2f6f1e0c9b21'

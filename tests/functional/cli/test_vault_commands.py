@@ -12,9 +12,9 @@ import pytest
 from nova_vtpm_migration import conf as nvm_conf
 from nova_vtpm_migration import service
 from nova_vtpm_migration.cmd import manage
-from nova_vtpm_migration.sim import swtpm
 from nova_vtpm_migration.tpm import policy as policy_mod
 from nova_vtpm_migration.virt import secret_vault
+from tests.support import swtpm
 
 SECRET = os.urandom(384).hex().encode()
 

@@ -29,12 +29,12 @@ import pytest
 
 from nova_vtpm_migration.protocol import engine as engine_mod
 from nova_vtpm_migration.protocol import transport as transport_mod
-from nova_vtpm_migration.sim import swtpm
 from nova_vtpm_migration.tpm import policy as policy_mod
 from tests.functional import swtpm_fixtures
 from tests.functional.swtpm_fixtures import swtpm_ca  # noqa: F401
 from tests.functional.swtpm_fixtures import swtpm_factory  # noqa: F401
 from tests.functional.swtpm_fixtures import untrusted_ca  # noqa: F401
+from tests.support import swtpm
 
 os.environ.setdefault('TSS2_LOG', 'all+NONE')
 

@@ -26,7 +26,6 @@ import pytest
 from nova_vtpm_migration.protocol import crypto
 from nova_vtpm_migration.protocol import errors
 from nova_vtpm_migration.protocol import transport
-from nova_vtpm_migration.sim import swtpm
 from nova_vtpm_migration.tpm import errors as tpm_errors
 from nova_vtpm_migration.tpm import evidence
 from nova_vtpm_migration.tpm import host as host_mod
@@ -34,6 +33,7 @@ from nova_vtpm_migration.tpm import objects
 from nova_vtpm_migration.tpm import policy as policy_mod
 from tests.functional import swtpm_fixtures
 from tests.functional.protocol import conftest
+from tests.support import swtpm
 
 ACTIVE = {'src': 'ACTIVE'}
 

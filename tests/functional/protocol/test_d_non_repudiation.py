@@ -27,10 +27,10 @@ from nova_vtpm_migration.protocol import handshake
 from nova_vtpm_migration.protocol import names
 from nova_vtpm_migration.protocol import receipts
 from nova_vtpm_migration.protocol import wire
-from nova_vtpm_migration.sim import swtpm
 from nova_vtpm_migration.tpm import policy as policy_mod
 from tests.functional import swtpm_fixtures
 from tests.functional.protocol import conftest
+from tests.support import swtpm
 
 
 @pytest.fixture

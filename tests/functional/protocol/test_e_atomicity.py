@@ -31,10 +31,10 @@ from nova_vtpm_migration.protocol import errors
 from nova_vtpm_migration.protocol import journal as journal_mod
 from nova_vtpm_migration.protocol import states
 from nova_vtpm_migration.protocol import transport
-from nova_vtpm_migration.sim import swtpm
 from nova_vtpm_migration.tpm import errors as tpm_errors
 from tests.functional import swtpm_fixtures
 from tests.functional.protocol import conftest
+from tests.support import swtpm
 
 #: The requests of one migration, in order (commit sent separately).
 STEPS = ('hello', 'attest', 'prepare', 'transfer', 'commit')

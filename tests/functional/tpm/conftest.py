@@ -16,13 +16,13 @@
 
 import pytest
 
-from nova_vtpm_migration.sim import swtpm
 from nova_vtpm_migration.tpm import policy as policy_mod
 from tests.functional.swtpm_fixtures import SimHost
 from tests.functional.swtpm_fixtures import host_pair  # noqa: F401
 from tests.functional.swtpm_fixtures import swtpm_ca  # noqa: F401
 from tests.functional.swtpm_fixtures import swtpm_factory  # noqa: F401
 from tests.functional.swtpm_fixtures import untrusted_ca  # noqa: F401
+from tests.support import swtpm
 
 
 @pytest.fixture(scope='module')

@@ -18,7 +18,7 @@ import json
 
 import pytest
 
-from nova_vtpm_migration.cmd import tpm_bench
+from tools.bench import tpm as tpm_bench
 
 OPERATIONS = {'quote', 'verify_quote', 'certify', 'verify_binding_key',
               'wrap', 'unwrap', 'sign', 'verify_signature', 'seal',

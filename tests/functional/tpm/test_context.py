@@ -22,12 +22,12 @@ import pytest
 import tpm2_pytss
 from tpm2_pytss import constants
 
-from nova_vtpm_migration.sim import swtpm
 from nova_vtpm_migration.tpm import context
 from nova_vtpm_migration.tpm import errors
 from nova_vtpm_migration.tpm import objects
 from nova_vtpm_migration.tpm import verify
 from tests.functional.swtpm_fixtures import SimHost
+from tests.support import swtpm
 
 
 def _raw_loaded(tcti: str) -> tuple[list[int], list[int]]:

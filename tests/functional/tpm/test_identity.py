@@ -19,12 +19,12 @@ import os
 
 import pytest
 
-from nova_vtpm_migration.sim import swtpm
 from nova_vtpm_migration.tpm import errors
 from nova_vtpm_migration.tpm import policy as policy_mod
 from nova_vtpm_migration.tpm import verify
 from tests.functional.swtpm_fixtures import SimHost
 from tests.functional.swtpm_fixtures import attach
+from tests.support import swtpm
 
 
 def test_identity_verifies(host_pair: tuple[SimHost, SimHost],

@@ -24,8 +24,8 @@ from cryptography import x509
 import pytest
 import tpm2_pytss
 
-from nova_vtpm_migration.sim import swtpm
 from tests.functional.swtpm_fixtures import attach
+from tests.support import swtpm
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 
@@ -68,7 +68,7 @@ def test_killed_runner_leaves_no_swtpm(tmp_path: pathlib.Path) -> None:
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
-        from nova_vtpm_migration.sim import swtpm
+        from tests.support import swtpm
         ca = swtpm.SwtpmCA('orphan', base_dir={str(tmp_path)!r})
         host = swtpm.SwtpmHostTpm(ca, 'orphan', clone=True,
                                   base_dir={str(tmp_path)!r})

@@ -10,9 +10,9 @@ import oslo_messaging as messaging
 import pytest
 
 from nova_vtpm_migration import conf as nvm_conf
-from nova_vtpm_migration.sim import swtpm
 from nova_vtpm_migration.tpm import policy as policy_mod
 from tests.functional.swtpm_fixtures import swtpm_ca  # noqa: F401
+from tests.support import swtpm
 
 CONF = nvm_conf.CONF
 

@@ -29,8 +29,8 @@ import uuid
 
 import pytest
 
-from nova_vtpm_migration.dataplane import host as host_mod
-from nova_vtpm_migration.dataplane import vtpm
+from tests.support.dataplane import host as host_mod
+from tests.support.dataplane import vtpm
 
 REQUIRED = ('swtpm', 'qemu-system-x86_64')
 

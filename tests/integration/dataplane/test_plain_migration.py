@@ -25,10 +25,10 @@ import os
 
 import pytest
 
-from nova_vtpm_migration.dataplane import migration
-from nova_vtpm_migration.dataplane import provision
-from nova_vtpm_migration.dataplane import swtpm_ctrl
-from nova_vtpm_migration.dataplane import vtpm
+from tests.support.dataplane import migration
+from tests.support.dataplane import provision
+from tests.support.dataplane import swtpm_ctrl
+from tests.support.dataplane import vtpm
 
 
 def _assert_source_intact(src, inst_uuid, key, contents):

@@ -29,20 +29,20 @@ import typing as ty
 
 import pytest
 
-from nova_vtpm_migration.dataplane import host as host_mod
-from nova_vtpm_migration.dataplane import migration
-from nova_vtpm_migration.dataplane import provision
-from nova_vtpm_migration.dataplane import secured
-from nova_vtpm_migration.dataplane import vtpm
 from nova_vtpm_migration.protocol import engine as engine_mod
 from nova_vtpm_migration.protocol import states
 from nova_vtpm_migration.protocol import transport as transport_mod
-from nova_vtpm_migration.sim import swtpm
 from nova_vtpm_migration.tpm import policy as policy_mod
 from tests.functional import swtpm_fixtures
 from tests.functional.swtpm_fixtures import swtpm_ca  # noqa: F401
 from tests.functional.swtpm_fixtures import untrusted_ca  # noqa: F401
 from tests.integration.dataplane import conftest
+from tests.support import swtpm
+from tests.support.dataplane import host as host_mod
+from tests.support.dataplane import migration
+from tests.support.dataplane import provision
+from tests.support.dataplane import secured
+from tests.support.dataplane import vtpm
 
 _K = states.KeyState
 

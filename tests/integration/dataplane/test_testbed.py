@@ -17,9 +17,9 @@
 
 import os
 
-from nova_vtpm_migration.dataplane import provision
-from nova_vtpm_migration.dataplane import testbed
 from tests.integration.dataplane import conftest
+from tests.support.dataplane import provision
+from tests.support.dataplane import testbed
 
 
 def test_testbed_migrates_both_ways_and_cleans_up(base_dir):

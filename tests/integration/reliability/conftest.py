@@ -25,13 +25,13 @@ import typing as ty
 
 import pytest
 
-from nova_vtpm_migration.sim import rabbitmq
-from nova_vtpm_migration.sim import swtpm
 from tests.functional import swtpm_fixtures
 from tests.functional.swtpm_fixtures import swtpm_ca  # noqa: F401
 from tests.integration.reliability import inproc
 from tests.integration.reliability import matrix
 from tests.integration.reliability import procs
+from tests.support import rabbitmq
+from tests.support import swtpm
 
 os.environ.setdefault('TSS2_LOG', 'all+NONE')
 

@@ -38,11 +38,11 @@ from nova_vtpm_migration.protocol import transport as transport_mod
 from nova_vtpm_migration.rpc import rpcapi
 from nova_vtpm_migration.rpc import server as rpc_server
 from nova_vtpm_migration.rpc import transport as rpc_transport
-from nova_vtpm_migration.sim import faults
 from nova_vtpm_migration.tpm import context
 from nova_vtpm_migration.tpm import host as host_mod
 from nova_vtpm_migration.tpm import policy as policy_mod
 from tests.integration.reliability import procs
+from tests.support import faults
 
 Hook = collections.abc.Callable[[str, str], None]
 

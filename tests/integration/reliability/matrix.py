@@ -23,8 +23,8 @@ import os
 import time
 import typing as ty
 
-from nova_vtpm_migration.sim import faults
 from tests.integration.reliability import procs
+from tests.support import faults
 
 #: Cells run by ``make test`` (every fault kind, the critical steps); the
 #: campaign (``NVM_FAULT_MATRIX=full``) runs all of :func:`faults.cells`.

@@ -14,7 +14,7 @@
 
 
 
-"""Hosts as separate processes (``nova_vtpm_migration.sim.hostd``) on
+"""Hosts as separate processes (``tests.support.hostd``) on
 real swtpm TPMs, and the invariant checks of the reliability tests."""
 
 import base64
@@ -31,11 +31,12 @@ import time
 import typing as ty
 import uuid
 
-from nova_vtpm_migration.sim import faults
-from nova_vtpm_migration.sim import sockets
-from nova_vtpm_migration.sim import swtpm
 from nova_vtpm_migration.tpm import policy as policy_mod
+from tests.support import faults
+from tests.support import sockets
+from tests.support import swtpm
 
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 PCRS = (0, 1, 2, 3, 7, 16)
 FINAL = {'COMMITTED', 'ABORTED'}
 
@@ -122,9 +123,9 @@ class ProcCluster:
             env[faults.FILL_ENV] = fill
         log = open(self.dir / f'{name}.stderr', 'ab')  # noqa: SIM115
         self.procs[name] = subprocess.Popen(
-            [sys.executable, '-m', 'nova_vtpm_migration.sim.hostd',
+            [sys.executable, '-m', 'tests.support.hostd',
              str(self.config_path), name], env=env, stdout=log,
-            stderr=log, cwd=os.getcwd())
+            stderr=log, cwd=ROOT)
         log.close()
         if wait:
             self.wait_ready(name)

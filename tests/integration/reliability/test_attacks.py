@@ -44,7 +44,6 @@ from nova_vtpm_migration.protocol import errors
 from nova_vtpm_migration.protocol import messages
 from nova_vtpm_migration.protocol import transport
 from nova_vtpm_migration.protocol import wire
-from nova_vtpm_migration.sim import swtpm
 from nova_vtpm_migration.tpm import errors as tpm_errors
 from tests.functional import swtpm_fixtures
 from tests.functional.protocol import conftest as pconf
@@ -52,6 +51,7 @@ from tests.functional.protocol.conftest import cluster  # noqa: F401
 from tests.functional.protocol.conftest import hosts  # noqa: F401
 from tests.functional.protocol.conftest import trust_policy  # noqa: F401
 from tests.fuzz import fuzzlib
+from tests.support import swtpm
 
 Cluster = pconf.Cluster
 SimHosts = dict[str, swtpm_fixtures.SimHost]

@@ -16,7 +16,7 @@
 """Data-plane cells of the fault-injection matrix (issue 8, item 1).
 
 Each cell live-migrates a fresh instance with the real data plane of a
-shared :class:`~nova_vtpm_migration.dataplane.testbed.Testbed` (swtpm host
+shared :class:`~tests.support.dataplane.testbed.Testbed` (swtpm host
 TPMs, protocol engines, QEMU TCG guests, swtpm vTPMs), injects one fault
 at one step, runs recovery and checks, together:
 
@@ -52,14 +52,14 @@ import typing as ty
 
 import pytest
 
-from nova_vtpm_migration.dataplane import host as host_mod
-from nova_vtpm_migration.dataplane import migration
-from nova_vtpm_migration.dataplane import secured
-from nova_vtpm_migration.dataplane import testbed as testbed_mod
 from nova_vtpm_migration.protocol import engine as engine_mod
 from nova_vtpm_migration.protocol import journal as journal_mod
 from nova_vtpm_migration.protocol import states
 from tests.integration.dataplane import conftest as dp_conftest
+from tests.support.dataplane import host as host_mod
+from tests.support.dataplane import migration
+from tests.support.dataplane import secured
+from tests.support.dataplane import testbed as testbed_mod
 
 _K = states.KeyState
 

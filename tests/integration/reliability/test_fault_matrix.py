@@ -30,9 +30,9 @@ import typing as ty
 
 import pytest
 
-from nova_vtpm_migration.sim import faults
 from tests.integration.reliability import matrix
 from tests.integration.reliability import procs
+from tests.support import faults
 
 CELLS = matrix.selected_cells()
 

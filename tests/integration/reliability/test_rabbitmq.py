@@ -32,8 +32,8 @@ from nova_vtpm_migration import conf as nvm_conf
 from nova_vtpm_migration import exception
 from nova_vtpm_migration.protocol import messages
 from nova_vtpm_migration.rpc import rpcapi
-from nova_vtpm_migration.sim import rabbitmq
 from tests.integration.reliability import inproc
+from tests.support import rabbitmq
 
 
 @pytest.fixture

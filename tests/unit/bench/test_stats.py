@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from nova_vtpm_migration.bench import stats
+from tools.bench import stats
 
 
 def test_summarize() -> None:

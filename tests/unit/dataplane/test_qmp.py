@@ -23,8 +23,8 @@ import threading
 
 import pytest
 
-from nova_vtpm_migration.dataplane import errors
-from nova_vtpm_migration.dataplane import qmp
+from tests.support.dataplane import errors
+from tests.support.dataplane import qmp
 
 
 class FakeQmp:

@@ -19,9 +19,9 @@ import os
 
 import pytest
 
-from nova_vtpm_migration.dataplane import errors
-from nova_vtpm_migration.dataplane import provision
-from nova_vtpm_migration.dataplane import vtpm
+from tests.support.dataplane import errors
+from tests.support.dataplane import provision
+from tests.support.dataplane import vtpm
 
 
 @pytest.mark.parametrize('size', [0, 15, 24, 33])

@@ -64,8 +64,8 @@ import tpm2_pytss
 from tpm2_pytss import constants as tpm_const
 from tpm2_pytss import types as tpm_types
 
-from nova_vtpm_migration.dataplane import errors
-from nova_vtpm_migration.dataplane import vtpm
+from tests.support.dataplane import errors
+from tests.support.dataplane import vtpm
 
 LOG = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@
 
 Usage::
 
-    python -m nova_vtpm_migration.cmd.tpm_bench [--runs 20] [--json]
+    python -m tools.bench.tpm [--runs 20] [--json]
 
 Starts its own swtpm host TPM (EK certificate from a private
 ``swtpm_localca`` in a temporary directory), then times every operation of
@@ -36,13 +36,13 @@ import tempfile
 import time
 import typing as ty
 
-from nova_vtpm_migration.bench import stats
 from nova_vtpm_migration.cmd import output
-from nova_vtpm_migration.sim import swtpm
 from nova_vtpm_migration.tpm import context
 from nova_vtpm_migration.tpm import host as host_mod
 from nova_vtpm_migration.tpm import policy as policy_mod
 from nova_vtpm_migration.tpm import verify
+from tests.support import swtpm
+from tools.bench import stats
 
 PCRS = (0, 1, 2, 3, 7, 16)
 
@@ -149,7 +149,7 @@ def format_table(report: dict[str, ty.Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(
-        prog='python -m nova_vtpm_migration.cmd.tpm_bench',
+        prog='python -m tools.bench.tpm',
         description=__doc__.split('\n\n')[0])
     parser.add_argument('--runs', type=int, default=20,
                         help='timed runs per operation (default 20)')

@@ -45,9 +45,9 @@ import typing as ty
 
 from oslo_log import log as logging
 
-from nova_vtpm_migration.dataplane import errors
-from nova_vtpm_migration.dataplane import process
-from nova_vtpm_migration.dataplane import qmp
+from tests.support.dataplane import errors
+from tests.support.dataplane import process
+from tests.support.dataplane import qmp
 
 LOG = logging.getLogger(__name__)
 

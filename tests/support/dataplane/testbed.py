@@ -38,12 +38,12 @@ import uuid
 
 from oslo_log import log as logging
 
-from nova_vtpm_migration.dataplane import guest as guest_mod
-from nova_vtpm_migration.dataplane import host as host_mod
-from nova_vtpm_migration.dataplane import migration
-from nova_vtpm_migration.dataplane import provision
-from nova_vtpm_migration.dataplane import secured
-from nova_vtpm_migration.dataplane import vtpm
+from tests.support.dataplane import guest as guest_mod
+from tests.support.dataplane import host as host_mod
+from tests.support.dataplane import migration
+from tests.support.dataplane import provision
+from tests.support.dataplane import secured
+from tests.support.dataplane import vtpm
 
 LOG = logging.getLogger(__name__)
 
@@ -71,10 +71,10 @@ class Testbed:
         # does not depend on the protocol and the simulator.
         from nova_vtpm_migration.protocol import engine as engine_mod
         from nova_vtpm_migration.protocol import transport as transport_mod
-        from nova_vtpm_migration.sim import swtpm
         from nova_vtpm_migration.tpm import context
         from nova_vtpm_migration.tpm import host as tpm_host
         from nova_vtpm_migration.tpm import policy as policy_mod
+        from tests.support import swtpm
 
         self.dir = tempfile.mkdtemp(prefix='nvm-tb-')
         self.ca = swtpm.SwtpmCA('testbed-ca')

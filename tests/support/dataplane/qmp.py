@@ -33,7 +33,7 @@ import typing as ty
 
 from oslo_log import log as logging
 
-from nova_vtpm_migration.dataplane import errors
+from tests.support.dataplane import errors
 
 LOG = logging.getLogger(__name__)
 

@@ -55,9 +55,9 @@ import subprocess
 
 from oslo_log import log as logging
 
-from nova_vtpm_migration.dataplane import errors
-from nova_vtpm_migration.dataplane import process
-from nova_vtpm_migration.dataplane import swtpm_ctrl
+from tests.support.dataplane import errors
+from tests.support.dataplane import process
+from tests.support.dataplane import swtpm_ctrl
 
 LOG = logging.getLogger(__name__)
 

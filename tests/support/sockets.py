@@ -21,7 +21,7 @@ process kills).
 Every host listens on ``<directory>/<name>.sock``; a call opens one
 connection, sends one length-prefixed frame and reads one frame back. The
 same framing carries the JSON control commands of
-:mod:`nova_vtpm_migration.sim.hostd`. Simulation only: product code uses
+:mod:`tests.support.hostd`. Simulation only: product code uses
 :mod:`nova_vtpm_migration.rpc`.
 """
 

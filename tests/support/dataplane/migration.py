@@ -51,10 +51,10 @@ import typing as ty
 
 from oslo_log import log as logging
 
-from nova_vtpm_migration.dataplane import errors
-from nova_vtpm_migration.dataplane import guest as guest_mod
-from nova_vtpm_migration.dataplane import host as host_mod
-from nova_vtpm_migration.dataplane import vtpm
+from tests.support.dataplane import errors
+from tests.support.dataplane import guest as guest_mod
+from tests.support.dataplane import host as host_mod
+from tests.support.dataplane import vtpm
 
 LOG = logging.getLogger(__name__)
 

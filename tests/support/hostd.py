@@ -16,7 +16,7 @@
 
 """One simulated host's migration engine in its own process.
 
-``python -m nova_vtpm_migration.sim.hostd <config.json> <name>`` opens the
+``python -m tests.support.hostd <config.json> <name>`` opens the
 host's journal and key store, connects to its (already running) swtpm,
 serves the protocol on ``<socket_dir>/<name>.sock`` and JSON control
 commands ``{"op": <name>, ...arguments}`` on ``<socket_dir>/<name>.ctl``
@@ -42,11 +42,11 @@ import typing as ty
 from nova_vtpm_migration import exception
 from nova_vtpm_migration.protocol import engine as engine_mod
 from nova_vtpm_migration.protocol import journal as journal_mod
-from nova_vtpm_migration.sim import faults
-from nova_vtpm_migration.sim import sockets
 from nova_vtpm_migration.tpm import context
 from nova_vtpm_migration.tpm import host as host_mod
 from nova_vtpm_migration.tpm import policy as policy_mod
+from tests.support import faults
+from tests.support import sockets
 
 
 class InternalErrors(py_logging.Handler):

@@ -21,7 +21,7 @@ are limited to 107 bytes) with, per instance::
     <work_dir>/vtpm/<instance>/   vTPM state (swtpm files, log, sockets)
     <work_dir>/run/<instance>/    QEMU's QMP socket and log
 
-The host TPM (an :class:`nova_vtpm_migration.sim.swtpm.SwtpmHostTpm` or
+The host TPM (an :class:`tests.support.swtpm.SwtpmHostTpm` or
 anything else) is only carried for callers such as the protocol engines;
 the data plane itself never talks to it.
 
@@ -36,10 +36,10 @@ import typing as ty
 
 from oslo_log import log as logging
 
-from nova_vtpm_migration.dataplane import errors
-from nova_vtpm_migration.dataplane import guest as guest_mod
-from nova_vtpm_migration.dataplane import provision
-from nova_vtpm_migration.dataplane import vtpm
+from tests.support.dataplane import errors
+from tests.support.dataplane import guest as guest_mod
+from tests.support.dataplane import provision
+from tests.support.dataplane import vtpm
 
 LOG = logging.getLogger(__name__)
 

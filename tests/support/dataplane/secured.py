@@ -34,9 +34,9 @@ data plane never sees the secret on the source side.
 
 import typing as ty
 
-from nova_vtpm_migration.dataplane import errors
-from nova_vtpm_migration.dataplane import host as host_mod
-from nova_vtpm_migration.dataplane import migration
+from tests.support.dataplane import errors
+from tests.support.dataplane import host as host_mod
+from tests.support.dataplane import migration
 
 
 class Engine(ty.Protocol):

@@ -26,7 +26,7 @@ standalone vTPM (provisioning and read-back).
 import socket
 import struct
 
-from nova_vtpm_migration.dataplane import errors
+from tests.support.dataplane import errors
 
 CMD_INIT = 2
 CMD_SHUTDOWN = 3

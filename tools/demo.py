@@ -34,15 +34,15 @@ import os
 import sys
 import typing as ty
 
-from nova_vtpm_migration.cmd import reporting
-from nova_vtpm_migration.dataplane import provision
-from nova_vtpm_migration.dataplane import testbed as testbed_mod
 from nova_vtpm_migration.protocol import errors as protocol_errors
 from nova_vtpm_migration.protocol import receipts
 from nova_vtpm_migration.protocol import transport as transport_mod
 from nova_vtpm_migration.tpm import errors as tpm_errors
 from nova_vtpm_migration.tpm import objects
 from nova_vtpm_migration.tpm import verify
+from tests.support.dataplane import provision
+from tests.support.dataplane import testbed as testbed_mod
+from tools import reporting
 
 HOSTS = ('host-a', 'host-b', 'host-c')
 PHASE_ROWS = (
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     url = args.transport_url
     try:
         if args.rabbit:
-            from nova_vtpm_migration.sim import rabbitmq
+            from tests.support import rabbitmq
             with rep.step('start a private RabbitMQ broker on loopback',
                           'setup'):
                 broker = rabbitmq.RabbitBroker().start()

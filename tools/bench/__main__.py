@@ -42,8 +42,8 @@ import time
 import typing as ty
 import uuid
 
-from nova_vtpm_migration.bench import stats
-from nova_vtpm_migration.dataplane import testbed as testbed_mod
+from tests.support.dataplane import testbed as testbed_mod
+from tools.bench import stats
 
 HOSTS = ('bench-a', 'bench-b')
 
@@ -233,7 +233,7 @@ if sys.argv[1] == 'plugin':
     if importlib.util.find_spec('nova_vtpm_migration.virt'):
         import nova_vtpm_migration.virt.libvirt.driver  # noqa
     import nova_vtpm_migration.rpc.server  # noqa
-    from nova_vtpm_migration.dataplane import testbed
+    from tests.support.dataplane import testbed
     tb = testbed.Testbed(('r-a', 'r-b'))
     for _ in range(5):
         inst = str(__import__('uuid').uuid4())
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_rss:
         print('plugin RSS ...', flush=True)
         report['rss'] = plugin_rss()
-    from nova_vtpm_migration.bench import report as report_mod
+    from tools.bench import report as report_mod
     out = pathlib.Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / 'report.json').write_text(json.dumps(report, indent=2))
