@@ -85,7 +85,8 @@ class Demo:
         self.tb = tb
         self.wire: list[bytes] = []
         for eng in tb.engines.values():
-            eng.transport = CapturingTransport(eng.transport, self.wire)
+            eng.channel.transport = CapturingTransport(eng.transport,
+                                                       self.wire)
 
     def custody(self, instance: str) -> dict[str, str]:
         """Host -> state of the instance's key in that host's key store."""

@@ -26,6 +26,7 @@ import typing as ty
 from oslo_log import log as logging
 
 from nova_vtpm_migration import exception
+from nova_vtpm_migration.protocol import context as context_mod
 from nova_vtpm_migration.protocol import crypto
 from nova_vtpm_migration.protocol import errors
 from nova_vtpm_migration.protocol import journal as journal_mod
@@ -38,21 +39,30 @@ from nova_vtpm_migration.protocol import wire
 from nova_vtpm_migration.tpm import errors as tpm_errors
 from nova_vtpm_migration.tpm import evidence
 
-if ty.TYPE_CHECKING:
-    from nova_vtpm_migration.protocol import engine as engine_mod
-
 LOG = logging.getLogger(__name__)
 
 _D = states.DestState
 _ROLE = states.Role.DESTINATION
 
 
+#: ``decision(migration_id) -> (state, 'commit' | 'abort' | 'pending')``
+#: of this host as the source of a migration (answers ``status``).
+SourceDecision = ty.Callable[[str], tuple[str, str]]
+
+
 class DestinationRole:
-    """Destination-side operations of a :class:`~.engine.MigrationEngine`.
+    """Destination-side operations of a host (see
+    :class:`~.engine.MigrationEngine`).
+
+    :param ctx: the host's protocol state.
+    :param source_decision: this host's decisions as a source, for
+        ``status`` requests about migrations it coordinates.
     """
 
-    def __init__(self, engine: 'engine_mod.MigrationEngine') -> None:
-        self.e = engine
+    def __init__(self, ctx: context_mod.HostContext,
+                 source_decision: SourceDecision) -> None:
+        self.ctx = ctx
+        self._source_decision = source_decision
         self._blobs: dict[str, dict[str, bytes]] = {}
 
     def dispatch(self, sess: session_mod.Session,
@@ -71,12 +81,12 @@ class DestinationRole:
         if handler is None:
             raise errors.UnexpectedMessage(type=msg.type,
                                            reason='not a request')
-        with self.e.state_lock:
+        with self.ctx.state_lock:
             return handler(sess, msg)
 
     def _row(self, mid: str, sess: session_mod.Session
              ) -> journal_mod.MigrationRow:
-        row = self.e.journal.get(mid, _ROLE)
+        row = self.ctx.journal.get(mid, _ROLE)
         if row is None:
             raise errors.UnknownMigration(migration_id=mid)
         if row.peer_ak_name and row.peer_ak_name != sess.peer_ak_name:
@@ -86,31 +96,31 @@ class DestinationRole:
 
     def _set(self, mid: str, new: states.DestState,
              **context: ty.Any) -> journal_mod.MigrationRow:
-        return self.e.journal.set_state(mid, _ROLE, new.value, **context)
+        return self.ctx.journal.set_state(mid, _ROLE, new.value, **context)
 
     # -- prepare: reserve a slot, present the binding key ------------------
 
     def _on_prepare(self, sess: session_mod.Session,
                     msg: messages.Message) -> bytes:
-        e = self.e
+        ctx = self.ctx
         body = msg.body
         mid, instance = body['migration_id'], body['instance_uuid']
-        if e.journal.is_seen(mid):
+        if ctx.journal.is_seen(mid):
             raise errors.MigrationIdReused(migration_id=mid)
-        key_state = e.keystore.state(instance)
+        key_state = ctx.keystore.state(instance)
         if key_state not in (None, states.KeyState.DESTROYED):
             raise errors.InstanceBusy(
                 instance_uuid=instance,
                 reason=f'this host holds its key ({key_state.value})')
         dest_nonce = crypto.random_bytes(crypto.NONCE_SIZE)
-        key = e.tpm.certified_binding_key(
+        key = ctx.tpm.certified_binding_key(
             transfer.binding_qualifier(msg.raw, dest_nonce))
         reply = messages.encode('prepare_reply', {
             'migration_id': mid, 'nonce': dest_nonce,
             'binding_key': messages.certified_to_wire(key)})
-        with e.journal.transaction():
-            e.journal.mark_seen(mid)
-            e.journal.create_migration(
+        with ctx.journal.transaction():
+            ctx.journal.mark_seen(mid)
+            ctx.journal.create_migration(
                 mid, _ROLE, _D.RESERVED.value, instance,
                 body['source_host'], context={
                     'peer_ak_name': sess.peer_ak_name.hex(),
@@ -148,17 +158,17 @@ class DestinationRole:
 
     def _on_transfer(self, sess: session_mod.Session,
                      msg: messages.Message) -> bytes:
-        e = self.e
+        ctx = self.ctx
         body = msg.body
         mid = body['migration_id']
         row = self._row(mid, sess)
         if row.state != _D.RESERVED.value:
             raise errors.StateError(role=_ROLE.value, migration_id=mid,
                                     old=row.state, new=_D.INSTALLED.value)
-        ctx = self._context(row, sess)
+        mig = self._context(row, sess)
         try:
-            transfer.check_manifest(ctx, body, sess.peer_signing_key)
-            secret, blobs = transfer.open_transfer(e.tpm, ctx, body)
+            transfer.check_manifest(mig, body, sess.peer_signing_key)
+            secret, blobs = transfer.open_transfer(ctx.tpm, mig, body)
         except (errors.ProtocolError, tpm_errors.TpmError):
             # NOTE(vtpm): a transfer that does not verify or unwrap (e.g.
             # the PCRs changed since the binding key was certified) ends
@@ -167,23 +177,23 @@ class DestinationRole:
             raise
         manifest = body['manifest']
         manifest_hash = receipts.manifest_hash(manifest)
-        with e.journal.transaction():
-            e.keystore.install_pending(row.instance_uuid, mid, secret)
+        with ctx.journal.transaction():
+            ctx.keystore.install_pending(row.instance_uuid, mid, secret)
             self._set(mid, _D.INSTALLED, manifest_hash=manifest_hash.hex())
-            e.journal.put_record(mid, 'manifest', wire.encode(
+            ctx.journal.put_record(mid, 'manifest', wire.encode(
                 {'manifest': manifest,
                  'signature': body['manifest_signature']},
                 receipts.SIGNED_MANIFEST))
         del secret
         if blobs:
             self._blobs[mid] = blobs
-        receipt = transfer.build_receipt(ctx, 'installed', manifest_hash,
+        receipt = transfer.build_receipt(mig, 'installed', manifest_hash,
                                          int(time.time()))
         LOG.info('Migration %s: key of instance %s installed (PENDING)',
                  mid, row.instance_uuid)
         return messages.encode('transfer_reply', {
             'migration_id': mid, 'receipt': receipt,
-            'receipt_signature': receipts.sign_receipt(e.tpm, receipt)})
+            'receipt_signature': receipts.sign_receipt(ctx.tpm, receipt)})
 
     # -- commit / abort ----------------------------------------------------
 
@@ -199,18 +209,18 @@ class DestinationRole:
             raise errors.StateError(
                 role=_ROLE.value, migration_id=mid, old=row.state,
                 new=_D.COMMITTED.value)
-        signed = self.e.journal.get_record(mid, 'receipt_committed')
+        signed = self.ctx.journal.get_record(mid, 'receipt_committed')
         if signed is None:
             receipt = transfer.build_receipt(
                 self._context(row, sess), 'committed',
                 bytes.fromhex(row.context['manifest_hash']),
                 int(time.time()))
-            signature = receipts.sign_receipt(self.e.tpm, receipt)
+            signature = receipts.sign_receipt(self.ctx.tpm, receipt)
             signed = wire.encode({'receipt': receipt,
                                   'signature': signature},
                                  receipts.SIGNED_RECEIPT)
-            with self.e.journal.transaction():
-                self.e.journal.put_record(mid, 'receipt_committed', signed)
+            with self.ctx.journal.transaction():
+                self.ctx.journal.put_record(mid, 'receipt_committed', signed)
                 if row.state == _D.INSTALLED.value:
                     self.commit_local(row)
         elif row.state == _D.INSTALLED.value:
@@ -223,25 +233,25 @@ class DestinationRole:
 
     def commit_local(self, row: journal_mod.MigrationRow) -> None:
         """``INSTALLED -> COMMITTED``: the received key becomes ACTIVE."""
-        e = self.e
-        with e.journal.transaction():
-            e.keystore.activate(row.instance_uuid, row.migration_id)
+        ctx = self.ctx
+        with ctx.journal.transaction():
+            ctx.keystore.activate(row.instance_uuid, row.migration_id)
             self._set(row.migration_id, _D.COMMITTED)
         LOG.info('Migration %s committed; key of instance %s is ACTIVE on '
                  'this host', row.migration_id, row.instance_uuid)
 
     def _on_abort(self, sess: session_mod.Session,
                   msg: messages.Message) -> bytes:
-        e = self.e
+        ctx = self.ctx
         mid = msg.body['migration_id']
-        row = e.journal.get(mid, _ROLE)
+        row = ctx.journal.get(mid, _ROLE)
         if row is None:
             # NOTE(vtpm): tombstone, so a delayed prepare of this migration
             # id is refused later.
-            with e.journal.transaction():
-                if not e.journal.is_seen(mid):
-                    e.journal.mark_seen(mid)
-                e.journal.create_migration(
+            with ctx.journal.transaction():
+                if not ctx.journal.is_seen(mid):
+                    ctx.journal.mark_seen(mid)
+                ctx.journal.create_migration(
                     mid, _ROLE, _D.ABORTED.value, '', 'unknown',
                     context={'peer_ak_name': sess.peer_ak_name.hex()})
         else:
@@ -257,14 +267,14 @@ class DestinationRole:
 
     def abort_local(self, row: journal_mod.MigrationRow) -> None:
         """``RESERVED|INSTALLED -> ABORTED``: destroy what was received."""
-        e = self.e
-        with e.journal.transaction():
-            if (e.keystore.migration_of(row.instance_uuid)
-                    == row.migration_id and e.keystore.state(
+        ctx = self.ctx
+        with ctx.journal.transaction():
+            if (ctx.keystore.migration_of(row.instance_uuid)
+                    == row.migration_id and ctx.keystore.state(
                         row.instance_uuid) is states.KeyState.PENDING):
-                e.keystore.destroy(row.instance_uuid)
+                ctx.keystore.destroy(row.instance_uuid)
             self._set(row.migration_id, _D.ABORTED)
-        e.keystore.wipe_orphans()
+        ctx.keystore.wipe_orphans()
         self._blobs.pop(row.migration_id, None)
         LOG.info('Migration %s aborted; nothing of instance %s kept on '
                  'this host', row.migration_id, row.instance_uuid)
@@ -272,15 +282,15 @@ class DestinationRole:
     def _on_status(self, sess: session_mod.Session,
                    msg: messages.Message) -> bytes:
         mid = msg.body['migration_id']
-        e = self.e
-        src = e.journal.get(mid, states.Role.SOURCE)
+        ctx = self.ctx
+        src = ctx.journal.get(mid, states.Role.SOURCE)
         if src is not None:
             if src.peer_ak_name and src.peer_ak_name != sess.peer_ak_name:
                 raise errors.PeerIdentityMismatch(
                     reason=f'migration {mid} has another destination')
-            state, decision = e.source.decision(mid)
+            state, decision = self._source_decision(mid)
         else:
-            dst = e.journal.get(mid, _ROLE)
+            dst = ctx.journal.get(mid, _ROLE)
             if dst is None:
                 state, decision = 'UNKNOWN', 'abort'
             else:
@@ -302,22 +312,22 @@ class DestinationRole:
 
         :raises KeyNotFound: no such key for that migration here.
         """
-        row = self.e.journal.get(migration_id, _ROLE)
+        row = self.ctx.journal.get(migration_id, _ROLE)
         if row is None or row.instance_uuid != instance_uuid:
             raise errors.KeyNotFound(instance_uuid=instance_uuid)
         if row.state == _D.INSTALLED.value:
-            return self.e.keystore.read(
+            return self.ctx.keystore.read(
                 instance_uuid, allowed=(states.KeyState.PENDING,),
                 migration_id=migration_id)
         if row.state == _D.COMMITTED.value:
-            return self.e.keystore.read(instance_uuid)
+            return self.ctx.keystore.read(instance_uuid)
         raise errors.KeyNotFound(instance_uuid=instance_uuid)
 
     def take_state_blobs(self, instance_uuid: str,
                          migration_id: str) -> dict[str, bytes]:
         """The state blobs received with ``migration_id`` (kept in memory
         only; lost on restart)."""
-        row = self.e.journal.get(migration_id, _ROLE)
+        row = self.ctx.journal.get(migration_id, _ROLE)
         if row is None or row.instance_uuid != instance_uuid:
             raise errors.UnknownMigration(migration_id=migration_id)
         return dict(self._blobs.get(migration_id, {}))
@@ -336,10 +346,10 @@ class DestinationRole:
         return self._resolve(settle_age=min_age)
 
     def _resolve(self, settle_age: float | None) -> dict[str, str]:
-        e = self.e
+        ctx = self.ctx
         result: dict[str, str] = {}
         now = time.time()
-        for row in e.journal.list_migrations(
+        for row in ctx.journal.list_migrations(
                 _ROLE, (_D.RESERVED.value, _D.INSTALLED.value)):
             if settle_age is not None and (
                     row.state != _D.INSTALLED.value
@@ -348,17 +358,17 @@ class DestinationRole:
             mid = row.migration_id
             try:
                 if row.state == _D.RESERVED.value:
-                    with e.state_lock:
+                    with ctx.state_lock:
                         self.abort_local(row)
                 else:
-                    reply, _raw, _sess = e.call(row.peer, 'status',
-                                         {'migration_id': mid},
-                                         expect_ak=row.peer_ak_name)
+                    reply, _raw, _sess = ctx.channel.call(
+                        row.peer, 'status', {'migration_id': mid},
+                        expect_ak=row.peer_ak_name)
                     decision = reply.body['decision']
                     LOG.info('Recovery: migration %s INSTALLED, source '
                              'says %s', mid, decision)
-                    with e.state_lock:
-                        current = e.journal.get(mid, _ROLE)
+                    with ctx.state_lock:
+                        current = ctx.journal.get(mid, _ROLE)
                         if current is None or \
                                 current.state != _D.INSTALLED.value:
                             pass
@@ -369,7 +379,7 @@ class DestinationRole:
             except exception.VtpmMigrationException as exc:
                 LOG.warning('Recovery of migration %s incomplete: %s', mid,
                             exc)
-            row_now = e.journal.get(mid, _ROLE)
+            row_now = ctx.journal.get(mid, _ROLE)
             result[mid] = row_now.state if row_now else 'UNKNOWN'
         return result
 

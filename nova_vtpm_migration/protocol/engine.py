@@ -13,50 +13,43 @@
 #    under the License.
 
 
-"""The per-host migration engine: sessions, dispatch and recovery.
+"""The per-host migration engine: dispatch, the roles and recovery.
 
 One :class:`MigrationEngine` per host ties together the host TPM, the
-trust policy, the journal, the key store and a transport. It plays both
-roles: the source API (:meth:`~MigrationEngine.migrate_key`,
-:meth:`~MigrationEngine.commit`, :meth:`~MigrationEngine.abort`, in
-:mod:`.source`) and the destination's transport entry point
-(:meth:`~MigrationEngine.handle`, handlers in :mod:`.destination`).
+trust policy, the journal, the key store and the attested
+:class:`~.channel.Channel` to peers, and hands both roles the same
+explicit :class:`~.context.HostContext`: the source API
+(:meth:`~MigrationEngine.migrate_key`, :meth:`~MigrationEngine.commit`,
+:meth:`~MigrationEngine.abort`, in :mod:`.source`) and the destination's
+transport entry point (:meth:`~MigrationEngine.handle`, handlers in
+:mod:`.destination`). Defaults come from the caller; nothing here reads
+configuration.
 """
 
-import collections
 import collections.abc
 import os
 import threading
-import time
 import typing as ty
 
 from oslo_log import log as logging
 
-from nova_vtpm_migration import conf as nvm_conf
 from nova_vtpm_migration import exception
+from nova_vtpm_migration.protocol import channel as channel_mod
+from nova_vtpm_migration.protocol import context as context_mod
 from nova_vtpm_migration.protocol import destination
 from nova_vtpm_migration.protocol import errors
-from nova_vtpm_migration.protocol import handshake
 from nova_vtpm_migration.protocol import journal as journal_mod
 from nova_vtpm_migration.protocol import keystore as keystore_mod
 from nova_vtpm_migration.protocol import messages
-from nova_vtpm_migration.protocol import ratelimit
 from nova_vtpm_migration.protocol import session as session_mod
 from nova_vtpm_migration.protocol import source
 from nova_vtpm_migration.protocol import transport as transport_mod
 
 LOG = logging.getLogger(__name__)
-CONF = nvm_conf.CONF
 
-#: Responder sessions outlive the initiator's lifetime by this much, so a
-#: migration that started just before expiry can finish.
 #: Files of a host's state directory (see :meth:`MigrationEngine.open`).
 JOURNAL_FILE = 'journal.sqlite'
 KEY_DIR = 'keys'
-RESPONDER_GRACE = 120.0
-MAX_PENDING_HANDSHAKES = 64
-PENDING_HANDSHAKE_TTL = 60.0
-MAX_RESPONDER_SESSIONS = 256
 
 #: ``oracle(row) -> 'commit' | 'abort' | 'unknown'`` decides an in-doubt
 #: source migration at recovery; ``unknown`` leaves it in doubt.
@@ -69,7 +62,7 @@ UNKNOWN = 'unknown'
 def no_oracle(row: journal_mod.MigrationRow) -> str:
     """The default outcome oracle: it cannot tell, so nothing is decided.
 
-    NOTE(vtpm): the Promela model (tests/model/commit.pml,
+    The Promela model (tests/model/commit.pml,
     ``MUTANT_PRESUMED_ABORT``) shows that presuming abort for a migration
     in TRANSFERRING/TRANSFERRED is unsafe whenever the guest may already
     have been handed over: the source key would become usable again while
@@ -90,6 +83,19 @@ def presumed_abort(row: journal_mod.MigrationRow) -> str:
     return 'abort'
 
 
+def open_state(state_dir: str, tpm: ty.Any
+               ) -> tuple[journal_mod.Journal, keystore_mod.KeyStore]:
+    """Open (or create) a host's journal and key store under *state_dir*.
+
+    This is the one place that knows the layout of a host's protocol
+    state: ``<state_dir>/journal.sqlite`` and ``<state_dir>/keys/``.
+    """
+    journal = journal_mod.Journal(os.path.join(state_dir, JOURNAL_FILE))
+    keystore = keystore_mod.KeyStore(journal, os.path.join(state_dir, KEY_DIR),
+                                     tpm)
+    return journal, keystore
+
+
 class MigrationEngine:
     """The migration protocol endpoint of one host.
 
@@ -101,48 +107,37 @@ class MigrationEngine:
     :param keystore: this host's :class:`~.keystore.KeyStore`.
     :param transport: how to reach peers.
     :param session_lifetime: seconds an attested session is reused
-        (default ``[vtpm_migration] session_lifetime``).
+        (0: one phase 1 per migration).
     :param outcome_oracle: decides in-doubt migrations at recovery.
     :param handshake_rate: incoming handshakes answered per second
-        (default ``[vtpm_migration] max_handshake_rate``; 0: unlimited).
+        (0: unlimited).
+    :param state_lock: the lock serialising custody changes on this host
+        (default: a new one); pass the one other users of the key store
+        (the compute host's vault) hold.
     """
 
     def __init__(self, host: str, tpm: ty.Any, policy: ty.Any,
                  journal: journal_mod.Journal,
                  keystore: keystore_mod.KeyStore,
                  transport: transport_mod.Transport,
-                 session_lifetime: float | None = None,
+                 session_lifetime: float = (
+                     channel_mod.DEFAULT_SESSION_LIFETIME),
                  outcome_oracle: OutcomeOracle = no_oracle,
-                 handshake_rate: float | None = None) -> None:
-        self.host = host
-        self.tpm = tpm
-        self.policy = policy
-        self.journal = journal
-        self.keystore = keystore
-        self.transport = transport
-        if session_lifetime is None:
-            session_lifetime = CONF.vtpm_migration.session_lifetime
-        self.session_lifetime = float(session_lifetime)
+                 handshake_rate: float = channel_mod.DEFAULT_HANDSHAKE_RATE,
+                 state_lock: 'threading.RLock | None' = None) -> None:
         self.outcome_oracle = outcome_oracle
-        if handshake_rate is None:
-            handshake_rate = CONF.vtpm_migration.max_handshake_rate
-        self._hellos = ratelimit.TokenBucket(handshake_rate)
-        self._lock = threading.RLock()
-        #: Serialises state changes of migrations on this host.
-        self.state_lock = threading.RLock()
-        self._local: handshake.LocalEvidence | None = None
-        self._out: dict[str, session_mod.Session] = {}
-        self._in: collections.OrderedDict[bytes, session_mod.Session] = (
-            collections.OrderedDict())
-        #: peer -> lock held while phase 1 with it runs.
-        self._handshakes: dict[str, threading.Lock] = {}
-        #: peer -> (when, error) of the last failed phase 1 with it.
-        self._failures: dict[str, tuple[float, Exception]] = {}
-        self._pending: collections.OrderedDict[
-            bytes, tuple[handshake.Responder, float]] = (
-            collections.OrderedDict())
-        self.source = source.SourceRole(self)
-        self.destination = destination.DestinationRole(self)
+        self.channel = channel_mod.Channel(
+            tpm, policy, journal, transport,
+            session_lifetime=session_lifetime,
+            handshake_rate=handshake_rate)
+        #: What the roles see of this host (shared by both).
+        self.ctx = context_mod.HostContext(
+            host=host, tpm=tpm, policy=policy, journal=journal,
+            keystore=keystore, state_lock=state_lock or threading.RLock(),
+            channel=self.channel)
+        self.source = source.SourceRole(self.ctx)
+        self.destination = destination.DestinationRole(
+            self.ctx, self.source.decision)
 
     @classmethod
     def open(cls, host: str, tpm: ty.Any, policy: ty.Any, state_dir: str,
@@ -150,10 +145,7 @@ class MigrationEngine:
              **kwargs: ty.Any) -> 'MigrationEngine':
         """Open (or create) the journal and key store under ``state_dir``
         and return an engine on them."""
-        journal = journal_mod.Journal(os.path.join(state_dir, JOURNAL_FILE))
-        keystore = keystore_mod.KeyStore(journal,
-                                         os.path.join(state_dir, KEY_DIR),
-                                         tpm)
+        journal, keystore = open_state(state_dir, tpm)
         return cls(host, tpm, policy, journal, keystore, transport,
                    **kwargs)
 
@@ -162,148 +154,61 @@ class MigrationEngine:
         self.journal.close()
 
     @property
-    def local(self) -> handshake.LocalEvidence:
+    def host(self) -> str:
+        """This host's transport address."""
+        return self.ctx.host
+
+    @property
+    def tpm(self) -> ty.Any:
+        """This host's ``HostTpm``."""
+        return self.ctx.tpm
+
+    @property
+    def policy(self) -> ty.Any:
+        """The trust policy every peer must satisfy."""
+        return self.ctx.policy
+
+    @property
+    def journal(self) -> journal_mod.Journal:
+        """This host's durable journal."""
+        return self.ctx.journal
+
+    @property
+    def keystore(self) -> keystore_mod.KeyStore:
+        """This host's key custody."""
+        return self.ctx.keystore
+
+    @property
+    def state_lock(self) -> threading.RLock:
+        """Serialises state changes of migrations on this host."""
+        return self.ctx.state_lock
+
+    @property
+    def transport(self) -> transport_mod.Transport:
+        """How this host reaches its peers."""
+        return self.channel.transport
+
+    @property
+    def session_lifetime(self) -> float:
+        """Seconds an attested session is reused."""
+        return self.channel.session_lifetime
+
+    @property
+    def local(self) -> ty.Any:
         """This host's public TPM evidence (collected once)."""
-        with self._lock:
-            if self._local is None:
-                self._local = handshake.local_evidence(self.tpm)
-            return self._local
+        return self.channel.local
 
     # -- phase 1 --------------------------------------------------------------
 
     def attest_peer(self, peer: str,
                     fresh: bool = False) -> session_mod.Session:
-        """Return an attested session with ``peer``, running phase 1 if
-        there is none younger than the session lifetime.
-
-        Concurrent callers share one handshake: those that waited for it
-        get its session, or its error.
-
-        :param fresh: always run phase 1.
-        :raises ProtocolError: the handshake failed or was refused.
-        :raises VerificationError: the peer's evidence was refused.
-        """
-        if not fresh:
-            current = self._current_session(peer)
-            if current is not None:
-                return current
-        waited_since = time.monotonic()
-        # NOTE(vtpm): one handshake per peer at a time. Callers that
-        # waited for another's handshake use its session, or fail with its
-        # error, instead of each running phase 1 (N concurrent migrations
-        # to one host would otherwise cost N attestations on both TPMs).
-        with self._peer_lock(peer):
-            if not fresh:
-                current = self._current_session(peer)
-                if current is not None:
-                    return current
-                failed = self._failures.get(peer)
-                if failed is not None and failed[0] >= waited_since:
-                    raise failed[1]
-            started = time.monotonic()
-            try:
-                initiator = handshake.Initiator(self.tpm, self.policy,
-                                                self.journal, self.local,
-                                                peer)
-                reply = self.raw_call(peer, initiator.hello())
-                attest = initiator.process_hello_reply(reply)
-                new = initiator.process_attest_reply(
-                    self.raw_call(peer, attest))
-            except Exception as exc:
-                self._failures[peer] = (time.monotonic(), exc)
-                raise
-            LOG.debug('Phase 1 with %s took %.1f ms', peer,
-                      (time.monotonic() - started) * 1000)
-            with self._lock:
-                self._out[peer] = new
-                self._failures.pop(peer, None)
-            return new
-
-    def _current_session(self, peer: str) -> session_mod.Session | None:
-        with self._lock:
-            current = self._out.get(peer)
-        if current is None or current.expired(self.session_lifetime):
-            return None
-        return current
-
-    def _peer_lock(self, peer: str) -> threading.Lock:
-        with self._lock:
-            return self._handshakes.setdefault(peer, threading.Lock())
+        """Return an attested session with ``peer`` (see
+        :meth:`.channel.Channel.attest`)."""
+        return self.channel.attest(peer, fresh=fresh)
 
     def forget_sessions(self) -> None:
         """Drop every session (e.g. after a policy change)."""
-        with self._lock:
-            self._out.clear()
-            self._in.clear()
-            self._pending.clear()
-            self._failures.clear()
-
-    def raw_call(self, peer: str, request: bytes) -> bytes:
-        """Send bytes through the transport, mapping failures to
-        :class:`~.errors.TransportError`."""
-        try:
-            return self.transport.call(peer, request)
-        except errors.ProtocolError:
-            raise
-        except Exception as exc:
-            raise errors.TransportError(peer=peer,
-                                        reason=type(exc).__name__) from None
-
-    def call(self, peer: str, msg_type: str,
-             body: collections.abc.Mapping[str, ty.Any],
-             session: session_mod.Session | None = None,
-             expect_ak: bytes = b''
-             ) -> tuple[messages.Message, bytes, session_mod.Session]:
-        """Send one sealed request and return the verified reply.
-
-        :param session: the session to use (default: current, attested on
-            demand; re-attested once if the peer forgot it).
-        :param expect_ak: the peer AK this migration is bound to.
-        :returns: the reply message, the encoded inner request and the
-            session used.
-        :raises PeerRefused: the peer answered with an error.
-        :raises PeerIdentityMismatch: the peer is not ``expect_ak``.
-        """
-        inner = messages.encode(msg_type, body)
-        for attempt in (1, 2):
-            sess = session or self.attest_peer(peer)
-            if expect_ak and sess.peer_ak_name != expect_ak:
-                raise errors.PeerIdentityMismatch(
-                    reason=f'{peer} now presents another TPM identity')
-            try:
-                return self._exchange(sess, msg_type, inner), inner, sess
-            except errors.PeerRefused as exc:
-                if exc.kwargs.get('peer_code') != errors.SessionError.code \
-                        or attempt == 2:
-                    raise
-                sess.valid = False
-                session = None
-        raise AssertionError('unreachable')
-
-    def _exchange(self, sess: session_mod.Session, msg_type: str,
-                  inner: bytes) -> messages.Message:
-        with sess.call_lock:
-            envelope = sess.seal(inner)
-            raw = self.raw_call(sess.peer, envelope)
-            msg = messages.decode(raw, allowed=('sealed', 'error'))
-            if msg.type == 'error':
-                raise errors.PeerRefused(
-                    peer=sess.peer, request=msg_type,
-                    peer_code=msg.body['code'],
-                    peer_message=msg.body['message'])
-            try:
-                reply = sess.open(msg, request=envelope)
-            except errors.ProtocolError:
-                sess.valid = False
-                raise
-        if reply.type == 'error':
-            raise errors.PeerRefused(peer=sess.peer, request=msg_type,
-                                     peer_code=reply.body['code'],
-                                     peer_message=reply.body['message'])
-        if reply.type != messages.REPLIES[msg_type]:
-            raise errors.UnexpectedMessage(type=reply.type,
-                                           reason=f'reply to {msg_type}')
-        return reply
+        self.channel.forget_sessions()
 
     # -- transport entry point -------------------------------------------
 
@@ -317,13 +222,13 @@ class MigrationEngine:
             msg = messages.decode(request,
                                   allowed=('hello', 'attest', 'sealed'))
             if msg.type == 'hello':
-                return self._on_hello(request)
+                return self.channel.on_hello(request)
             if msg.type == 'attest':
-                return self._on_attest(msg)
-            sess = self._session_for(msg.body['session_id'])
+                return self.channel.on_attest(msg)
+            sess = self.channel.session_for(msg.body['session_id'])
             inner = sess.open(msg)
         except errors.HandshakeRateExceeded as exc:
-            return _error_inner(exc)   # logged by _on_hello, sparingly
+            return _error_inner(exc)   # logged by the channel, sparingly
         except exception.VtpmMigrationException as exc:
             LOG.warning('Refused a request: %s', exc)
             return _error_inner(exc)
@@ -339,57 +244,6 @@ class MigrationEngine:
             LOG.exception('Internal error handling %s', inner.type)
             reply = _internal_error()
         return sess.seal(reply, request=request)
-
-    def _on_hello(self, request: bytes) -> bytes:
-        if not self._hellos.take():
-            # NOTE(vtpm): refused before any TPM work; logged once per
-            # 100 refusals so that a flood does not flood the log either.
-            if self._hellos.refused % 100 == 1:
-                LOG.warning('Refusing incoming handshakes above %s per '
-                            'second (%d refused so far)', self._hellos.rate,
-                            self._hellos.refused)
-            raise errors.HandshakeRateExceeded(rate=self._hellos.rate)
-        responder = handshake.Responder(self.tpm, self.policy, self.journal,
-                                        self.local)
-        reply = responder.process_hello(request)
-        with self._lock:
-            self._expire_pending()
-            self._pending[responder.session_id] = (responder,
-                                                   time.monotonic())
-            while len(self._pending) > MAX_PENDING_HANDSHAKES:
-                self._pending.popitem(last=False)
-        return reply
-
-    def _on_attest(self, msg: messages.Message) -> bytes:
-        with self._lock:
-            self._expire_pending()
-            entry = self._pending.pop(msg.body['session_id'], None)
-        if entry is None:
-            raise errors.SessionError(reason='no handshake pending for '
-                                             'this session id')
-        reply, sess = entry[0].process_attest(msg)
-        with self._lock:
-            self._in[sess.session_id] = sess
-            while len(self._in) > MAX_RESPONDER_SESSIONS:
-                self._in.popitem(last=False)
-        return reply
-
-    def _expire_pending(self) -> None:
-        now = time.monotonic()
-        for sid in [s for s, (_r, t) in self._pending.items()
-                    if now - t > PENDING_HANDSHAKE_TTL]:
-            del self._pending[sid]
-
-    def _session_for(self, session_id: bytes) -> session_mod.Session:
-        with self._lock:
-            sess = self._in.get(session_id)
-            if sess is not None and sess.expired(
-                    self.session_lifetime + RESPONDER_GRACE):
-                del self._in[session_id]
-                sess = None
-        if sess is None:
-            raise errors.SessionError(reason='unknown or expired session')
-        return sess
 
     # -- public API (delegates) -------------------------------------------
 
@@ -445,7 +299,7 @@ class MigrationEngine:
         :returns: migration id -> state after recovery.
         """
         self.keystore.wipe_orphans()
-        result = self.source.recover()
+        result = self.source.recover(self.outcome_oracle)
         result.update(self.destination.recover())
         self.keystore.wipe_orphans()
         return result

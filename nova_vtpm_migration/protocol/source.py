@@ -29,18 +29,16 @@ import uuid
 from oslo_log import log as logging
 
 from nova_vtpm_migration import exception
+from nova_vtpm_migration.protocol import context as context_mod
 from nova_vtpm_migration.protocol import crypto
 from nova_vtpm_migration.protocol import errors
 from nova_vtpm_migration.protocol import journal as journal_mod
 from nova_vtpm_migration.protocol import messages
 from nova_vtpm_migration.protocol import receipts
+from nova_vtpm_migration.protocol import session as session_mod
 from nova_vtpm_migration.protocol import states
 from nova_vtpm_migration.protocol import transfer
 from nova_vtpm_migration.protocol import wire
-
-if ty.TYPE_CHECKING:
-    from nova_vtpm_migration.protocol import engine as engine_mod
-    from nova_vtpm_migration.protocol import session as session_mod
 
 LOG = logging.getLogger(__name__)
 
@@ -70,25 +68,29 @@ class MigrationHandle:
 
 
 class SourceRole:
-    """Source-side operations of a :class:`~.engine.MigrationEngine`."""
+    """Source-side operations of a host (see
+    :class:`~.engine.MigrationEngine`).
 
-    def __init__(self, engine: 'engine_mod.MigrationEngine') -> None:
-        self.e = engine
+    :param ctx: the host's protocol state.
+    """
+
+    def __init__(self, ctx: context_mod.HostContext) -> None:
+        self.ctx = ctx
         #: The session each unfinished migration ran on; its outcome
         #: messages use it too (one attestation per migration even with a
         #: session lifetime of 0), unless the peer forgot it.
         self._sessions: dict[str, session_mod.Session] = {}
 
-    def _session(self, mid: str) -> 'session_mod.Session | None':
+    def _session(self, mid: str) -> session_mod.Session | None:
         sess = self._sessions.get(mid)
         return sess if sess is not None and sess.valid else None
 
     def _set(self, mid: str, new: states.SourceState,
              **context: ty.Any) -> journal_mod.MigrationRow:
-        return self.e.journal.set_state(mid, _ROLE, new.value, **context)
+        return self.ctx.journal.set_state(mid, _ROLE, new.value, **context)
 
     def _row(self, mid: str) -> journal_mod.MigrationRow:
-        row = self.e.journal.get(mid, _ROLE)
+        row = self.ctx.journal.get(mid, _ROLE)
         if row is None:
             raise errors.UnknownMigration(migration_id=mid)
         return row
@@ -110,15 +112,15 @@ class SourceRole:
                                   'migration_id')
         messages.check_uuid(instance_uuid, 'instance_uuid')
         blobs = dict(state_blobs or {})
-        e = self.e
-        with e.state_lock:
-            if e.keystore.state(instance_uuid) is not states.KeyState.ACTIVE:
+        ctx = self.ctx
+        with ctx.state_lock:
+            if ctx.keystore.state(instance_uuid) is not states.KeyState.ACTIVE:
                 raise errors.InstanceBusy(
                     instance_uuid=instance_uuid,
                     reason='no ACTIVE key on this host')
-            with e.journal.transaction():
-                e.journal.mark_seen(mid)
-                e.journal.create_migration(mid, _ROLE, _S.NEW.value,
+            with ctx.journal.transaction():
+                ctx.journal.mark_seen(mid)
+                ctx.journal.create_migration(mid, _ROLE, _S.NEW.value,
                                            instance_uuid, peer)
         try:
             return self._run(mid, instance_uuid, peer, blobs)
@@ -134,10 +136,10 @@ class SourceRole:
 
     def _run(self, mid: str, instance_uuid: str, peer: str,
              blobs: dict[str, bytes]) -> MigrationHandle:
-        e = self.e
+        ctx = self.ctx
         started = time.monotonic()
-        fresh = e.session_lifetime <= 0
-        sess = e.attest_peer(peer, fresh=fresh)
+        fresh = ctx.channel.session_lifetime <= 0
+        sess = ctx.channel.attest(peer, fresh=fresh)
         self._set(mid, _S.ATTESTED, peer_ak_name=sess.peer_ak_name.hex())
         phase1 = time.monotonic()
         source_nonce = crypto.random_bytes(crypto.NONCE_SIZE)
@@ -145,9 +147,9 @@ class SourceRole:
         # re-attestation (peer forgot the session) must find the same TPM.
         pinned = sess.peer_ak_name
         self._sessions[mid] = sess
-        reply, prepare_raw, sess = e.call(peer, 'prepare', {
+        reply, prepare_raw, sess = ctx.channel.call(peer, 'prepare', {
             'seq': 1, 'migration_id': mid, 'instance_uuid': instance_uuid,
-            'source_host': e.host, 'nonce': source_nonce}, session=sess,
+            'source_host': ctx.host, 'nonce': source_nonce}, session=sess,
             expect_ak=pinned)
         body = reply.body
         if body['migration_id'] != mid:
@@ -156,37 +158,37 @@ class SourceRole:
         binding_key = messages.certified_from_wire(body['binding_key'])
         transfer.verify_binding_key(binding_key, sess.peer_identity,
                                     sess.peer_pcr_values, prepare_raw,
-                                    body['nonce'], e.policy)
-        ctx = transfer.MigrationContext(
+                                    body['nonce'], ctx.policy)
+        mig = transfer.MigrationContext(
             migration_id=mid, instance_uuid=instance_uuid,
             version=sess.version, source_ak_name=sess.local_ak_name,
             dest_ak_name=sess.peer_ak_name, source_nonce=source_nonce,
             dest_nonce=body['nonce'], binding_key=binding_key,
             migration_hash=transfer.migration_hash(prepare_raw, reply.raw))
-        self._set(mid, _S.PREPARED, **ctx.to_json())
+        self._set(mid, _S.PREPARED, **mig.to_json())
         tbody, manifest = transfer.build_transfer(
-            e.tpm, ctx, e.keystore.read(instance_uuid), blobs,
+            ctx.tpm, mig, ctx.keystore.read(instance_uuid), blobs,
             int(time.time()))
         # NOTE(vtpm): one durable transaction locks the key (no second
         # export) and journals TRANSFERRING before the key leaves.
-        with e.state_lock, e.journal.transaction():
-            e.keystore.lock_for_export(instance_uuid, mid)
+        with ctx.state_lock, ctx.journal.transaction():
+            ctx.keystore.lock_for_export(instance_uuid, mid)
             self._set(mid, _S.TRANSFERRING)
-            e.journal.put_record(mid, 'manifest', wire.encode(
+            ctx.journal.put_record(mid, 'manifest', wire.encode(
                 {'manifest': manifest,
                  'signature': tbody['manifest_signature']},
                 SIGNED_MANIFEST))
-            e.journal.put_record(mid, 'dest_evidence', wire.encode(
+            ctx.journal.put_record(mid, 'dest_evidence', wire.encode(
                 receipts.signer_evidence(sess.peer_identity,
                                          sess.peer_signing_key),
                 receipts.SIGNER))
-        reply, _raw, _sess = e.call(peer, 'transfer', tbody, session=sess,
-                                    expect_ak=pinned)
+        reply, _raw, _sess = ctx.channel.call(peer, 'transfer', tbody,
+                                              session=sess, expect_ak=pinned)
         receipt = reply.body['receipt']
         self._check_receipt(mid, receipt, reply.body['receipt_signature'],
                             manifest, 'installed')
-        with e.journal.transaction():
-            e.journal.put_record(mid, 'receipt_installed', wire.encode(
+        with ctx.journal.transaction():
+            ctx.journal.put_record(mid, 'receipt_installed', wire.encode(
                 {'receipt': receipt,
                  'signature': reply.body['receipt_signature']},
                 SIGNED_RECEIPT))
@@ -205,11 +207,11 @@ class SourceRole:
                        status: str) -> None:
         dest = wire.decode(self._record(mid, 'dest_evidence'),
                            receipts.SIGNER)
-        receipts.verify_receipt(receipt, signature, dest, self.e.policy)
+        receipts.verify_receipt(receipt, signature, dest, self.ctx.policy)
         receipts.check_receipt_matches(receipt, manifest, status)
 
     def _record(self, mid: str, kind: str) -> bytes:
-        data = self.e.journal.get_record(mid, kind)
+        data = self.ctx.journal.get_record(mid, kind)
         if data is None:
             raise errors.JournalError(reason=f'{kind} of {mid} missing')
         return data
@@ -228,7 +230,7 @@ class SourceRole:
         :returns: the signed ``committed`` receipt.
         :raises StateError: the migration is not ``TRANSFERRED``.
         """
-        with self.e.state_lock:
+        with self.ctx.state_lock:
             row = self._row(mid)
             if row.state == _S.TRANSFERRED.value:
                 row = self._set(mid, _S.COMMITTING)
@@ -240,10 +242,10 @@ class SourceRole:
 
     def _send_commit(self, row: journal_mod.MigrationRow
                      ) -> dict[str, ty.Any]:
-        e = self.e
+        ctx = self.ctx
         mid = row.migration_id
         manifest = self._manifest(mid)
-        reply, _raw, _sess = e.call(row.peer, 'commit', {
+        reply, _raw, _sess = ctx.channel.call(row.peer, 'commit', {
             'seq': 3, 'migration_id': mid,
             'manifest_hash': receipts.manifest_hash(manifest)},
             session=self._session(mid), expect_ak=row.peer_ak_name)
@@ -253,17 +255,17 @@ class SourceRole:
         signed = wire.decode(self._record(mid, 'manifest'), SIGNED_MANIFEST)
         record = receipts.build_record(
             manifest, signed['signature'], receipt, signature,
-            receipts.signer_evidence(e.local.identity,
-                                     e.local.signing_key),
+            receipts.signer_evidence(ctx.channel.local.identity,
+                                     ctx.channel.local.signing_key),
             wire.decode(self._record(mid, 'dest_evidence'),
                         receipts.SIGNER))
-        with e.state_lock:
-            with e.journal.transaction():
-                e.journal.put_record(mid, 'record', record)
-                if e.keystore.migration_of(row.instance_uuid) == mid:
-                    e.keystore.destroy(row.instance_uuid)
+        with ctx.state_lock:
+            with ctx.journal.transaction():
+                ctx.journal.put_record(mid, 'record', record)
+                if ctx.keystore.migration_of(row.instance_uuid) == mid:
+                    ctx.keystore.destroy(row.instance_uuid)
                 self._set(mid, _S.COMMITTED)
-            e.keystore.wipe_orphans()
+            ctx.keystore.wipe_orphans()
         self._sessions.pop(mid, None)
         LOG.info('Migration %s committed; key of instance %s destroyed on '
                  'this host', mid, row.instance_uuid)
@@ -279,7 +281,7 @@ class SourceRole:
         :raises TransportError: the destination could not confirm (the
             migration stays ``ABORTING``; recovery re-sends).
         """
-        with self.e.state_lock:
+        with self.ctx.state_lock:
             row = self._row(mid)
             if row.state == _S.ABORTED.value:
                 return
@@ -289,13 +291,13 @@ class SourceRole:
 
     def _send_abort(self, row: journal_mod.MigrationRow,
                     reason: str) -> None:
-        e = self.e
+        ctx = self.ctx
         mid = row.migration_id
         before = row.context.get('abort_from', _S.NEW.value)
         sent_key = before in (_S.TRANSFERRING.value, _S.TRANSFERRED.value)
         if before != _S.NEW.value:
             try:
-                reply, _raw, _sess = e.call(row.peer, 'abort', {
+                reply, _raw, _sess = ctx.channel.call(row.peer, 'abort', {
                     'seq': 3, 'migration_id': mid,
                     'reason': ''.join(c for c in reason
                                       if c.isprintable())[:256]},
@@ -312,12 +314,12 @@ class SourceRole:
                     raise
                 LOG.warning('Migration %s: destination not told about the '
                             'abort (it holds no key)', mid)
-        with e.state_lock:
-            with e.journal.transaction():
-                if (e.keystore.migration_of(row.instance_uuid) == mid and
-                        e.keystore.state(row.instance_uuid)
+        with ctx.state_lock:
+            with ctx.journal.transaction():
+                if (ctx.keystore.migration_of(row.instance_uuid) == mid and
+                        ctx.keystore.state(row.instance_uuid)
                         is states.KeyState.LOCKED):
-                    e.keystore.unlock(row.instance_uuid, mid)
+                    ctx.keystore.unlock(row.instance_uuid, mid)
                 self._set(mid, _S.ABORTED)
         self._sessions.pop(mid, None)
         LOG.info('Migration %s aborted; key of instance %s is ACTIVE on '
@@ -330,7 +332,7 @@ class SourceRole:
 
         :returns: (state, 'commit' | 'abort' | 'pending').
         """
-        row = self.e.journal.get(mid, _ROLE)
+        row = self.ctx.journal.get(mid, _ROLE)
         if row is None:
             # NOTE(vtpm): presumed abort: a migration this source has no
             # record of can never be committed by it.
@@ -372,9 +374,14 @@ class SourceRole:
 
     # -- recovery -----------------------------------------------------------
 
-    def recover(self) -> dict[str, str]:
-        """Resolve unfinished source migrations (see the engine)."""
-        return self._resolve(self.e.outcome_oracle, settle_age=None)
+    def recover(self, oracle: ty.Callable[[journal_mod.MigrationRow], str]
+                ) -> dict[str, str]:
+        """Resolve unfinished source migrations (see the engine).
+
+        :param oracle: decides in-doubt migrations (``commit``, ``abort``
+            or ``unknown``).
+        """
+        return self._resolve(oracle, settle_age=None)
 
     def settle(self, oracle: ty.Callable[[journal_mod.MigrationRow], str],
                min_age: float) -> dict[str, str]:
@@ -394,7 +401,7 @@ class SourceRole:
         in_doubt = (_S.TRANSFERRING.value, _S.TRANSFERRED.value)
         decided = (_S.COMMITTING.value, _S.ABORTING.value)
         now = time.time()
-        for row in self.e.journal.list_migrations(_ROLE):
+        for row in self.ctx.journal.list_migrations(_ROLE):
             if row.state in final:
                 continue
             if settle_age is not None and not (

@@ -257,12 +257,14 @@ class Injector:
     def install(self, engine: ty.Any) -> None:
         """Wrap a ``MigrationEngine``'s transport, TPM, journal and
         handlers (instance attributes; the classes are untouched)."""
-        engine.transport = FaultyTransport(engine.transport, self)
+        channel = engine.channel
+        channel.transport = FaultyTransport(channel.transport, self)
         tpm = FaultyTpm(engine.tpm, self)
-        engine.tpm = tpm
+        engine.ctx.tpm = tpm
+        channel.tpm = tpm
         engine.keystore._tpm = tpm
         engine.journal._db = FaultyConnection(engine.journal._db, self)
-        call = engine.call
+        call = channel.call
 
         def traced_call(peer: str, msg_type: str, *args: ty.Any,
                         **kwargs: ty.Any) -> ty.Any:
@@ -271,7 +273,7 @@ class Injector:
                 return call(peer, msg_type, *args, **kwargs)
             finally:
                 self._tls.msg_type = None
-        engine.call = traced_call
+        channel.call = traced_call  # type: ignore[method-assign]
         dispatch = engine.destination.dispatch
 
         def killing_dispatch(sess: ty.Any, msg: ty.Any) -> bytes:
@@ -280,10 +282,10 @@ class Injector:
                 self.kill()
             return reply
         engine.destination.dispatch = killing_dispatch
-        for name, msg_type in (('_on_hello', 'hello'),
-                               ('_on_attest', 'attest')):
-            engine.__dict__[name] = self._killing_phase1(
-                getattr(engine, name), msg_type)
+        for name, msg_type in (('on_hello', 'hello'),
+                               ('on_attest', 'attest')):
+            channel.__dict__[name] = self._killing_phase1(
+                getattr(channel, name), msg_type)
 
     def _killing_phase1(self, fn: ty.Callable[[ty.Any], bytes],
                         msg_type: str) -> ty.Callable[[ty.Any], bytes]:

@@ -139,7 +139,7 @@ class FlipEverySealed(transport.Adversary):
     def on_reply(self, peer: str, request: bytes, reply: bytes) -> bytes:
         if conftest.msg_type(reply) != 'sealed':
             return reply
-        sess = self.cluster.nodes['src'].engine._out[peer]
+        sess = self.cluster.nodes['src'].engine.channel._out[peer]
         for _i, bad in flips(reply):
             with pytest.raises(REFUSED):
                 sess.open(messages.decode(bad), request=request)

@@ -147,7 +147,7 @@ def test_c_splice_two_migrations(cluster: conftest.Cluster) -> None:
     y = src.engine.migrate_key(y_inst, 'dst')
     x_manifest = x.manifest
     with pytest.raises(errors.PeerRefused) as exc:
-        src.engine.call('dst', 'commit', {
+        src.engine.channel.call('dst', 'commit', {
             'seq': 3, 'migration_id': x.migration_id,
             'manifest_hash': bytes.fromhex(src.engine.journal.get(
                 y.migration_id, conftest.states_mod().Role.SOURCE
@@ -158,12 +158,13 @@ def test_c_splice_two_migrations(cluster: conftest.Cluster) -> None:
     body = messages.decode(messages.decode(
         adversary.x_transfer or b'').body['payload']).body
     # Reserve a slot for z, then send X's transfer re-labelled as z's.
-    reply, _raw, _sess = src.engine.call('dst', 'prepare', {
+    reply, _raw, _sess = src.engine.channel.call('dst', 'prepare', {
         'seq': 1, 'migration_id': z_mid, 'instance_uuid': z_inst,
         'source_host': 'src', 'nonce': b'n' * 32})
     assert reply.type == 'prepare_reply'
     with pytest.raises(errors.PeerRefused) as exc:
-        src.engine.call('dst', 'transfer', dict(body, migration_id=z_mid))
+        src.engine.channel.call('dst', 'transfer',
+                                dict(body, migration_id=z_mid))
     assert exc.value.kwargs['peer_code'] == 'auth_failed'
     assert 'manifest field migration_id' in str(exc.value)
     assert dst.engine.keystore.state(z_inst) is None

@@ -92,7 +92,7 @@ def test_session_reuse_and_lifetime(cluster: conftest.Cluster) -> None:
         inst, _secret = conftest.new_instance(src)
         src.engine.commit(src.engine.migrate_key(inst, 'dst').migration_id)
     assert _hellos(cluster) == 1
-    src.engine.session_lifetime = 0
+    src.engine.channel.session_lifetime = 0
     for _ in range(2):
         inst, _secret = conftest.new_instance(src)
         src.engine.commit(src.engine.migrate_key(inst, 'dst').migration_id)
@@ -168,7 +168,7 @@ def test_hello_flood_is_refused_before_the_tpm(
     src, dst = cluster.nodes['src'], cluster.nodes['dst']
     inst, _secret = conftest.new_instance(src)
     src.engine.attest_peer('dst')
-    dst.engine._hellos = ratelimit.TokenBucket(3)
+    dst.engine.channel._hellos = ratelimit.TokenBucket(3)
     hello = handshake.Initiator(src.engine.tpm, src.engine.policy,
                                 src.engine.journal, src.engine.local,
                                 'dst').hello()

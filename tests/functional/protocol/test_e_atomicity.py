@@ -153,7 +153,7 @@ def test_e_commit_is_final(cluster: conftest.Cluster) -> None:
         src.engine.abort(handle.migration_id)
     # The destination refuses an abort of a committed migration too.
     with pytest.raises(errors.PeerRefused) as exc:
-        src.engine.call('dst', 'abort', {
+        src.engine.channel.call('dst', 'abort', {
             'seq': 3, 'migration_id': handle.migration_id, 'reason': 'x'})
     assert exc.value.kwargs['peer_code'] == 'state'
     assert _check_one_usable(cluster, inst, secret) == 'dst'
