@@ -40,6 +40,7 @@ $(VENV)/.stamp-deps: constraints.txt requirements.txt test-requirements.txt
 	@touch $@
 
 $(VENV)/.stamp-pkg: $(VENV)/.stamp-deps $(PKG_SOURCES)
+	@rm -rf build
 	@$(PIP) install -q --no-deps --no-build-isolation --force-reinstall .
 	@touch $@
 

@@ -1,4 +1,18 @@
 #!/bin/bash
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
 # shellcheck shell=bash
 #
 # plugin.sh - DevStack plugin of nova-vtpm-migration: attested, key-wrapped
@@ -169,8 +183,10 @@ function configure_nova_vtpm_migration {
             iniset "$NOVA_CONF" filter_scheduler enabled_filters \
                 "$VTPM_MIGRATION_NOVA_DEFAULT_FILTERS"
         fi
+        # enabled_filters names classes, available_filters loads them by
+        # dotted path.
         _vtpm_migration_add_to_list "$NOVA_CONF" filter_scheduler \
-            enabled_filters "$VTPM_MIGRATION_FILTER"
+            enabled_filters "${VTPM_MIGRATION_FILTER##*.}"
     fi
 }
 

@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the demo; return the process exit status."""
     args = _parser().parse_args(argv)
     os.environ.setdefault('TSS2_LOG', 'all+NONE')
-    # NOTE(vtpm): the demo reports refusals itself; keep the log quiet.
+    # The demo reports refusals itself; keep the log quiet.
     logging.getLogger('nova_vtpm_migration').setLevel(logging.ERROR)
     rep = reporting.Reporter()
     rep.heading('nova-vtpm-migration demo: attested, key-wrapped vTPM '

@@ -22,6 +22,8 @@ record file and the trust policy alone).
 """
 
 import argparse
+import collections.abc
+import contextlib
 import datetime
 import pathlib
 import socket
@@ -30,8 +32,9 @@ import typing as ty
 from cryptography import x509
 from oslo_config import cfg
 
-from nova_vtpm_migration import service
 from nova_vtpm_migration.cmd import output
+from nova_vtpm_migration.compute import host as compute_host
+from nova_vtpm_migration.compute import layout
 from nova_vtpm_migration.protocol import errors as protocol_errors
 from nova_vtpm_migration.protocol import names
 from nova_vtpm_migration.protocol import receipts
@@ -94,13 +97,23 @@ def _time(ts: float | int) -> str:
         ts, datetime.UTC).isoformat(timespec='seconds')
 
 
+@contextlib.contextmanager
+def _engine(conf: cfg.ConfigOpts, args: argparse.Namespace
+            ) -> collections.abc.Iterator[ty.Any]:
+    """This host's protocol engine, as nova-compute builds it (no RPC
+    server: the CLI only calls peers)."""
+    host = compute_host.ComputeHost.open(
+        conf, args.host or socket.gethostname())
+    try:
+        yield host.engine
+    finally:
+        host.stop()
+
+
 def attest(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
     """Run a fresh phase 1 with a peer and print its verdict."""
-    eng = service.build_engine(conf, args.host or socket.gethostname())
-    try:
+    with _engine(conf, args) as eng:
         sess = eng.attest_peer(args.peer, fresh=True)
-    finally:
-        eng.close()
     cert = x509.load_der_x509_certificate(sess.peer_identity.ek_certificate)
     output.emit({
         'peer': args.peer,
@@ -116,7 +129,7 @@ def attest(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
 
 
 def _rows(conf: cfg.ConfigOpts, everything: bool) -> list[dict[str, ty.Any]]:
-    journal = service.open_journal(conf)
+    journal = layout.open_journal(conf)
     try:
         rows = journal.list_migrations()
     finally:
@@ -140,11 +153,8 @@ def journal_status(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
 
 def journal_recover(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
     """Run recovery now; exit 1 if something stays unresolved."""
-    eng = service.build_engine(conf, args.host or socket.gethostname())
-    try:
+    with _engine(conf, args) as eng:
         result = eng.recover()
-    finally:
-        eng.close()
     rows = [{'migration_id': m, 'state': s, 'in_doubt': s in IN_DOUBT}
             for m, s in sorted(result.items())]
     output.emit(rows, args.format, ('migration_id', 'state', 'in_doubt'))
@@ -153,18 +163,15 @@ def journal_recover(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
 
 def journal_decide(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
     """Commit or abort an in-doubt migration of this (source) host."""
-    eng = service.build_engine(conf, args.host or socket.gethostname())
-    try:
+    with _engine(conf, args) as eng:
         state = eng.decide(args.migration_id, args.outcome)
-    finally:
-        eng.close()
     output.emit({'migration_id': args.migration_id, 'state': state},
                 args.format)
     return 0
 
 
 def _record_bytes(conf: cfg.ConfigOpts, migration_id: str) -> bytes:
-    journal = service.open_journal(conf)
+    journal = layout.open_journal(conf)
     try:
         data = journal.get_record(migration_id, 'record')
     finally:
@@ -194,7 +201,7 @@ def _summary(record: ty.Mapping[str, ty.Any]) -> dict[str, ty.Any]:
 
 def receipts_list(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
     """List committed migrations that have a signed record."""
-    journal = service.open_journal(conf)
+    journal = layout.open_journal(conf)
     try:
         rows = [{'migration_id': r.migration_id, 'role': r.role.value,
                  'instance': r.instance_uuid, 'peer': r.peer,

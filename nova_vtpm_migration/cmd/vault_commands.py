@@ -31,12 +31,13 @@ import typing as ty
 
 from oslo_config import cfg
 
-from nova_vtpm_migration import service
 from nova_vtpm_migration.cmd import output
+from nova_vtpm_migration.compute import errors
+from nova_vtpm_migration.compute import host as compute_host
+from nova_vtpm_migration.compute import layout
+from nova_vtpm_migration.compute import vault as vault_mod
 from nova_vtpm_migration.protocol import engine as engine_mod
 from nova_vtpm_migration.protocol import keystore as keystore_mod
-from nova_vtpm_migration.virt import errors as virt_errors
-from nova_vtpm_migration.virt import secret_vault
 
 COLUMNS = ('instance', 'key_state', 'envelope_bytes', 'sealed_at',
            'verified')
@@ -56,7 +57,7 @@ def add_parsers(sub: ty.Any) -> None:
     lst.set_defaults(handler=vault_list)
 
 
-def _rows(vault: secret_vault.SecretVault,
+def _rows(vault: vault_mod.SecretVault,
           keystore: keystore_mod.KeyStore) -> list[dict[str, ty.Any]]:
     rows = []
     for uuid in vault.instances():
@@ -76,34 +77,33 @@ def vault_list(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
     """List (and with ``--verify`` check) the sealed vTPM secrets."""
     host = args.host or socket.gethostname()
     if not args.verify:
-        journal = service.open_journal(conf)
+        journal = layout.open_journal(conf)
         try:
             keystore = keystore_mod.KeyStore(
-                journal, os.path.join(service.engine_state_dir(conf),
+                journal, os.path.join(layout.engine_state_dir(conf),
                                       engine_mod.KEY_DIR), tpm=None)
-            vault = secret_vault.SecretVault(keystore, threading.RLock(),
-                                             host)
+            vault = vault_mod.SecretVault(keystore, threading.RLock(), host)
             rows = _rows(vault, keystore)
         finally:
             journal.close()
         output.emit(rows, args.format, COLUMNS)
         return 0
-    eng = service.build_engine(conf, host)
+    built = compute_host.ComputeHost.open(conf, host)
     failed = 0
     try:
-        vault = secret_vault.SecretVault(eng.keystore, eng.state_lock, host)
-        rows = _rows(vault, eng.keystore)
+        assert built.vault is not None and built.engine is not None
+        vault = built.vault
+        rows = _rows(vault, built.engine.keystore)
         for row in rows:
             try:
                 secret = vault.open(row['instance'])
-            except virt_errors.SecretUnavailable as exc:
+            except errors.SecretUnavailable as exc:
                 row['verified'] = f'FAILED: {exc.kwargs["reason"]}'
                 failed += 1
             else:
                 del secret
                 row['verified'] = 'ok'
     finally:
-        eng.close()
-        eng.tpm.ctx.close()
+        built.stop()
     output.emit(rows, args.format, COLUMNS)
     return 1 if failed else 0

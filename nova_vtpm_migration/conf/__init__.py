@@ -21,8 +21,10 @@ One module per option group, each with ``register_opts(conf)`` and
 
 from oslo_config import cfg
 
+from nova_vtpm_migration.conf import upgrade_levels
 from nova_vtpm_migration.conf import vtpm_migration
 
 CONF = cfg.CONF
 
 vtpm_migration.register_opts(CONF)
+upgrade_levels.register_opts(CONF)

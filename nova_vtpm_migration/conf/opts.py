@@ -24,9 +24,10 @@ import typing as ty
 
 from oslo_config import cfg
 
+from nova_vtpm_migration.conf import upgrade_levels
 from nova_vtpm_migration.conf import vtpm_migration
 
-_MODULES = (vtpm_migration,)
+_MODULES = (vtpm_migration, upgrade_levels)
 
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:

@@ -231,32 +231,15 @@ Possible values:
     cfg.StrOpt('rpc_topic',
         default='vtpm_migration',
         help="""
-The oslo.messaging topic of the host-to-host migration protocol.
+The oslo.messaging topic of the plugin's compute-to-compute RPC API.
 
 Each compute host runs one RPC server on this topic with its host name as
-server. The transport is nova's ``[DEFAULT] transport_url``.
+server; it carries the migration protocol's messages and the plugin's
+control calls. The transport is nova's ``[DEFAULT] transport_url``.
 
 Possible values:
 
 * Any topic name; every compute host must use the same one.
-"""),
-    cfg.StrOpt('rpc_version_cap',
-        help="""
-Highest version of the host-to-host migration RPC API this host sends.
-
-Set it during a rolling upgrade to the version (or release alias) that the
-oldest compute host understands, then unset it once every host runs the
-new code. Unset means the newest version this code knows.
-
-Possible values:
-
-* Unset (default): no cap.
-* A version such as ``1.0``.
-* A release alias listed in ``VtpmMigrationAPI.VERSION_ALIASES``.
-
-Related options:
-
-* ``rpc_topic``
 """),
     cfg.IntOpt('rpc_timeout',
         default=60,

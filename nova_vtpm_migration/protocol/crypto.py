@@ -185,7 +185,7 @@ def load_point(point: bytes) -> ec.EllipticCurvePublicKey:
 
 
 #: Qualifying data of the AK's certification of a host's signing key.
-#: NOTE(vtpm): the certification is static (not per session) so that a
+#: The certification is static (not per session) so that a
 #: manifest or receipt can be verified offline from the certified key, the
 #: AK, the EK chain and the policy alone; freshness comes from the quotes
 #: and nonces, not from this certification.

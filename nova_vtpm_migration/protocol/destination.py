@@ -170,7 +170,7 @@ class DestinationRole:
             transfer.check_manifest(mig, body, sess.peer_signing_key)
             secret, blobs = transfer.open_transfer(ctx.tpm, mig, body)
         except (errors.ProtocolError, tpm_errors.TpmError):
-            # NOTE(vtpm): a transfer that does not verify or unwrap (e.g.
+            # A transfer that does not verify or unwrap (e.g.
             # the PCRs changed since the binding key was certified) ends
             # the migration here; the source learns it from the error.
             self._set(mid, _D.ABORTED)
@@ -246,7 +246,7 @@ class DestinationRole:
         mid = msg.body['migration_id']
         row = ctx.journal.get(mid, _ROLE)
         if row is None:
-            # NOTE(vtpm): tombstone, so a delayed prepare of this migration
+            # Tombstone, so a delayed prepare of this migration
             # id is refused later.
             with ctx.journal.transaction():
                 if not ctx.journal.is_seen(mid):

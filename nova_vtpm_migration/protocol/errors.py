@@ -15,7 +15,7 @@
 
 """Errors of the migration protocol.
 
-NOTE(vtpm): never pass key material or plaintext secrets as a format
+Never pass key material or plaintext secrets as a format
 argument; exception text ends up in logs and in error replies to the peer.
 """
 

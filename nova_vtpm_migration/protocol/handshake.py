@@ -213,7 +213,7 @@ class Initiator:
         identity = messages.identity_from_wire(body['identity'])
         signing_key = messages.certified_from_wire(body['signing_key'])
         ak_name = verify_peer_keys(identity, signing_key, self._policy)
-        # NOTE(vtpm): the quote is at most as old as this handshake, whose
+        # The quote is at most as old as this handshake, whose
         # nonce it contains; the policy bounds that age.
         self._policy.check_evidence_age(time.monotonic() - self._started)
         reply_core = wire.encode({k: body[k] for k in _REPLY_CORE},
@@ -224,7 +224,7 @@ class Initiator:
                                             reply_core),
                      self._policy, self._clocks)
         _check_choice(body)
-        # NOTE(vtpm): the responder's quote checked out, so it is the
+        # The responder's quote checked out, so it is the
         # trusted TPM that chose eR (and the version). Now prove our own
         # AK-EK binding.
         c_i = self._tpm.activate_credential(

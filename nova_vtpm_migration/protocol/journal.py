@@ -165,7 +165,7 @@ class Journal:
                 try:
                     self._statement('COMMIT')
                 except errors.JournalError:
-                    # NOTE(vtpm): e.g. a full disk: nothing of this
+                    # E.g. a full disk: nothing of this
                     # transaction may survive half-applied.
                     self._rollback()
                     raise

@@ -191,7 +191,7 @@ class KeyStore:
         if row is None or row[0] == _K.DESTROYED.value:
             return
         self._set(instance_uuid, _K.DESTROYED, row[1])
-        # NOTE(vtpm): inside an enclosing transaction the blob is wiped by
+        # Inside an enclosing transaction the blob is wiped by
         # the caller after the commit (a rollback must not lose the key).
         if not self._journal.in_transaction:
             self.wipe_orphans()

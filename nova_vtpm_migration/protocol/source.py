@@ -143,7 +143,7 @@ class SourceRole:
         self._set(mid, _S.ATTESTED, peer_ak_name=sess.peer_ak_name.hex())
         phase1 = time.monotonic()
         source_nonce = crypto.random_bytes(crypto.NONCE_SIZE)
-        # NOTE(vtpm): the peer's AK is pinned for the whole migration: a
+        # The peer's AK is pinned for the whole migration: a
         # re-attestation (peer forgot the session) must find the same TPM.
         pinned = sess.peer_ak_name
         self._sessions[mid] = sess
@@ -169,7 +169,7 @@ class SourceRole:
         tbody, manifest = transfer.build_transfer(
             ctx.tpm, mig, ctx.keystore.read(instance_uuid), blobs,
             int(time.time()))
-        # NOTE(vtpm): one durable transaction locks the key (no second
+        # One durable transaction locks the key (no second
         # export) and journals TRANSFERRING before the key leaves.
         with ctx.state_lock, ctx.journal.transaction():
             ctx.keystore.lock_for_export(instance_uuid, mid)
@@ -308,7 +308,7 @@ class SourceRole:
                         old=reply.body['state'],
                         new=states.DestState.ABORTED.value)
             except exception.VtpmMigrationException:
-                # NOTE(vtpm): before the transfer the destination holds no
+                # Before the transfer the destination holds no
                 # key; a RESERVED slot is released by its own recovery.
                 if sent_key:
                     raise
@@ -334,7 +334,7 @@ class SourceRole:
         """
         row = self.ctx.journal.get(mid, _ROLE)
         if row is None:
-            # NOTE(vtpm): presumed abort: a migration this source has no
+            # Presumed abort: a migration this source has no
             # record of can never be committed by it.
             return 'UNKNOWN', 'abort'
         if row.state in (_S.COMMITTING.value, _S.COMMITTED.value):

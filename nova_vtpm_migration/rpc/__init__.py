@@ -13,11 +13,22 @@
 #    under the License.
 
 
-"""oslo.messaging binding of the migration protocol.
+"""The plugin's compute-to-compute RPC API (oslo.messaging).
 
-Each compute host runs one RPC server on ``[vtpm_migration] rpc_topic``
-(server = host name, namespace ``vtpm_migration``); the protocol's
-:class:`~nova_vtpm_migration.protocol.transport.Transport` is implemented
-on an RPC ``call`` that carries one opaque, canonically encoded protocol
-message and returns the reply.
+Each compute host runs one RPC server (:mod:`.server`) on
+``[vtpm_migration] rpc_topic`` with its host name as server, namespace
+``vtpm_migration``. One API (:mod:`.rpcapi`, versioned in the
+``nova/baserpc.py`` style and capped by ``[upgrade_levels]
+vtpm_migration``) carries:
+
+* ``exchange``: one opaque, canonically encoded protocol message and its
+  reply; the protocol's
+  :class:`~nova_vtpm_migration.protocol.transport.Transport` is built on
+  it (:mod:`.transport`);
+* the control calls a destination makes to the source of a migration
+  (``attest_destination``, ``send_key``, ``abort_migration``), which
+  trigger protocol runs the source coordinates and checks itself.
+
+No request context travels (:mod:`.serializer`); the protocol
+authenticates its peers itself.
 """

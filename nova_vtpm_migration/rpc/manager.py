@@ -13,29 +13,78 @@
 #    under the License.
 
 
-"""Server side of the host-to-host vTPM migration RPC API."""
+"""Server side of the vTPM migration RPC API."""
 
 import collections.abc
+import typing as ty
 
 import oslo_messaging as messaging
 
 from nova_vtpm_migration.rpc import rpcapi
 
 
-class VtpmMigrationManager:
-    """RPC endpoint that hands every protocol message to the engine.
+class ControlHandler(ty.Protocol):
+    """What serves the control calls (the compute host object)."""
 
-    :param handler: the engine's transport entry point
+    def handle_attest(self, instance_uuid: str, destination: str,
+                      policy: str | None) -> dict[str, ty.Any]:
+        """Run phase 1 with *destination* for the instance."""
+        ...
+
+    def handle_send_key(self, instance_uuid: str, migration_uuid: str,
+                        destination: str) -> dict[str, ty.Any]:
+        """Run phase 2 towards *destination*."""
+        ...
+
+    def handle_abort(self, instance_uuid: str, migration_uuid: str) -> None:
+        """Abort a migration this host coordinates."""
+        ...
+
+
+class VtpmMigrationManager:
+    """The RPC endpoint: protocol messages go to the engine, control calls
+    to the compute host object.
+
+    :param protocol_handler: the engine's transport entry point
         (:meth:`~nova_vtpm_migration.protocol.engine.MigrationEngine.handle`),
         which never raises and always returns reply bytes.
+    :param control_handler: serves the control calls (``None``: this
+        server only carries protocol messages, as in protocol tests).
     """
 
-    target = messaging.Target(namespace=rpcapi.NAMESPACE, version='1.0')
+    target = messaging.Target(namespace=rpcapi.NAMESPACE,
+                              version=rpcapi.VERSION)
 
-    def __init__(self, handler: collections.abc.Callable[[bytes], bytes]
-                 ) -> None:
-        self._handler = handler
+    def __init__(self, protocol_handler: collections.abc.Callable[
+                     [bytes], bytes],
+                 control_handler: ControlHandler | None = None) -> None:
+        self._handler = protocol_handler
+        self._control = control_handler
+
+    def _controls(self) -> ControlHandler:
+        if self._control is None:
+            raise messaging.NoSuchMethod('control calls')
+        return self._control
 
     def exchange(self, ctxt: object, request: bytes) -> bytes:
         """Process one protocol message (RPC method, version 1.0)."""
         return self._handler(request)
+
+    def attest_destination(self, ctxt: object, instance_uuid: str,
+                           destination: str,
+                           policy: str | None) -> dict[str, ty.Any]:
+        """Run phase 1 with the calling destination (version 1.1)."""
+        return self._controls().handle_attest(instance_uuid, destination,
+                                              policy)
+
+    def send_key(self, ctxt: object, instance_uuid: str,
+                 migration_uuid: str,
+                 destination: str) -> dict[str, ty.Any]:
+        """Run phase 2 towards the calling destination (version 1.1)."""
+        return self._controls().handle_send_key(instance_uuid,
+                                                migration_uuid, destination)
+
+    def abort_migration(self, ctxt: object, instance_uuid: str,
+                        migration_uuid: str) -> None:
+        """Abort on behalf of the destination's rollback (version 1.1)."""
+        self._controls().handle_abort(instance_uuid, migration_uuid)

@@ -13,7 +13,7 @@
 #    under the License.
 
 
-"""Client side of the host-to-host vTPM migration RPC API."""
+"""Client side of the vTPM migration RPC API."""
 
 import typing as ty
 
@@ -24,12 +24,15 @@ from nova_vtpm_migration.rpc import serializer
 
 CONF = nvm_conf.CONF
 
-#: RPC namespace of the API (separate from every nova API).
 NAMESPACE = 'vtpm_migration'
+#: The newest API version this code sends and serves.
+VERSION = '1.1'
+#: The version that added the control calls.
+CONTROL_VERSION = '1.1'
 
 
 class VtpmMigrationAPI:
-    """Client side of the host-to-host vTPM migration RPC API.
+    """Client side of the vTPM migration RPC API.
 
     API version history:
 
@@ -38,15 +41,22 @@ class VtpmMigrationAPI:
       :mod:`nova_vtpm_migration.protocol.messages`) to a host and returns
       its reply. New protocol messages are versioned inside the protocol
       (its ``v`` field), so they do not need a new RPC version.
+    * 1.1 - ``attest_destination``, ``send_key`` and ``abort_migration``:
+      the control calls a migration's destination makes to its source.
+      They were a separate API before (namespace
+      ``vtpm_migration_compute`` on topic ``<rpc_topic>.compute``, sent
+      with Nova's request context); no context is sent now and the source
+      checks Nova's records with its own.
 
     :param transport: an oslo.messaging RPC transport (default: the one
         of ``[DEFAULT] transport_url``).
     """
 
-    #: Release names -> highest RPC version of that release, usable as
-    #: ``[vtpm_migration] rpc_version_cap``.
-    VERSION_ALIASES = {
+    #: Release -> highest RPC version that release sends and serves,
+    #: usable as ``[upgrade_levels] vtpm_migration``.
+    VERSION_ALIASES: ty.ClassVar[dict[str, str]] = {
         '1.0.0': '1.0',
+        '1.1.0': '1.1',
     }
 
     def __init__(self, transport: ty.Any = None) -> None:
@@ -54,11 +64,17 @@ class VtpmMigrationAPI:
             transport = messaging.get_rpc_transport(CONF)
         target = messaging.Target(topic=CONF.vtpm_migration.rpc_topic,
                                   namespace=NAMESPACE, version='1.0')
-        cap = CONF.vtpm_migration.rpc_version_cap
+        cap = CONF.upgrade_levels.vtpm_migration
         version_cap = self.VERSION_ALIASES.get(cap, cap) if cap else None
         self.client = messaging.get_rpc_client(
             transport, target, version_cap=version_cap,
-            serializer=serializer.MessageSerializer())
+            serializer=serializer.RpcSerializer())
+
+    def _call(self, host: str, version: str, method: str,
+              **kwargs: ty.Any) -> ty.Any:
+        cctxt = self.client.prepare(server=host, version=version,
+                                    timeout=CONF.vtpm_migration.rpc_timeout)
+        return cctxt.call({}, method, **kwargs)
 
     def exchange(self, host: str, request: bytes) -> bytes:
         """Send one protocol message to ``host`` and return the reply.
@@ -68,7 +84,40 @@ class VtpmMigrationAPI:
         :raises oslo_messaging.MessagingTimeout: no reply within
             ``[vtpm_migration] rpc_timeout``.
         """
-        cctxt = self.client.prepare(server=host, version='1.0',
-                                    timeout=CONF.vtpm_migration.rpc_timeout)
-        reply: bytes = cctxt.call({}, 'exchange', request=request)
+        reply: bytes = self._call(host, '1.0', 'exchange', request=request)
         return reply
+
+    def attest_destination(self, source: str, instance_uuid: str,
+                           destination: str,
+                           policy: str | None) -> dict[str, ty.Any]:
+        """Ask *source* to run phase 1 with *destination* (the caller).
+
+        :returns: a public summary of the attested session.
+        :raises oslo_messaging.RPCVersionCapError: capped below 1.1.
+        """
+        return ty.cast(dict[str, ty.Any], self._call(
+            source, CONTROL_VERSION, 'attest_destination',
+            instance_uuid=instance_uuid, destination=destination,
+            policy=policy))
+
+    def send_key(self, source: str, instance_uuid: str, migration_uuid: str,
+                 destination: str) -> dict[str, ty.Any]:
+        """Ask *source* to run phase 2 towards *destination* (the caller).
+
+        :returns: a public summary of the transfer.
+        :raises oslo_messaging.RPCVersionCapError: capped below 1.1.
+        """
+        return ty.cast(dict[str, ty.Any], self._call(
+            source, CONTROL_VERSION, 'send_key',
+            instance_uuid=instance_uuid, migration_uuid=migration_uuid,
+            destination=destination))
+
+    def abort_migration(self, source: str, instance_uuid: str,
+                        migration_uuid: str) -> None:
+        """Ask *source* to abort the migration (it coordinates the outcome).
+
+        :raises oslo_messaging.RPCVersionCapError: capped below 1.1.
+        """
+        self._call(source, CONTROL_VERSION, 'abort_migration',
+                   instance_uuid=instance_uuid,
+                   migration_uuid=migration_uuid)

@@ -13,7 +13,7 @@
 #    under the License.
 
 
-"""The per-host RPC server of the migration protocol."""
+"""The one RPC server of a compute host's vTPM migration service."""
 
 import collections.abc
 import typing as ty
@@ -30,14 +30,18 @@ CONF = nvm_conf.CONF
 
 
 def start_server(host: str,
-                 handler: collections.abc.Callable[[bytes], bytes],
-                 transport: ty.Any = None) -> ty.Any:
-    """Start this host's RPC server of the migration protocol.
+                 protocol_handler: collections.abc.Callable[[bytes], bytes],
+                 transport: ty.Any = None,
+                 control_handler: manager.ControlHandler | None = None
+                 ) -> ty.Any:
+    """Start this host's RPC server of the vTPM migration API.
 
     :param host: this host's name (the RPC server name peers call).
-    :param handler: the engine's ``handle`` method.
+    :param protocol_handler: the engine's ``handle`` method.
     :param transport: an oslo.messaging RPC transport (default: from
         ``[DEFAULT] transport_url``).
+    :param control_handler: serves the control calls (the compute host
+        object; ``None`` for a protocol-only server).
     :returns: the started ``oslo_messaging`` RPC server; call ``stop()``
         and ``wait()`` on it.
     """
@@ -46,8 +50,10 @@ def start_server(host: str,
     target = messaging.Target(topic=CONF.vtpm_migration.rpc_topic,
                               server=host)
     server = messaging.get_rpc_server(
-        transport, target, [manager.VtpmMigrationManager(handler)],
-        executor='threading', serializer=serializer.MessageSerializer(),
+        transport, target,
+        [manager.VtpmMigrationManager(protocol_handler, control_handler)],
+        executor='threading',
+        serializer=serializer.RpcSerializer(),
         access_policy=messaging.DefaultRPCAccessPolicy)
     server.start()
     LOG.info('vTPM migration RPC server of %s listening on topic %s', host,

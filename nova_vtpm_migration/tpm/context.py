@@ -248,11 +248,11 @@ class TpmContext:
         except tpm2_pytss.TSS2_Exception as exc:
             raise map_tss_error(self.tcti, 'connect', exc) from exc
         except (OSError, ValueError, RuntimeError) as exc:
-            # NOTE(vtpm): TCTILdr raises plain Python errors for unknown
+            # TCTILdr raises plain Python errors for unknown
             # TCTI modules or missing device nodes.
             raise errors.TpmUnavailable(tcti=self.tcti,
                                         reason=str(exc)) from exc
-        # NOTE(vtpm): without a resource manager objects outlive their
+        # Without a resource manager objects outlive their
         # connection. Under our lock nothing else of ours is loaded, so
         # anything transient left at connect time is a leak of a crashed
         # earlier user; free the slots. Behind /dev/tpmrm0 the list is empty.
@@ -341,7 +341,7 @@ class TpmContext:
         except (tpm2_pytss.TSS2_Exception, errors.TpmError):
             if before is None:
                 return  # a nested block: the outermost one handles it
-            # NOTE(vtpm): reconnecting flushes whatever is left (see
+            # Reconnecting flushes whatever is left (see
             # _connect), so a lost connection cannot leak slots for good.
             LOG.warning('Dropping TPM connection %s after an error during '
                         'cleanup', self.tcti)

@@ -224,7 +224,7 @@ class HostTpm:
     def _ak(self, e: context.Esys) -> ty.Any:
         ak = self._persistent(e, self.ak_handle)
         if ak is None:
-            # NOTE(vtpm): identity() creates the AK; it must have been
+            # Identity() creates the AK; it must have been
             # proven to the peers through a credential challenge first.
             self._create_ak(e)
             ak = self._persistent(e, self.ak_handle)
@@ -321,7 +321,7 @@ class HostTpm:
             except errors.TpmCommandError as exc:
                 raise errors.CredentialError(reason=str(exc)) from exc
             except errors.TpmFailureMode as exc:
-                # NOTE(vtpm): libtpms 0.9 answers TPM_RC_FAILURE when the
+                # Libtpms 0.9 answers TPM_RC_FAILURE when the
                 # seed does not decrypt with our EK (a credential made for
                 # another EK) without entering failure mode. A TPM really
                 # in failure mode refuses GetRandom too.
@@ -380,7 +380,7 @@ class HostTpm:
             srk, None,
             objects.binding_template(policy.pcr_policy_digest(values)))
         blob = _KeyBlob(pub.marshal(), priv.marshal(), time.time(), digest)
-        # NOTE(vtpm): keep the previous key so that a wrap made just before
+        # Keep the previous key so that a wrap made just before
         # an age-based rotation can still be unwrapped.
         keep = [blob] + blobs[:1]
         fileutils.atomic_write(self._binding_path, json.dumps(
@@ -525,7 +525,7 @@ class HostTpm:
         with self.ctx.esys() as e:
             srk = self._srk(e)
             values = self._read_pcrs(e)
-            # NOTE(vtpm): a salted session encrypts the secret on its way
+            # A salted session encrypts the secret on its way
             # into the TPM (parameter encryption).
             s = e.start_auth_session(srk, _TR.NONE, constants.TPM2_SE.HMAC,
                                      _AES128CFB, constants.TPM2_ALG.SHA256)

@@ -130,7 +130,7 @@ def unmarshal_public(data: bytes) -> types.TPM2B_PUBLIC:
     pub, used = types.TPM2B_PUBLIC.unmarshal(data)
     if used != len(data):
         raise ValueError('trailing bytes after TPM2B_PUBLIC')
-    # NOTE(vtpm): the TPM2B size must describe exactly the structure that
+    # The TPM2B size must describe exactly the structure that
     # follows; otherwise one public area would have several encodings.
     if int.from_bytes(data[:2], 'big') != len(data) - 2:
         raise ValueError('TPM2B_PUBLIC size field does not match its '

@@ -239,7 +239,7 @@ def _verify_chain(cert: x509.Certificate,
                   now: datetime.datetime | None) -> None:
     if not cas:
         raise errors.EkCertificateError(reason='the policy has no EK CA')
-    # NOTE(vtpm): every certificate of the bundle is a trust anchor (an
+    # Every certificate of the bundle is a trust anchor (an
     # operator may trust one vendor intermediate only) and may serve as an
     # intermediate; EK certificates carry no chain, so the bundle must
     # hold the intermediates. EK certificates carry the TCG EKU

@@ -46,13 +46,12 @@ COUNTS: collections.Counter[str] = collections.Counter()
 FINDINGS: collections.Counter[str] = collections.Counter()
 
 #: Undocumented exceptions found by fuzzing, reported upstream and each
-#: pinned by a strict ``xfail`` regression test in ``test_findings.py``;
-#: (exception type, text in the message, finding id). When a fix lands the
-#: regression test XPASSes (strict: fails) and the entry must be removed.
-KNOWN: list[tuple[type[BaseException], str, str]] = [
-    # F1-F4, F6 and F7 (tpm.verify / tpm.objects) are fixed; their
-    # regression tests are in test_verify.py and test_receipts.py.
-]
+#: pinned by a strict ``xfail`` regression test: (exception type, text in
+#: the message, description). When a fix lands the regression test
+#: XPASSes (strict: fails) and the entry must be removed. Empty: every one
+#: found so far is fixed, with regression tests in ``test_verify.py`` and
+#: ``test_receipts.py``.
+KNOWN: list[tuple[type[BaseException], str, str]] = []
 
 
 def note_finding(finding: str) -> None:

@@ -85,8 +85,8 @@ def _verify(data: bytes, policy: policy_mod.TrustPolicy) -> None:
 
 
 def _accepted(mutated: bytes, record: bytes) -> None:
-    """An accepted record must be the original (finding F6, an altered EK
-    public area of a signer that still verified, is fixed)."""
+    """An accepted record must be the original (a signer's altered EK
+    public area must not verify)."""
     assert mutated == record, 'an altered record was accepted'
 
 
@@ -174,7 +174,7 @@ def test_status_and_random(signed: tuple[bytes, policy_mod.TrustPolicy],
     assert not ok
 
 
-def test_finding_f7_record_with_bad_certificate_version(
+def test_record_with_bad_certificate_version_is_refused(
         signed: tuple[bytes, policy_mod.TrustPolicy]) -> None:
     record, policy = signed
     decoded = wire.decode(record, receipts.RECORD)
@@ -186,7 +186,7 @@ def test_finding_f7_record_with_bad_certificate_version(
                                policy)
 
 
-def test_finding_f6_record_with_altered_ek_attributes(
+def test_record_with_altered_ek_attributes_is_refused(
         signed: tuple[bytes, policy_mod.TrustPolicy]) -> None:
     record, policy = signed
     decoded = wire.decode(record, receipts.RECORD)

@@ -110,8 +110,8 @@ def _refuse(name: str, fn: collections.abc.Callable[..., ty.Any],
 
 
 def _same_public(accepted: bytes, certified: bytes) -> None:
-    # Finding F3 (a TPM2B size field not checked) is fixed: only the
-    # certified encoding itself is accepted.
+    # A TPM2B size field is checked: only the certified encoding itself is
+    # accepted.
     assert accepted == certified, (
         'a different public area was accepted as the certified one')
 
@@ -230,7 +230,7 @@ def test_random_evidence(ev: Evidence, a: bytes, b: bytes, c: bytes) -> None:
 
 
 @pytest.mark.parametrize('which', ['binding', 'signing'])
-def test_finding_f1_unknown_name_alg(ev: Evidence, which: str) -> None:
+def test_unknown_name_alg_is_invalid_evidence(ev: Evidence, which: str) -> None:
     """A certified key whose public area names an unknown hash algorithm
     (bytes 4-5 of the TPM2B_PUBLIC) must be refused with a
     VerificationError, not a ValueError (reachable from a peer: the
@@ -247,7 +247,7 @@ def test_finding_f1_unknown_name_alg(ev: Evidence, which: str) -> None:
                                       crypto.SIGNING_KEY_QUALIFIER)
 
 
-def test_finding_f2_unknown_attribute_bits(ev: Evidence) -> None:
+def test_unknown_attribute_bits_are_invalid_evidence(ev: Evidence) -> None:
     """An AK whose objectAttributes has a reserved bit (0x08000000) set
     must be refused with a CredentialError (reachable from a peer: the
     identity in hello / hello_reply, and offline in audit records)."""
@@ -258,7 +258,7 @@ def test_finding_f2_unknown_attribute_bits(ev: Evidence) -> None:
         verify.verify_identity(ident, ev.policy)
 
 
-def test_finding_f3_tpm2b_size_checked(ev: Evidence) -> None:
+def test_tpm2b_size_is_checked(ev: Evidence) -> None:
     public = ev.binding.public
     size = int.from_bytes(public[:2], 'big')
     bad = dataclasses.replace(ev.binding,
@@ -272,7 +272,7 @@ def test_finding_f3_tpm2b_size_checked(ev: Evidence) -> None:
 RSA_SPKI_OID = b'\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01\x05\x00'
 
 
-def test_finding_f4_unknown_certificate_key_type(ev: Evidence) -> None:
+def test_unknown_certificate_key_type_is_refused(ev: Evidence) -> None:
     cert = ev.identity.ek_certificate
     assert RSA_SPKI_OID in cert
     # the OID length swallows the NULL parameters: OID 1.2.840.113549.1.1.1.5.0
@@ -284,7 +284,7 @@ def test_finding_f4_unknown_certificate_key_type(ev: Evidence) -> None:
     raise AssertionError('accepted')
 
 
-def test_finding_f6_ek_symmetric_parameters(ev: Evidence) -> None:
+def test_ek_symmetric_parameters_are_checked(ev: Evidence) -> None:
     ek = bytearray(ev.identity.ek_public)
     assert ek[44:50] == b'\x00\x06\x00\x80\x00\x43'  # AES-128-CFB
     ek[48:50] = b'\x01\x43'  # mode 0x143
@@ -303,7 +303,7 @@ def _bad_version(cert: bytes) -> bytes:
     return cert.replace(v3, b'\xa0\x03\x02\x01\x0a', 1)
 
 
-def test_finding_f7_invalid_certificate_version(ev: Evidence) -> None:
+def test_invalid_certificate_version_is_refused(ev: Evidence) -> None:
     ident = dataclasses.replace(
         ev.identity, ek_certificate=_bad_version(ev.identity.ek_certificate))
     with pytest.raises(tpm_errors.VerificationError):

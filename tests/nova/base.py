@@ -1,3 +1,17 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
 """Nova functional-test harness with the plugin's driver loaded.
 
 Mix :class:`PluginDriverMixin` in front of a Nova functional test class
@@ -22,7 +36,7 @@ from nova.tests.functional.libvirt import base as libvirt_base
 
 # Registers the [vtpm_migration] options on Nova's CONF.
 from nova_vtpm_migration import conf as vtpm_conf  # noqa: F401
-from nova_vtpm_migration.virt import errors as virt_errors
+from nova_vtpm_migration.compute import errors as virt_errors
 from nova_vtpm_migration.virt.libvirt import driver as plugin_driver
 from tests.nova import engines as vtpm_engines
 from tests.nova import fixtures as vtpm_fixtures
@@ -35,7 +49,7 @@ FILTER = ('nova_vtpm_migration.scheduler.filters.'
 
 PLUGIN_DRIVER = 'vtpm_migration_ext.driver.LibvirtDriver'
 SHIM_MODULE = 'nova.virt.vtpm_migration_ext.driver'
-ENGINE_FACTORY = 'nova_vtpm_migration.virt.service.default_engine_factory'
+ENGINE_FACTORY = 'nova_vtpm_migration.compute.host.ComputeHost.open'
 
 
 def shim_installed() -> bool:
@@ -50,7 +64,7 @@ class ApiPasteMixin:
     """Point nova-api at the api-paste.ini the Nova wheel installed."""
 
     def _setup_services(self):
-        # NOTE(vtpm): Nova's test config defaults [wsgi] api_paste_config to
+        # Nova's test config defaults [wsgi] api_paste_config to
         # <site-packages>/etc/nova/api-paste.ini, but the wheel installs it
         # below sys.prefix.
         paste = os.path.join(sys.prefix, 'etc', 'nova', 'api-paste.ini')
@@ -63,7 +77,7 @@ class PluginDriverMixin(ApiPasteMixin):
     """Load the plugin's driver in every compute of a Nova test."""
 
     def setUp(self):
-        # NOTE(vtpm): Nova's ServiceFixture mocks shutdown_all_executors()
+        # Nova's ServiceFixture mocks shutdown_all_executors()
         # only until that fixture is cleaned up, but a compute stopped in
         # the test (restart_compute_service) finishes its graceful shutdown
         # in a background thread; when that thread outlives the mock it
@@ -87,7 +101,7 @@ class PluginDriverMixin(ApiPasteMixin):
         if shim_installed():
             self.flags(compute_driver=PLUGIN_DRIVER)
         else:
-            # NOTE(vtpm): a development venv without this package
+            # A development venv without this package
             # installed has no nova.virt.vtpm_migration_ext; load the same
             # class through Nova's own driver path instead
             # (tests.nova.test_packaging fails loudly in that case).
@@ -182,7 +196,7 @@ class VtpmServersBase(PluginDriverMixin, libvirt_base.LibvirtMigrationMixin,
         """The source's commit after the move never happens (as if its
         nova-compute died in post_live_migration)."""
         self.useFixture(fixtures.MockPatch(
-            'nova_vtpm_migration.virt.service.VtpmMigrationService.commit'))
+            'nova_vtpm_migration.compute.host.ComputeHost.commit'))
 
     def instance(self, server):
         return objects.Instance.get_by_uuid(

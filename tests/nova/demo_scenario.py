@@ -259,7 +259,7 @@ class DemoScenario(base.VtpmServersBase):
 def main() -> int:
     """Run the scenario, printing its report; 0 if every check passed."""
     DemoScenario.stream = sys.stdout
-    # NOTE(vtpm): Nova's services log their thread pools' shutdown after
+    # Nova's services log their thread pools' shutdown after
     # the test's log capture is gone; that is noise in a demo.
     logging.getLogger('nova.thread_pool_factory').setLevel(logging.WARNING)
     suite = unittest.TestSuite([DemoScenario('test_scenario')])

@@ -1,17 +1,33 @@
-"""The real protocol engine for every nova-compute of a functional test.
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
 
-Each compute's engine is built by the product's
-``nova_vtpm_migration.virt.engine_factory.assemble`` from that host's
-swtpm TPM, state directory and the test trust policy, and talks to its
-peers over Nova's (in-process) message bus, as in a deployment.
+"""The real host object for every nova-compute of a functional test.
+
+Each compute's :class:`~nova_vtpm_migration.compute.host.ComputeHost` is
+built by the product's ``ComputeHost.from_parts`` from that host's swtpm
+TPM, state directory and the test trust policy, and talks to its peers
+over Nova's (in-process) message bus, as in a deployment. Tests install
+:meth:`Engines.factory` in place of ``ComputeHost.open``, which reads one
+host's ``[vtpm_migration]`` options.
 """
 
 import os
 import typing as ty
 
-from nova_vtpm_migration import service as host_service
+from nova_vtpm_migration.compute import host as compute_host
+from nova_vtpm_migration.compute import layout
 from nova_vtpm_migration.protocol import states
-from nova_vtpm_migration.virt import engine_factory
 
 
 class Engines:
@@ -21,12 +37,17 @@ class Engines:
         self.tpms = tpms
         self.adapters: dict[str, ty.Any] = {}
 
-    def factory(self, host: str) -> ty.Any:
-        adapter = engine_factory.assemble(
-            host, self.tpms.tpm(host), self.tpms.policy,
-            os.path.join(self.tpms.state_dir(host), host_service.ENGINE_DIR))
-        self.adapters[host] = adapter
-        return adapter
+    def factory(self, cls: type[compute_host.ComputeHost], conf: ty.Any,
+                host: str, transport: ty.Any = None
+                ) -> compute_host.ComputeHost:
+        """``ComputeHost.open`` (a classmethod) for several computes in
+        one process."""
+        built = cls.from_parts(
+            conf, host, self.tpms.tpm(host), self.tpms.policy,
+            os.path.join(self.tpms.state_dir(host), layout.ENGINE_DIR),
+            transport)
+        self.adapters[host] = built
+        return built
 
     def _engine(self, host: str) -> ty.Any:
         adapter = self.adapters.get(host)

@@ -1,3 +1,17 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
 """vTPM live migration through Nova's own services with the plugin driver.
 
 Each test drives real nova-api (``os-migrateLive``), nova-conductor,
@@ -18,15 +32,15 @@ from nova import objects
 from nova.tests.fixtures import libvirt as fakelibvirt
 from oslo_utils.fixture import uuidsentinel as uuids
 
+from nova_vtpm_migration.compute import errors
 from nova_vtpm_migration.tpm import policy as policy_mod
-from nova_vtpm_migration.virt import errors
 from nova_vtpm_migration.virt import flavor_policy
-from nova_vtpm_migration.virt import rpcapi
 from tests.nova import base
 
 
 class AttestedLiveMigrationTest(base.VtpmServersBase):
-    """Issue 5, tests 1, 2, 4 and 6 (and the plugin-less peer cases)."""
+    """Protected moves through Nova: attested, refused, rolled back, and
+    with peers that do not run the plugin."""
 
     def _refused_to_dest(self):
         """Live-migrate to ``dest``, expect the pre-check to refuse it;
@@ -189,19 +203,22 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         """
         secret = self.start_pair()
         self.start_compute('evil')
-        api = rpcapi.ComputeAPI()
-        ctx = nova_context.get_admin_context()
-        api.attest_destination(ctx, 'src', self.server['id'], 'evil', None)
+        evil = self.computes['evil'].driver._vtpm
+        evil.attest_source(self.server['id'], 'src', None)
+
+        def send_key(migration, destination):
+            return evil._control('send_key', 'src',
+                                 instance_uuid=self.server['id'],
+                                 migration_uuid=migration,
+                                 destination=destination)
 
         for forged in (uuids.forged_migration, self.server['id']):
-            ex = self.assertRaises(
-                errors.VirtIntegrationError, api.send_key, ctx, 'src',
-                self.server['id'], forged, 'evil')
+            ex = self.assertRaises(errors.VirtIntegrationError, send_key,
+                                   forged, 'evil')
             self.assertIn('MigrationNotFound', str(ex))
         # And claiming to be another host does not match the attestation.
-        ex = self.assertRaises(
-            errors.VirtIntegrationError, api.send_key, ctx, 'src',
-            self.server['id'], uuids.forged_migration, 'dest')
+        ex = self.assertRaises(errors.VirtIntegrationError, send_key,
+                               uuids.forged_migration, 'dest')
         self.assertIn('UnexpectedDestination', str(ex))
 
         self.assertEqual({}, self.rows('src'))
@@ -214,10 +231,10 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         part in a protected live migration (and reports no trait)."""
         real_factory = self.engines.factory
 
-        def factory(host):
+        def factory(cls, conf, host, transport=None):
             if host == 'dest':
                 raise RuntimeError('TPM device /dev/tpmrm0 missing')
-            return real_factory(host)
+            return real_factory(cls, conf, host, transport)
 
         self.useFixture(fixtures.MonkeyPatch(base.ENGINE_FACTORY, factory))
         secret = self.start_pair()
@@ -310,7 +327,7 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
 
 
 class RecoveryTest(base.VtpmServersBase):
-    """Issue 5, test 5: nova-compute restarts in the middle of a move."""
+    """nova-compute restarts in the middle of a move."""
 
     def _key_holders(self):
         return [h for h in ('src', 'dest')
@@ -321,10 +338,9 @@ class RecoveryTest(base.VtpmServersBase):
         self.start_pair()
         # The outcome is lost: both hosts die before journaling the abort.
         self.useFixture(fixtures.MockPatch(
-            'nova_vtpm_migration.virt.service.VtpmMigrationService.abort'))
+            'nova_vtpm_migration.compute.host.ComputeHost.abort'))
         self.useFixture(fixtures.MockPatch(
-            'nova_vtpm_migration.virt.service.VtpmMigrationService.'
-            'abort_incoming'))
+            'nova_vtpm_migration.compute.host.ComputeHost.abort_incoming'))
 
         def failing_migrate(domain, destination, params, flags):
             conn = self.src.driver._host.get_connection()
@@ -415,7 +431,8 @@ def _three_hosts_one_untrusted(test):
 
 
 class SchedulerGateTest(base.VtpmServersBase):
-    """Issue 5, test 3: the conductor never hands the move to bad hosts."""
+    """The conductor never hands the move to hosts that fail
+    attestation."""
 
     ENABLE_FILTER = True
 

@@ -1,4 +1,18 @@
-"""The vTPM secret of protected instances is sealed at rest (issue 5).
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
+"""The vTPM secret of protected instances is sealed at rest.
 
 ``[vtpm_migration] libvirt_secret_storage = sealed`` (the default): no
 persistent plaintext libvirt secret on any host; the secret lives in the

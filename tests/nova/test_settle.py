@@ -1,3 +1,17 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
 """A running compute finishes unfinished migrations (periodic settle).
 
 Before, only nova-compute's start resolved a move whose commit did not get
@@ -71,8 +85,8 @@ class SettleTest(base.VtpmServersBase):
             return real_migrate(*args, **kwargs)
 
         self.useFixture(fixtures.MonkeyPatch(
-            'nova_vtpm_migration.virt.service.VtpmMigrationService.'
-            'receive_key', receive_and_settle))
+            'nova_vtpm_migration.compute.host.ComputeHost.receive_key',
+            receive_and_settle))
         self.useFixture(fixtures.MonkeyPatch(
             'nova.tests.fixtures.libvirt.Domain.migrateToURI3',
             migrate_and_settle))

@@ -19,7 +19,7 @@ tests must not depend on a system broker), so :class:`RabbitBroker` runs its
 own node: its own node name, data and log directories and Erlang cookie in
 a temporary directory, AMQP and distribution ports on 127.0.0.1 only.
 
-NOTE(vtpm): the node is started through ``/usr/lib/rabbitmq/bin``; the
+The node is started through ``/usr/lib/rabbitmq/bin``; the
 ``/usr/sbin`` wrappers ``su`` to the ``rabbitmq`` user and ``cd`` into
 ``/var/lib/rabbitmq``, which is not what a private node wants.
 """

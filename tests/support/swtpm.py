@@ -285,7 +285,7 @@ class SwtpmHostTpm:
             return
         last = ''
         for attempt in range(5):
-            # NOTE(vtpm): a restart keeps its ports (and so its TCTI) when
+            # A restart keeps its ports (and so its TCTI) when
             # they are still free.
             if not (attempt == 0 and self.port and _port_is_free(self.port)
                     and _port_is_free(self.port + 1)):
@@ -299,7 +299,7 @@ class SwtpmHostTpm:
                               'bindaddr=127.0.0.1',
                     '--flags', 'not-need-init,startup-clear',
                     '--log', f'file={log_path},level=1']
-            # NOTE(vtpm): PR_SET_PDEATHSIG fires when the *thread* that
+            # PR_SET_PDEATHSIG fires when the *thread* that
             # forked exits, so it is only used from the main thread.
             main = threading.current_thread() is threading.main_thread()
             self._proc = subprocess.Popen(  # noqa: S603 - fixed argv

@@ -1,3 +1,17 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
 """Tests of the configuration options and the generated sample."""
 
 import pathlib
@@ -35,7 +49,9 @@ def test_entry_point_lists_group() -> None:
 
 
 def test_list_opts_returns_copies() -> None:
-    (_group, copied), = opts.list_opts()
+    groups = dict(opts.list_opts())
+    assert set(g.name for g in groups) == {'vtpm_migration', 'upgrade_levels'}
+    copied = groups[vtpm_migration.vtpm_migration_group]
     originals = vtpm_migration.list_opts()[vtpm_migration.vtpm_migration_group]
     assert [o.name for o in copied] == [o.name for o in originals]
     assert all(c is not o for c, o in zip(copied, originals, strict=True))
@@ -52,7 +68,7 @@ def test_help_text_is_complete(opt: cfg.Opt) -> None:
 
 def test_register_opts_defaults() -> None:
     conf = cfg.ConfigOpts()
-    # NOTE(vtpm): a group *name*, not the module's OptGroup object: an
+    # A group *name*, not the module's OptGroup object: an
     # OptGroup keeps its options' overrides, so sharing it would share them.
     conf.register_opts(vtpm_migration.ALL_OPTS, group='vtpm_migration')
     conf([], project='nova', default_config_files=[])

@@ -128,7 +128,7 @@ def secret_at_rest(tb: testbed_mod.Testbed, runs: int
     the TPM, decrypt the envelope). Upstream reads a persistent libvirt
     secret instead, so there is no side-by-side ratio here.
     """
-    from nova_vtpm_migration.virt import secret_vault
+    from nova_vtpm_migration.compute import vault as secret_vault
 
     engine = tb.engines[HOSTS[0]]
     vault = secret_vault.SecretVault(engine.keystore, engine.state_lock,
@@ -256,7 +256,7 @@ def plugin_rss() -> dict[str, float]:
             text=True, timeout=300, check=True,
             env=dict(os.environ, TSS2_LOG='all+NONE'))
         out[mode] = int(proc.stdout.strip().splitlines()[-1]) / 1024.0
-    # NOTE(vtpm): the "plugin" process holds two hosts' engines (it acts
+    # The "plugin" process holds two hosts' engines (it acts
     # as both source and destination), so this over-counts one host.
     out['extra_mib'] = out['plugin'] - out['baseline']
     return out

@@ -17,7 +17,7 @@
 import pathlib
 import typing as ty
 
-#: The targets of issue 7 (goals, not test assertions).
+#: The performance goals (reported, not asserted by tests).
 TARGETS = {
     'downtime_ratio': 1.05,
     'phase12_to_tpm': 3.0,

@@ -17,7 +17,7 @@
 With ``[vtpm_migration] libvirt_secret_storage = sealed`` (the default) a
 protected instance (vTPM with ``hw:tpm_secret_security=host``) has no
 persistent libvirt secret. Its secret is kept in the host's vault
-(:mod:`nova_vtpm_migration.virt.secret_vault`) and libvirt gets an
+(:mod:`nova_vtpm_migration.compute.vault`) and libvirt gets an
 ephemeral, private secret only while it starts the guest's swtpm:
 
 ==============================  ============================================
@@ -54,7 +54,8 @@ from nova import vtpm as nova_vtpm
 from oslo_log import log as logging
 
 from nova_vtpm_migration import conf
-from nova_vtpm_migration.virt import errors
+from nova_vtpm_migration.compute import errors
+from nova_vtpm_migration.compute import host as compute_host
 from nova_vtpm_migration.virt import flavor_policy
 
 LOG = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ USAGE = 'vtpm'
 SEALED = 'sealed'
 
 Upstream = ty.Callable[..., ty.Any]
+Host = compute_host.ComputeHost
 
 
 def uses_vault(instance: ty.Any) -> bool:
@@ -76,19 +78,11 @@ def uses_vault(instance: ty.Any) -> bool:
                                            instance.image_meta))
 
 
-def _need(service: ty.Any, instance: ty.Any) -> ty.Any:
-    if service is None:
-        raise errors.SecretUnavailable(
-            instance=instance.uuid, host=CONF.host,
-            reason='the vTPM migration service did not start')
-    return service
-
-
 def _as_bytes(secret: str | bytes) -> bytes:
     return secret.encode() if isinstance(secret, str) else bytes(secret)
 
 
-def _take_over(service: ty.Any, host: ty.Any, context: ty.Any,
+def _take_over(vtpm: Host, host: ty.Any, context: ty.Any,
                instance: ty.Any) -> tuple[str, bytes]:
     """Seal a secret that the vault does not hold yet.
 
@@ -107,7 +101,7 @@ def _take_over(service: ty.Any, host: ty.Any, context: ty.Any,
         secret_uuid, passphrase = nova_vtpm.get_or_create_secret(context,
                                                                  instance)
         secret = _as_bytes(passphrase)
-    service.adopt_secret(instance.uuid, secret)
+    vtpm.adopt_secret(instance.uuid, secret)
     if legacy is not None:
         # Sealed durably first: the caller's _define() now replaces the
         # plaintext copy.
@@ -131,7 +125,7 @@ def _define(host: ty.Any, instance: ty.Any, secret_uuid: str,
                               private=sealed)
 
 
-def get_or_create(service: ty.Any, host: ty.Any, context: ty.Any,
+def get_or_create(vtpm: Host, host: ty.Any, context: ty.Any,
                   instance: ty.Any, upstream: Upstream) -> tuple[ty.Any,
                                                                  str | None]:
     """``_get_or_create_secret_for_vtpm`` for a guest about to start.
@@ -140,19 +134,19 @@ def get_or_create(service: ty.Any, host: ty.Any, context: ty.Any,
         secret is kept sealed).
     :returns: the ephemeral private libvirt secret and :data:`SEALED`.
     :raises SecretUnavailable: the vault cannot open the secret (for
-        example its key is not ``ACTIVE`` here, or the service is down).
+        example its key is not ``ACTIVE`` here).
+    :raises EngineUnavailable: this host's service is down.
     """
     if not uses_vault(instance):
         if (flavor_policy.is_protected(instance.flavor, instance.image_meta)
-                and service is not None and _holds(service, instance.uuid)):
-            return _release_from_vault(service, host, instance)
+                and _holds(vtpm, instance.uuid)):
+            return _release_from_vault(vtpm, host, instance)
         return ty.cast(tuple[ty.Any, str | None], upstream(context, instance))
-    service = _need(service, instance)
-    if service.holds_secret(instance.uuid):
-        secret = service.open_secret(instance.uuid)
+    if vtpm.holds_secret(instance.uuid):
+        secret = vtpm.open_secret(instance.uuid)
         secret_uuid = instance.system_metadata['vtpm_secret_uuid']
     else:
-        secret_uuid, secret = _take_over(service, host, context, instance)
+        secret_uuid, secret = _take_over(vtpm, host, context, instance)
     try:
         libvirt_secret = _define(host, instance, secret_uuid, secret,
                                  sealed=True)
@@ -161,25 +155,25 @@ def get_or_create(service: ty.Any, host: ty.Any, context: ty.Any,
     return libvirt_secret, SEALED
 
 
-def _release_from_vault(service: ty.Any, host: ty.Any,
+def _release_from_vault(vtpm: Host, host: ty.Any,
                         instance: ty.Any) -> tuple[ty.Any, str]:
     """``libvirt`` storage after ``sealed``: give the vault's secret back
     to libvirt as upstream ``host`` mode keeps it, then forget it."""
-    secret = service.open_secret(instance.uuid)
+    secret = vtpm.open_secret(instance.uuid)
     try:
         libvirt_secret = _define(
             host, instance, instance.system_metadata['vtpm_secret_uuid'],
             secret, sealed=False)
     finally:
         del secret
-    service.forget_secret(instance.uuid)
+    vtpm.forget_secret(instance.uuid)
     LOG.warning('Moved the vTPM secret from the vault into a persistent '
                 'libvirt secret ([vtpm_migration] libvirt_secret_storage '
                 '= libvirt)', instance=instance)
     return libvirt_secret, 'host'
 
 
-def add_to_migrate_data(service: ty.Any, instance: ty.Any,
+def add_to_migrate_data(vtpm: Host, instance: ty.Any,
                         migrate_data: ty.Any, upstream: Upstream) -> None:
     """``_add_vtpm_secret_to_live_migrate_data`` on the source.
 
@@ -187,8 +181,7 @@ def add_to_migrate_data(service: ty.Any, instance: ty.Any,
     ``migrate_data`` (the value is ``None``, so Nova's destination defines
     nothing from the bus); the secret is not even decrypted here.
     """
-    if (uses_vault(instance) and service is not None
-            and _holds(service, instance.uuid)):
+    if uses_vault(instance) and _holds(vtpm, instance.uuid):
         migrate_data.vtpm_secret_uuid = (
             instance.system_metadata['vtpm_secret_uuid'])
         migrate_data.vtpm_secret_value = None
@@ -196,22 +189,22 @@ def add_to_migrate_data(service: ty.Any, instance: ty.Any,
     upstream(instance, migrate_data)
 
 
-def _holds(service: ty.Any, instance_uuid: str) -> bool:
+def _holds(vtpm: Host, instance_uuid: str) -> bool:
     try:
-        return bool(service.holds_secret(instance_uuid))
+        return bool(vtpm.holds_secret(instance_uuid))
     except errors.VirtIntegrationError:
         return False
 
 
-def fill_for_fallback(service: ty.Any, instance: ty.Any,
+def fill_for_fallback(vtpm: Host, instance: ty.Any,
                       migrate_data: ty.Any) -> None:
     """Put the plaintext secret into ``migrate_data`` for an upstream
     (unprotected) migration that ``[vtpm_migration] enforcement = warn``
     allowed, when only the vault has it."""
-    if migrate_data.vtpm_secret_value or service is None:
+    if migrate_data.vtpm_secret_value:
         return
-    if _holds(service, instance.uuid):
-        migrate_data.vtpm_secret_value_bytes = service.open_secret(
+    if _holds(vtpm, instance.uuid):
+        migrate_data.vtpm_secret_value_bytes = vtpm.open_secret(
             instance.uuid)
 
 
@@ -229,7 +222,7 @@ def define_incoming(host: ty.Any, instance: ty.Any, secret_uuid: str,
              instance=instance)
 
 
-def release_after_incoming(service: ty.Any, host: ty.Any,
+def release_after_incoming(vtpm: Host, host: ty.Any,
                            instance: ty.Any) -> None:
     """Destination, after the guest arrived: undefine its libvirt secret.
 
@@ -239,12 +232,11 @@ def release_after_incoming(service: ty.Any, host: ty.Any,
     if not uses_vault(instance):
         return
     try:
-        if not _holds(service, instance.uuid):
+        if not _holds(vtpm, instance.uuid):
             legacy = host.find_secret(USAGE, instance.uuid)
             if legacy is None:
                 return
-            _need(service, instance).adopt_secret(instance.uuid,
-                                                  bytes(legacy.value()))
+            vtpm.adopt_secret(instance.uuid, bytes(legacy.value()))
         host.delete_secret(USAGE, instance.uuid)
     except Exception:
         LOG.exception('Could not release the libvirt vTPM secret after the '
@@ -252,16 +244,16 @@ def release_after_incoming(service: ty.Any, host: ty.Any,
                       'next guest start', instance=instance)
 
 
-def forget(service: ty.Any, instance: ty.Any) -> None:
+def forget(vtpm: Host, instance: ty.Any) -> None:
     """Destroy this host's sealed copy (the instance is gone from here).
 
     Keys that are moving are left to the protocol. Never raises: the
     instance's own cleanup must go on.
     """
-    if service is None or not _holds(service, instance.uuid):
+    if not _holds(vtpm, instance.uuid):
         return
     try:
-        service.forget_secret(instance.uuid)
+        vtpm.forget_secret(instance.uuid)
     except Exception:
         LOG.exception('Could not destroy the sealed vTPM secret',
                       instance=instance)
@@ -270,7 +262,7 @@ def forget(service: ty.Any, instance: ty.Any) -> None:
                  instance=instance)
 
 
-def sweep(service: ty.Any, hostname: str) -> list[str]:
+def sweep(vtpm: Host, hostname: str) -> list[str]:
     """Compute start: forget the sealed copies of deleted instances.
 
     An instance deleted while its compute service was down (Nova's API
@@ -281,15 +273,13 @@ def sweep(service: ty.Any, hostname: str) -> list[str]:
 
     :returns: the instances whose copies were destroyed.
     """
-    if service is None:
-        return []
     forgotten = []
     try:
-        # NOTE(vtpm): elevated() copies; the service's admin context may
-        # be shared (and cell-targeted).
+        # elevated() copies; the service's admin context may be shared
+        # (and cell-targeted).
         context = nova_context.get_admin_context().elevated(
             read_deleted='yes')
-        for uuid in service.sealed_instances():
+        for uuid in vtpm.sealed_instances():
             try:
                 instance = objects.Instance.get_by_uuid(context, uuid,
                                                         expected_attrs=[])
@@ -299,7 +289,7 @@ def sweep(service: ty.Any, hostname: str) -> list[str]:
                             hostname, uuid)
                 continue
             if instance.deleted:
-                service.forget_secret(uuid)
+                vtpm.forget_secret(uuid)
                 forgotten.append(uuid)
             elif instance.host != hostname:
                 LOG.warning('The vault of host %s holds the vTPM secret of '

@@ -15,8 +15,11 @@
 """The live-migration workflow steps the driver mixin delegates to.
 
 Each function is one Nova hook's plugin part; the mixin calls Nova's own
-implementation around it. See :mod:`nova_vtpm_migration.virt.service` for
-which host runs which step, and the admin guide for the failure handling.
+implementation around it, and each delegates the protocol to this host's
+:class:`~nova_vtpm_migration.compute.host.ComputeHost` (see there for
+which host runs which step, and the admin guide for the failure handling).
+:class:`LibvirtNovaView` is what the host object needs to know from Nova's
+records and libvirt.
 """
 
 import typing as ty
@@ -27,7 +30,8 @@ from nova import objects
 from oslo_log import log as logging
 
 from nova_vtpm_migration import conf
-from nova_vtpm_migration.virt import errors
+from nova_vtpm_migration.compute import errors
+from nova_vtpm_migration.compute import host as compute_host
 from nova_vtpm_migration.virt import flavor_policy
 from nova_vtpm_migration.virt.libvirt import guest_secret
 from nova_vtpm_migration.virt.libvirt import migrate_data as md
@@ -45,17 +49,7 @@ def is_protected(instance: ty.Any) -> bool:
     return flavor_policy.is_protected(instance.flavor, instance.image_meta)
 
 
-def _hostname(service: ty.Any) -> str:
-    return str(getattr(service, 'host', None) or CONF.host)
-
-
-def _need(service: ty.Any) -> ty.Any:
-    """Return *service*, or raise when this host's engine did not start."""
-    if service is None:
-        raise errors.EngineUnavailable(
-            host=CONF.host, reason='it failed to start; see the '
-                                   'nova-compute log of init_host')
-    return service
+Host = compute_host.ComputeHost
 
 
 def _fall_back(instance: ty.Any, exc: Exception) -> bool:
@@ -69,7 +63,7 @@ def _fall_back(instance: ty.Any, exc: Exception) -> bool:
     return True
 
 
-def dest_precheck(service: ty.Any, context: ty.Any, instance: ty.Any) -> None:
+def dest_precheck(vtpm: Host, context: ty.Any, instance: ty.Any) -> None:
     """Destination pre-check: phase 1, run by the source at our request.
 
     :raises nova.exception.MigrationPreCheckError: attestation failed or
@@ -80,24 +74,22 @@ def dest_precheck(service: ty.Any, context: ty.Any, instance: ty.Any) -> None:
         return
     policy = flavor_policy.policy_name(instance.flavor)
     try:
-        service = _need(service)
-        summary = service.attest_source(context, instance.uuid,
-                                        instance.host, policy)
+        summary = vtpm.attest_source(instance.uuid, instance.host, policy)
     except errors.PeerWithoutPlugin as exc:
         if _fall_back(instance, exc):
             return
         raise nova_exception.MigrationPreCheckError(reason=str(exc)) from exc
     except Exception as exc:
         reason = str(errors.AttestationRefused(
-            source=instance.host, dest=_hostname(service), reason=exc))
+            source=instance.host, dest=vtpm.host, reason=exc))
         LOG.error('vTPM live migration pre-check failed: %s', reason,
                   instance=instance)
         raise nova_exception.MigrationPreCheckError(reason=reason) from exc
     LOG.info('Source %s and destination %s attested each other: %s',
-             instance.host, service.host, summary, instance=instance)
+             instance.host, vtpm.host, summary, instance=instance)
 
 
-def source_check(service: ty.Any, instance: ty.Any,
+def source_check(vtpm: Host, instance: ty.Any,
                  migrate_data: ty.Any) -> None:
     """Source pre-check: keep the plaintext secret off the bus.
 
@@ -106,13 +98,11 @@ def source_check(service: ty.Any, instance: ty.Any,
     """
     if not is_protected(instance) or not migrate_data.has_vtpm:
         return
-    dest = None if service is None else service.expected_destination(
-        instance.uuid)
+    dest = vtpm.expected_destination(instance.uuid)
     if dest is None:
-        exc = errors.NotAttested(source=_hostname(service),
-                                 instance=instance.uuid)
+        exc = errors.NotAttested(source=vtpm.host, instance=instance.uuid)
         if _fall_back(instance, exc):
-            guest_secret.fill_for_fallback(service, instance, migrate_data)
+            guest_secret.fill_for_fallback(vtpm, instance, migrate_data)
             return
         raise nova_exception.MigrationPreCheckError(reason=str(exc))
     md.strip_secret(migrate_data)
@@ -140,7 +130,7 @@ def _find_migration_uuid(context: ty.Any, instance: ty.Any,
                f'{hostname} is in progress')
 
 
-def dest_pre_live_migration(service: ty.Any, host: ty.Any, context: ty.Any,
+def dest_pre_live_migration(vtpm: Host, host: ty.Any, context: ty.Any,
                             instance: ty.Any, migrate_data: ty.Any) -> None:
     """Destination ``pre_live_migration``: phase 2, then define the secret.
 
@@ -151,15 +141,14 @@ def dest_pre_live_migration(service: ty.Any, host: ty.Any, context: ty.Any,
     if not md.is_plugin_migration(migrate_data):
         return
     migration_uuid = _find_migration_uuid(context, instance, migrate_data,
-                                          _hostname(service))
+                                          vtpm.host)
     try:
-        secret = _need(service).receive_key(
-            context, instance.uuid, migration_uuid, instance.host)
+        secret = vtpm.receive_key(instance.uuid, migration_uuid,
+                                  instance.host)
     except Exception as exc:
         raise nova_exception.MigrationError(reason=str(
             errors.KeyTransferFailed(instance=instance.uuid,
-                                     source=instance.host,
-                                     dest=_hostname(service),
+                                     source=instance.host, dest=vtpm.host,
                                      reason=exc))) from exc
     try:
         guest_secret.define_incoming(host, instance,
@@ -168,8 +157,7 @@ def dest_pre_live_migration(service: ty.Any, host: ty.Any, context: ty.Any,
         del secret
 
 
-def source_post(service: ty.Any, instance: ty.Any,
-                migrate_data: ty.Any) -> None:
+def source_post(vtpm: Host, instance: ty.Any, migrate_data: ty.Any) -> None:
     """Source ``post_live_migration``: commit (the guest runs on the dest).
 
     Never raises: the guest already runs on the destination, so failing
@@ -179,10 +167,10 @@ def source_post(service: ty.Any, instance: ty.Any,
     migration_uuid = md.migration_uuid(migrate_data)
     if not md.is_plugin_migration(migrate_data) or migration_uuid is None:
         # An upstream migration (enforcement = warn) took the secret away.
-        guest_secret.forget(service, instance)
+        guest_secret.forget(vtpm, instance)
         return
     try:
-        _need(service).commit(instance.uuid, migration_uuid)
+        vtpm.commit(instance.uuid, migration_uuid)
     except Exception:
         LOG.exception('Commit of vTPM key move %s failed; it will be '
                       'retried by recovery', migration_uuid,
@@ -192,18 +180,17 @@ def source_post(service: ty.Any, instance: ty.Any,
                  instance=instance)
 
 
-def source_rollback(service: ty.Any, instance: ty.Any,
+def source_rollback(vtpm: Host, instance: ty.Any,
                     migrate_data: ty.Any) -> None:
     """Source rollback: abort; the source key is usable again."""
     migration_uuid = md.migration_uuid(migrate_data)
     if not md.is_plugin_migration(migrate_data) or migration_uuid is None:
         return
-    _need(service).abort(instance.uuid, migration_uuid)
+    vtpm.abort(instance.uuid, migration_uuid)
     LOG.info('vTPM key move %s aborted', migration_uuid, instance=instance)
 
 
-def dest_rollback(service: ty.Any, context: ty.Any, instance: ty.Any,
-                  migrate_data: ty.Any) -> None:
+def dest_rollback(vtpm: Host, instance: ty.Any, migrate_data: ty.Any) -> None:
     """Destination rollback: drop the received key, have the source abort.
 
     Errors are logged, not raised, so that Nova's own destination cleanup
@@ -213,40 +200,10 @@ def dest_rollback(service: ty.Any, context: ty.Any, instance: ty.Any,
     if not md.is_plugin_migration(migrate_data) or migration_uuid is None:
         return
     try:
-        _need(service).abort_incoming(context, instance.uuid, migration_uuid,
-                               instance.host)
+        vtpm.abort_incoming(instance.uuid, migration_uuid, instance.host)
     except Exception:
         LOG.exception('Abort of vTPM key move %s at the destination failed',
                       migration_uuid, instance=instance)
-
-
-def make_secret_reader(host: ty.Any, hostname: str,
-                       vault_holds: ty.Callable[[str], bool]) -> ty.Callable[
-        [ty.Any, str, str, str], bytes | None]:
-    """Return the facade's secret reader for this source host.
-
-    Before reading, it checks Nova's migration record: the key only moves
-    for an in-progress live migration of this instance, from this host, to
-    exactly the host that asks (which the protocol has also attested).
-    It returns ``None`` when *vault_holds* the secret: the engine then
-    moves the sealed envelope and nothing is decrypted here.
-    """
-    def reader(context: ty.Any, instance_uuid: str, migration_uuid: str,
-               destination: str) -> bytes | None:
-        migration = objects.Migration.get_by_uuid(context, migration_uuid)
-        if (migration.instance_uuid != instance_uuid
-                or migration.source_compute != hostname
-                or migration.dest_compute != destination
-                or migration.migration_type != 'live-migration'
-                or migration.status not in _MOVING_STATES):
-            raise errors.UnexpectedDestination(
-                dest=destination, instance=instance_uuid,
-                expected=(f'{migration.dest_compute} (migration '
-                          f'{migration_uuid}, {migration.status})'))
-        if vault_holds(instance_uuid):
-            return None
-        return secrets.read_secret(host, instance_uuid, hostname)
-    return reader
 
 
 #: Nova migration states in which the guest may still be moving.
@@ -255,29 +212,64 @@ _UNDECIDED_STATES = frozenset({'running', 'post-migrating'})
 _FAILED_STATES = frozenset({'error', 'failed', 'cancelled'})
 
 
-def make_oracle(host: ty.Any, after_restart: bool = True
-                ) -> ty.Callable[[str, str], str]:
-    """Return the oracle that decides an in-doubt move of this source.
+class LibvirtNovaView:
+    """What the host object needs from Nova's records and libvirt.
 
-    ``commit`` when the guest no longer runs here and Nova recorded the
-    hand-over (migration ``completed`` or the instance's host is the
-    destination); ``abort`` when the guest runs here and Nova's migration
-    ended without a hand-over; otherwise ``unknown``: the key stays LOCKED
-    here and PENDING there (never usable twice) until the operator decides
-    (``nova-vtpm-migration journal decide``). Presuming abort would be
-    unsafe when the guest may already run on the destination.
-
-    :param after_restart: this compute service just started, so no move it
-        ran is still in flight: a migration Nova has not yet moved past
-        ``preparing`` ended without a hand-over. Otherwise (the periodic
-        settle of a running service) only a final Nova status decides:
-        ``completed`` for commit, ``error``/``failed``/``cancelled`` for
-        abort.
+    :param host: the driver's ``nova.virt.libvirt.host.Host``.
+    :param hostname: this compute service's host name.
     """
-    def oracle(migration_uuid: str, instance_uuid: str) -> str:
+
+    def __init__(self, host: ty.Any, hostname: str) -> None:
+        self._host = host
+        self._hostname = hostname
+
+    def check_outgoing(self, instance_uuid: str, migration_uuid: str,
+                       destination: str) -> None:
+        """The key only moves for an in-progress live migration of this
+        instance, from this host, to exactly the host that asks (which the
+        protocol has also attested).
+
+        :raises UnexpectedDestination: Nova's record says otherwise.
+        """
+        context = nova_context.get_admin_context()
+        migration = objects.Migration.get_by_uuid(context, migration_uuid)
+        if (migration.instance_uuid != instance_uuid
+                or migration.source_compute != self._hostname
+                or migration.dest_compute != destination
+                or migration.migration_type != 'live-migration'
+                or migration.status not in _MOVING_STATES):
+            raise errors.UnexpectedDestination(
+                dest=destination, instance=instance_uuid,
+                expected=(f'{migration.dest_compute} (migration '
+                          f'{migration_uuid}, {migration.status})'))
+
+    def read_libvirt_secret(self, instance_uuid: str) -> bytes:
+        """The instance's persistent libvirt vTPM secret."""
+        return secrets.read_secret(self._host, instance_uuid, self._hostname)
+
+    def outcome(self, migration_uuid: str, instance_uuid: str,
+                after_restart: bool) -> str:
+        """Decide an in-doubt move of which this host is the source.
+
+        ``commit`` when the guest no longer runs here and Nova recorded the
+        hand-over (migration ``completed`` or the instance's host is the
+        destination); ``abort`` when the guest runs here and Nova's
+        migration ended without a hand-over; otherwise ``unknown``: the key
+        stays LOCKED here and PENDING there (never usable twice) until the
+        operator decides (``nova-vtpm-migration journal decide``).
+        Presuming abort would be unsafe when the guest may already run on
+        the destination.
+
+        :param after_restart: this compute service just started, so no
+            move it ran is still in flight: a migration Nova has not yet
+            moved past ``preparing`` ended without a hand-over. Otherwise
+            (the periodic settle of a running service) only a final Nova
+            status decides: ``completed`` for commit,
+            ``error``/``failed``/``cancelled`` for abort.
+        """
         context = nova_context.get_admin_context()
         try:
-            host.get_guest(objects.Instance(uuid=instance_uuid))
+            self._host.get_guest(objects.Instance(uuid=instance_uuid))
         except nova_exception.InstanceNotFound:
             guest_here = False
         else:
@@ -302,4 +294,3 @@ def make_oracle(host: ty.Any, after_restart: bool = True
                 and migration.status not in _UNDECIDED_STATES):
             return 'abort'
         return 'unknown'
-    return oracle

@@ -21,71 +21,78 @@ The mixin overrides Nova's live-migration hooks, ``init_host``,
 implementation and delegates the plugin's part to
 :mod:`~nova_vtpm_migration.virt.libvirt.live_migration` or
 :mod:`~nova_vtpm_migration.virt.libvirt.guest_secret`; the per-host state
-lives in :class:`~nova_vtpm_migration.virt.service.VtpmMigrationService`.
+lives in the host object,
+:class:`~nova_vtpm_migration.compute.host.ComputeHost`.
 ``tests/unit/virt/libvirt/test_mixin.py`` fails when one of these Nova
 methods disappears or changes its signature.
 """
 
-import contextlib
 import typing as ty
 
+from nova import rpc as nova_rpc
 from oslo_log import log as logging
 
-from nova_vtpm_migration.virt import service as vtpm_service
+from nova_vtpm_migration import conf
+from nova_vtpm_migration.compute import host as compute_host
 from nova_vtpm_migration.virt.libvirt import guest_secret
 from nova_vtpm_migration.virt.libvirt import live_migration as lm
 from nova_vtpm_migration.virt.libvirt import traits
 
 LOG = logging.getLogger(__name__)
+CONF = conf.CONF
+
+
+def build_host(host: str) -> compute_host.ComputeHost:
+    """This compute's host object from ``[vtpm_migration]``, on Nova's
+    message bus; an unavailable one (with the reason) when it cannot be
+    built."""
+    try:
+        return compute_host.ComputeHost.open(CONF, host, nova_rpc.TRANSPORT)
+    except Exception as exc:
+        LOG.exception('The vTPM migration service of host %s could not be '
+                      'built; vTPM live migrations with this host will be '
+                      'refused', host)
+        return compute_host.ComputeHost.unavailable(
+            CONF, host, f'{type(exc).__name__}: {exc}')
 
 
 class VtpmMigrationDriverMixin:
     """Mix in before ``nova.virt.libvirt.driver.LibvirtDriver``."""
 
-    _vtpm: (vtpm_service.VtpmMigrationService
-            | vtpm_service.UnavailableService | None) = None
     # Provided by nova.virt.libvirt.driver.LibvirtDriver.
     _host: ty.Any
+    _vtpm_host: compute_host.ComputeHost | None = None
+
+    @property
+    def _vtpm(self) -> compute_host.ComputeHost:
+        """This compute's host object (unavailable until ``init_host``)."""
+        if self._vtpm_host is None:
+            return compute_host.ComputeHost.unavailable(
+                CONF, CONF.host, 'nova-compute has not started it yet')
+        return self._vtpm_host
 
     def init_host(self, host: str) -> None:
         super().init_host(host)  # type: ignore[misc]
-        # NOTE(vtpm): a host whose engine cannot start keeps running its
-        # instances; it reports no attestation trait and refuses to take
-        # part in protected live migrations (the error names the cause).
-        engine = None
-        try:
-            engine = vtpm_service.default_engine_factory(host)
-            vtpm = vtpm_service.VtpmMigrationService(
-                host, engine, lm.make_secret_reader(self._host, host,
-                                                    engine.holds_secret))
-            vtpm.start(lm.make_oracle(self._host),
-                       lm.make_oracle(self._host, after_restart=False))
-        except Exception as exc:
-            LOG.exception('The vTPM migration service of host %s did not '
-                          'start; vTPM live migrations with this host will '
-                          'be refused', host)
-            if engine is not None:
-                with contextlib.suppress(Exception):
-                    engine.close()
-            self._vtpm = vtpm_service.UnavailableService(
-                host, f'{type(exc).__name__}: {exc}')
-        else:
-            self._vtpm = vtpm
-            guest_secret.sweep(vtpm, host)
+        # A host whose service cannot start keeps running its instances;
+        # it reports no attestation trait and refuses to take part in
+        # protected live migrations (the error names the cause).
+        vtpm = build_host(host)
+        vtpm.start(lm.LibvirtNovaView(self._host, host))
+        self._vtpm_host = vtpm
+        guest_secret.sweep(vtpm, host)
 
     def cleanup_host(self, host: str) -> None:
-        if self._vtpm is not None:
-            self._vtpm.stop()
-            self._vtpm = None
+        vtpm, self._vtpm_host = self._vtpm_host, None
+        if vtpm is not None:
+            vtpm.stop()
         super().cleanup_host(host)  # type: ignore[misc]
 
     def update_provider_tree(self, provider_tree: ty.Any, nodename: str,
                              allocations: ty.Any = None) -> None:
         super().update_provider_tree(  # type: ignore[misc]
             provider_tree, nodename, allocations=allocations)
-        attested = (self._vtpm is not None
-                    and self._vtpm.attestation_fresh())
-        traits.update(provider_tree, nodename, attested)
+        traits.update(provider_tree, nodename,
+                      self._vtpm.attestation_fresh())
 
     # -- the vTPM secret at rest (guest_secret) ------------------------------
 
@@ -134,8 +141,8 @@ class VtpmMigrationDriverMixin:
             self, context: ty.Any, instance: ty.Any, src_compute_info: ty.Any,
             dst_compute_info: ty.Any, block_migration: bool = False,
             disk_over_commit: bool = False) -> ty.Any:
-        # NOTE(vtpm): attest first; Nova creates a shared-storage test file
-        # below that only cleanup_live_migration_destination_check removes.
+        # Attest first: Nova creates a shared-storage test file below that
+        # only cleanup_live_migration_destination_check removes.
         lm.dest_precheck(self._vtpm, context, instance)
         return super().check_can_live_migrate_destination(  # type: ignore
             context, instance, src_compute_info, dst_compute_info,
@@ -177,7 +184,7 @@ class VtpmMigrationDriverMixin:
             self, context: ty.Any, instance: ty.Any, network_info: ty.Any,
             block_device_info: ty.Any, destroy_disks: bool = True,
             migrate_data: ty.Any = None) -> None:
-        lm.dest_rollback(self._vtpm, context, instance, migrate_data)
+        lm.dest_rollback(self._vtpm, instance, migrate_data)
         super().rollback_live_migration_at_destination(  # type: ignore
             context, instance, network_info, block_device_info,
             destroy_disks, migrate_data)

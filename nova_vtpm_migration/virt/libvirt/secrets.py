@@ -23,7 +23,7 @@ import typing as ty
 
 from oslo_log import log as logging
 
-from nova_vtpm_migration.virt import errors
+from nova_vtpm_migration.compute import errors
 
 LOG = logging.getLogger(__name__)
 

@@ -1,3 +1,17 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
 """attest, journal and receipts commands over a real RabbitMQ broker.
 
 The CLI runs in-process (``manage.main``) with a nova.conf naming a private
@@ -17,8 +31,8 @@ import oslo_messaging as messaging
 import pytest
 
 from nova_vtpm_migration import conf as nvm_conf
-from nova_vtpm_migration import service
 from nova_vtpm_migration.cmd import manage
+from nova_vtpm_migration.compute import host as compute_host
 from nova_vtpm_migration.protocol import engine as engine_mod
 from nova_vtpm_migration.rpc import rpcapi
 from nova_vtpm_migration.rpc import server
@@ -84,8 +98,10 @@ class Cluster:
         """The CLI host's engine as nova-compute would build it."""
         nvm_conf.CONF(['--config-file', str(self.conf_file)],
                       project='nova', default_config_files=[])
-        return service.build_engine(nvm_conf.CONF, 'src',
-                                    transport=self._proto())
+        built = compute_host.ComputeHost.open(nvm_conf.CONF, 'src',
+                                              self.transport)
+        assert built.engine is not None
+        return built.engine
 
     def close(self) -> None:
         for srv in self.servers:

@@ -1,19 +1,32 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
 """``nova-vtpm-migration vault list`` against a real swtpm host TPM."""
 
 import collections.abc
 import json
 import os
 import pathlib
-import threading
 import uuid
 
 import pytest
 
 from nova_vtpm_migration import conf as nvm_conf
-from nova_vtpm_migration import service
 from nova_vtpm_migration.cmd import manage
+from nova_vtpm_migration.compute import host as compute_host
+from nova_vtpm_migration.compute import layout
 from nova_vtpm_migration.tpm import policy as policy_mod
-from nova_vtpm_migration.virt import secret_vault
 from tests.support import swtpm
 
 SECRET = os.urandom(384).hex().encode()
@@ -39,13 +52,10 @@ def host(swtpm_ca: swtpm.SwtpmCA,  # noqa: F811
             conf.set_override(name, value, group='vtpm_migration')
         instances = [str(uuid.uuid4()), str(uuid.uuid4())]
         try:
-            eng = service.build_engine(conf, 'vault-host')
-            vault = secret_vault.SecretVault(eng.keystore, threading.RLock(),
-                                             'vault-host')
+            built = compute_host.ComputeHost.open(conf, 'vault-host')
             for inst in instances:
-                vault.adopt(inst, SECRET)
-            eng.close()
-            eng.tpm.ctx.close()
+                built.adopt_secret(inst, SECRET)
+            built.stop()
         finally:
             for name in ('tcti', 'state_path', 'policy_file'):
                 conf.clear_override(name, group='vtpm_migration')
@@ -78,7 +88,7 @@ def test_verify_opens_each_and_names_a_tampered_one(
     code, out, _ = _run(capsys, *base, 'vault', 'list', '--verify')
     assert code == 0, out
     assert out.count('| ok ') == 2
-    envelope = (tmp_path / 'state' / service.ENGINE_DIR / 'vault'
+    envelope = (tmp_path / 'state' / layout.ENGINE_DIR / 'vault'
                 / f'{instances[1]}.envelope')
     data = bytearray(envelope.read_bytes())
     data[-1] ^= 0xFF

@@ -89,7 +89,7 @@ class RabbitCluster:
                               group='vtpm_migration')
         cfg.CONF.set_override('rpc_topic', f'vtpm-rel-{os.getpid()}',
                               group='vtpm_migration')
-        # NOTE(vtpm): oslo.messaging 18 registers its options on the
+        # Oslo.messaging 18 registers its options on the
         # global CONF only.
         self.transport = oslo_messaging.get_rpc_transport(cfg.CONF, url=url)
         self.policy = policy_mod.TrustPolicy.from_dict(policy_doc)

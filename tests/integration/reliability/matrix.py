@@ -60,13 +60,12 @@ class CellResult:
     findings: list[str] = dataclasses.field(default_factory=list)
 
 
-#: Undocumented exceptions seen at the engine API that are known, reported
-#: findings (each pinned by a strict xfail test in ``test_findings.py``):
-#: text in "<host>.<op>: <type>: <message>" -> finding. A cell that keeps
-#: the invariant but shows one survives, marked with ``*``.
-KNOWN: dict[str, str] = {
-    # F5 (SQLite errors at BEGIN/COMMIT escaped untranslated) is fixed.
-}
+#: Undocumented exceptions seen at the engine API that are known and
+#: reported (each pinned by a strict xfail test): text in "<host>.<op>:
+#: <type>: <message>" -> description. A cell that keeps the invariant but
+#: shows one survives, marked with ``*``. Empty: every one found so far is
+#: fixed and has a regression test (``test_disk_errors.py``).
+KNOWN: dict[str, str] = {}
 
 #: Results of this run, for the printed table.
 RESULTS: dict[tuple[str, str], CellResult] = collections.OrderedDict()

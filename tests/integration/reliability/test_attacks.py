@@ -14,7 +14,7 @@
 
 
 
-"""Extended attack suite (issue 8, item 6), on real swtpm hosts with an
+"""Extended attack suite, on real swtpm hosts with an
 in-process Dolev-Yao adversary or compromised host software. Each attack
 is refused with a clear, documented error and leaves the key where it
 was.

@@ -13,7 +13,7 @@
 #    under the License.
 
 
-"""Data-plane cells of the fault-injection matrix (issue 8, item 1).
+"""Data-plane cells of the fault-injection matrix.
 
 Each cell live-migrates a fresh instance with the real data plane of a
 shared :class:`~tests.support.dataplane.testbed.Testbed` (swtpm host
@@ -69,7 +69,7 @@ FAULTS = ('kill_dst_qemu', 'kill_dst_vtpm', 'kill_src_qemu',
 
 #: Cells that make no sense, with the reason.
 SKIPPED: dict[tuple[str, str], str] = {
-    # NOTE(vtpm): before QEMU starts, killing the source QEMU is a plain
+    # Before QEMU starts, killing the source QEMU is a plain
     # guest crash before any hand-over: the data plane refuses to migrate
     # a guest that does not run and there is nothing migration-specific
     # left to observe (the during_qemu cell covers the source QEMU dying
@@ -190,7 +190,7 @@ def _run(tb: testbed_mod.Testbed, inst: str, step: str,
             uri = real_prepare(uuid, key)
             _inject(tb, inst, fault)
             return uri
-        # NOTE(vtpm): an instance attribute shadows the method for this
+        # An instance attribute shadows the method for this
         # cell only; removed below.
         dst.prepare_incoming = prepare  # type: ignore[method-assign]
     elif step == 'during_qemu':

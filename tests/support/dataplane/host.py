@@ -190,7 +190,7 @@ class SimHost:
                 inst.uuid, inst.run_dir, inst.vtpm.ctrl_path,
                 incoming=incoming, firmware=self.firmware)
             inst.guest.start()
-            # NOTE(vtpm): with the return path the source learns that the
+            # With the return path the source learns that the
             # destination failed to load (e.g. it refused the vTPM state),
             # reports the migration failed and resumes the guest itself;
             # its "downtime" then includes the destination's load of the

@@ -116,7 +116,7 @@ class DirectKeyExchange:
 
     def take_pending_key(self, instance_uuid: str) -> 'vtpm.VtpmKey':
         """Return a copy of the key for the destination vTPM."""
-        # NOTE(vtpm): a copy, so wiping the source's key object on commit
+        # A copy, so wiping the source's key object on commit
         # does not touch the destination's.
         return self._key.copy()
 
@@ -232,7 +232,7 @@ def live_migrate(exchange: KeyExchange, src: host_mod.SimHost,
             try:
                 _abort(exchange, src, dst, instance_uuid)
             except errors.MigrationFailed as abort_exc:
-                # NOTE(vtpm): the key is back at the source (the protocol
+                # The key is back at the source (the protocol
                 # aborted) but its guest is gone: report it, as a guest
                 # crash, in the result rather than raise past it.
                 result.error = f'{result.error}; {abort_exc}'
@@ -244,7 +244,7 @@ def live_migrate(exchange: KeyExchange, src: host_mod.SimHost,
             try:
                 exchange.commit(instance_uuid)
             except Exception as e:  # noqa: BLE001 - reported in the result
-                # NOTE(vtpm): the guest runs on the destination but the
+                # The guest runs on the destination but the
                 # key move is not final; the protocol's recovery decides.
                 # The paused source keeps its vTPM state until then.
                 result.error = str(e)
@@ -294,7 +294,7 @@ def _abort(exchange: KeyExchange, src: host_mod.SimHost,
     state = guest.wait_status({'running', 'postmigrate', 'paused',
                                'finish-migrate'}, timeout=10.0)
     if state in ('postmigrate', 'paused', 'finish-migrate'):
-        # NOTE(vtpm): like libvirt's Confirm phase after a failed Finish:
+        # Like libvirt's Confirm phase after a failed Finish:
         # the source resumes the guest it had stopped.
         guest.execute('cont')
     if not guest.is_running():

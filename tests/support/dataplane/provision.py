@@ -130,7 +130,7 @@ def _key_template() -> tpm_types.TPM2B_PUBLIC:
              | tpm_const.TPMA_OBJECT.SIGN_ENCRYPT)
     public = tpm_types.TPMT_PUBLIC.parse('ecc256:ecdsa-sha256',
                                          objectAttributes=attrs)
-    # NOTE(vtpm): a random unique field makes the key differ from any
+    # A random unique field makes the key differ from any
     # other primary key of this TPM, so a matching name after migration
     # cannot be a coincidence.
     public.unique.ecc.x = secrets.token_bytes(32)

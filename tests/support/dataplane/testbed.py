@@ -67,7 +67,7 @@ class Testbed:
                  firmware: str | None = guest_mod.FIRMWARE_NO_TPM,
                  transport_url: str | None = None
                  ) -> None:
-        # NOTE(vtpm): imported here so that the rest of the data plane
+        # Imported here so that the rest of the data plane
         # does not depend on the protocol and the simulator.
         from nova_vtpm_migration.protocol import engine as engine_mod
         from nova_vtpm_migration.protocol import transport as transport_mod
@@ -127,7 +127,7 @@ class Testbed:
         from nova_vtpm_migration.rpc import rpcapi
         from nova_vtpm_migration.rpc import transport as rpc_transport
 
-        # NOTE(vtpm): oslo.messaging registers its options on the global
+        # Oslo.messaging registers its options on the global
         # CONF only.
         self._rpc = messaging.get_rpc_transport(cfg.CONF, url=url)
         return rpc_transport.RpcTransport(rpcapi.VtpmMigrationAPI(self._rpc))
@@ -182,7 +182,7 @@ class Testbed:
         :param kwargs: see :func:`.migration.live_migrate`.
         """
         if not secured_mode:
-            # NOTE(vtpm): the plain path bypasses the key stores, as
+            # The plain path bypasses the key stores, as
             # upstream Nova does; the source's key store entry is left
             # alone.
             return migration.live_migrate_plain(

@@ -126,7 +126,7 @@ class VtpmKey:
             raise errors.DataplaneError(reason='vTPM key was destroyed')
         r, w = os.pipe()
         try:
-            # NOTE(vtpm): 32 bytes always fit the pipe buffer, so this
+            # 32 bytes always fit the pipe buffer, so this
             # cannot block before the reader exists.
             os.write(w, bytes(self._value))
         finally:

@@ -44,7 +44,8 @@ STUB = pathlib.Path(__file__).resolve().parent / 'stub'
 sys.path.insert(0, str(STUB))
 import stub_ini as ini  # noqa: E402
 
-FILTER = 'nova_vtpm_migration.scheduler.filters.VtpmAttestationFilter'
+FILTER = 'nova_vtpm_migration.scheduler.filters.VtpmMigrationAttestedFilter'
+FILTER_NAME = 'VtpmMigrationAttestedFilter'
 DEVSTACK_FILTERS = ('ComputeFilter,ComputeCapabilitiesFilter,'
                     'ImagePropertiesFilter')
 BASE_NOVA_CONF = f"""[DEFAULT]
@@ -144,6 +145,20 @@ def stack(tmp_path: pathlib.Path) -> 'Stack':
     result.run('unstack', check=False)      # never leave an swtpm behind
 
 
+def _assert_nova_loads_filters(section: dict[str, list[str]]) -> None:
+    """Nova's scheduler would load this ``[filter_scheduler]`` section: it
+    imports every ``available_filters`` path and finds every
+    ``enabled_filters`` name among the classes it loaded
+    (``nova.scheduler.host_manager.HostManager``)."""
+    from nova.scheduler import filters as nova_filters
+
+    classes = nova_filters.HostFilterHandler().get_matching_classes(
+        section['available_filters'])
+    names = {cls.__name__ for cls in classes}
+    enabled = section['enabled_filters'][0].split(',')
+    assert set(enabled) <= names, set(enabled) - names
+
+
 def _cli_calls(stack: Stack) -> list[str]:
     return [line for line in stack.log if line.startswith('cli ')]
 
@@ -212,7 +227,8 @@ def test_all_phases_all_in_one_with_swtpm_host_tpm(stack: Stack) -> None:
     assert conf['filter_scheduler']['available_filters'] == [
         'nova.scheduler.filters.all_filters', FILTER]
     assert conf['filter_scheduler']['enabled_filters'] == [
-        f'{DEVSTACK_FILTERS},{FILTER}']
+        f'{DEVSTACK_FILTERS},{FILTER_NAME}']
+    _assert_nova_loads_filters(conf['filter_scheduler'])
 
     # the host TPM stand-in: EK certificates from the private CA, running,
     # and reachable through the TCTI written to nova.conf
@@ -347,7 +363,8 @@ def test_post_config_is_idempotent(stack: Stack) -> None:
     assert stack.nova_conf.read_text() == first
     conf = stack.conf()
     assert conf['filter_scheduler']['available_filters'].count(FILTER) == 1
-    assert conf['filter_scheduler']['enabled_filters'][0].count(FILTER) == 1
+    assert conf['filter_scheduler']['enabled_filters'][0].split(',').count(
+        FILTER_NAME) == 1
 
 
 def test_compute_node_with_hardware_tpm(stack: Stack) -> None:
@@ -379,9 +396,11 @@ def test_scheduler_node_without_enabled_filters(stack: Stack) -> None:
     # Nova's default filters are kept, not replaced by ours alone
     assert conf['filter_scheduler']['enabled_filters'] == [
         'ComputeFilter,ComputeCapabilitiesFilter,ImagePropertiesFilter,'
-        'ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter,' + FILTER]
+        'ServerGroupAntiAffinityFilter,ServerGroupAffinityFilter,'
+        + FILTER_NAME]
     assert conf['filter_scheduler']['available_filters'] == [
         'nova.scheduler.filters.all_filters', FILTER]
+    _assert_nova_loads_filters(conf['filter_scheduler'])
     assert 'vtpm_migration' not in conf
     assert 'compute_driver' not in conf['DEFAULT']
     assert _cli_calls(stack) == []

@@ -1,3 +1,17 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
 """The recovery oracle never presumes abort after a possible hand-over."""
 
 from unittest import mock
@@ -24,7 +38,8 @@ def _oracle(guest_here: bool, status: str, instance_host: str,
             mock.patch.object(objects.Instance, 'get_by_uuid',
                               return_value=instance), \
             mock.patch('nova.context.get_admin_context'):
-        return lm.make_oracle(host, after_restart)('mig', 'inst')
+        return lm.LibvirtNovaView(host, 'src').outcome('mig', 'inst',
+                                                       after_restart)
 
 
 @pytest.mark.parametrize('guest_here, status, instance_host, outcome', [
@@ -52,7 +67,8 @@ def test_missing_records_stay_in_doubt() -> None:
             objects.Migration, 'get_by_uuid',
             side_effect=nova_exception.MigrationNotFound(migration_id='m')), \
             mock.patch('nova.context.get_admin_context'):
-        assert lm.make_oracle(host)('mig', 'inst') == 'unknown'
+        assert lm.LibvirtNovaView(host, 'src').outcome(
+            'mig', 'inst', True) == 'unknown'
 
 
 @pytest.mark.parametrize('guest_here, status, instance_host, outcome', [

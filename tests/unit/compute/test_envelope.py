@@ -1,3 +1,17 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
 """The envelope that carries Nova's 512-byte vTPM passphrase."""
 
 import base64
@@ -6,7 +20,7 @@ import os
 from cryptography import exceptions as crypto_exc
 import pytest
 
-from nova_vtpm_migration.virt import secret_envelope as env
+from nova_vtpm_migration.compute import envelope as env
 
 INSTANCE = '0b8a4b44-8f71-4e2b-9e0a-8b4ca0b8ef5e'
 # Nova's vTPM secret: base64 of 384 random bytes (nova.crypto).

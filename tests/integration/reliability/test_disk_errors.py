@@ -14,14 +14,14 @@
 
 
 
-"""Regression tests of the findings of the fault-injection matrix (fixed).
+"""A full disk or an I/O error gives the documented error, with the cause.
 
-F5: a full disk (or an I/O error) surfaces at SQLite's COMMIT, which
-``Journal.transaction`` did not translate: ``sqlite3.OperationalError``
-escaped ``migrate_key``/``commit``/``abort``/``recover`` instead of
-``JournalError``, and ``SourceRole.recover`` stopped at the first such
-migration. F5b: a sealed key blob written to a full disk raised a raw
-``OSError``. Both now raise the documented errors, with the cause.
+A full disk (or an I/O error) surfaces at SQLite's COMMIT, which
+``Journal.transaction`` translates: ``migrate_key``/``commit``/``abort``/
+``recover`` raise ``JournalError`` (never ``sqlite3.OperationalError``),
+and ``SourceRole.recover`` goes on past such a migration. A sealed key
+blob written to a full disk raises ``JournalError`` too, not a raw
+``OSError``.
 """
 
 import collections.abc
@@ -68,7 +68,7 @@ def journal(tmp_path: pathlib.Path
 
 @pytest.mark.parametrize('message', ['database or disk is full',
                                      'disk I/O error'])
-def test_finding_f5_commit_error_is_journal_error(
+def test_commit_error_on_full_disk_is_a_journal_error(
         journal: journal_mod.Journal, message: str) -> None:
     mid = str(uuid.uuid4())
     journal.create_migration(mid, states.Role.SOURCE, 'NEW',
@@ -113,7 +113,7 @@ def full_dir() -> collections.abc.Iterator[str]:
         os.rmdir(path)
 
 
-def test_finding_f5b_blob_write_on_full_disk(journal: journal_mod.Journal,
+def test_blob_write_on_full_disk_is_a_journal_error(journal: journal_mod.Journal,
                                              full_dir: str) -> None:
     store = keystore_mod.KeyStore(journal, full_dir, FakeTpm())
     inst = str(uuid.uuid4())

@@ -1,3 +1,17 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
 """The vault keeps vTPM secrets sealed to the host TPM at rest (real swtpm).
 
 Each security claim is an attack that is refused: a tampered, swapped or
@@ -13,23 +27,24 @@ import uuid
 
 import pytest
 
+from nova_vtpm_migration import conf as nvm_conf
 from nova_vtpm_migration import fileutils
+from nova_vtpm_migration.compute import errors
+from nova_vtpm_migration.compute import host as compute_host
 from nova_vtpm_migration.protocol import states
-from nova_vtpm_migration.virt import engine_factory
-from nova_vtpm_migration.virt import errors
 
 SECRET = os.urandom(384).hex().encode()  # Nova's passphrase is this long
 
 
 @pytest.fixture
 def adapter(configured: pathlib.Path
-            ) -> collections.abc.Iterator[engine_factory.EngineAdapter]:
-    built = engine_factory.build('host-a')
-    assert isinstance(built, engine_factory.EngineAdapter)
+            ) -> collections.abc.Iterator[compute_host.ComputeHost]:
+    built = compute_host.ComputeHost.open(nvm_conf.CONF, 'host-a')
+    assert built.available
     try:
         yield built
     finally:
-        built.close()
+        built.stop()
 
 
 def _all_state_bytes(root: pathlib.Path) -> bytes:
@@ -37,7 +52,7 @@ def _all_state_bytes(root: pathlib.Path) -> bytes:
 
 
 def test_adopt_then_open_round_trips_and_nothing_is_plaintext(
-        adapter: engine_factory.EngineAdapter,
+        adapter: compute_host.ComputeHost,
         configured: pathlib.Path) -> None:
     inst = str(uuid.uuid4())
     assert not adapter.holds_secret(inst)
@@ -55,7 +70,7 @@ def test_adopt_then_open_round_trips_and_nothing_is_plaintext(
 
 
 def test_tampered_envelope_is_refused(
-        adapter: engine_factory.EngineAdapter) -> None:
+        adapter: compute_host.ComputeHost) -> None:
     inst = str(uuid.uuid4())
     adapter.adopt_secret(inst, SECRET)
     path = pathlib.Path(adapter.vault.directory) / f'{inst}.envelope'
@@ -67,7 +82,7 @@ def test_tampered_envelope_is_refused(
 
 
 def test_envelope_of_another_instance_is_refused(
-        adapter: engine_factory.EngineAdapter) -> None:
+        adapter: compute_host.ComputeHost) -> None:
     """Swapping two instances' envelopes (both under keys of this host)
     does not give one guest the other's secret."""
     victim, attacker = str(uuid.uuid4()), str(uuid.uuid4())
@@ -81,7 +96,7 @@ def test_envelope_of_another_instance_is_refused(
 
 
 def test_restored_backup_after_forget_is_refused(
-        adapter: engine_factory.EngineAdapter,
+        adapter: compute_host.ComputeHost,
         configured: pathlib.Path, tmp_path_factory: pytest.TempPathFactory
         ) -> None:
     """A copy of the vault and sealed keys taken before the instance was
@@ -102,18 +117,19 @@ def test_restored_backup_after_forget_is_refused(
 
 
 def test_changed_boot_state_cannot_unseal(
-        adapter: engine_factory.EngineAdapter) -> None:
+        adapter: compute_host.ComputeHost) -> None:
     """The key is sealed to the PCRs of the host when it took custody."""
     from tpm2_pytss import constants
     from tpm2_pytss import types as tt
 
     inst = str(uuid.uuid4())
     adapter.adopt_secret(inst, SECRET)
-    selected = sorted(adapter.tpm.pcr_selection)
+    tpm = adapter.engine.tpm  # type: ignore[union-attr]
+    selected = sorted(tpm.pcr_selection)
     values = tt.TPML_DIGEST_VALUES([tt.TPMT_HA(
         hashAlg=constants.TPM2_ALG.SHA256,
         digest=tt.TPMU_HA(sha256=hashlib.sha256(b'bootkit').digest()))])
-    with adapter.tpm.ctx.esys() as e:
+    with tpm.ctx.esys() as e:
         e.pcr_extend(getattr(constants.ESYS_TR, f'PCR{selected[-1]}'),
                      values)
     with pytest.raises(errors.SecretUnavailable,
@@ -122,7 +138,7 @@ def test_changed_boot_state_cannot_unseal(
 
 
 def test_moving_key_cannot_be_opened_or_adopted_over(
-        adapter: engine_factory.EngineAdapter) -> None:
+        adapter: compute_host.ComputeHost) -> None:
     inst, migration = str(uuid.uuid4()), str(uuid.uuid4())
     adapter.adopt_secret(inst, SECRET)
     with adapter.engine.state_lock:
@@ -140,7 +156,7 @@ def test_moving_key_cannot_be_opened_or_adopted_over(
 
 
 def test_reconcile_wipes_envelopes_without_a_key(
-        adapter: engine_factory.EngineAdapter) -> None:
+        adapter: compute_host.ComputeHost) -> None:
     kept, gone = str(uuid.uuid4()), str(uuid.uuid4())
     adapter.adopt_secret(kept, SECRET)
     adapter.adopt_secret(gone, SECRET)
@@ -153,7 +169,7 @@ def test_reconcile_wipes_envelopes_without_a_key(
 
 
 def test_full_disk_keeps_the_previous_envelope(
-        adapter: engine_factory.EngineAdapter,
+        adapter: compute_host.ComputeHost,
         monkeypatch: pytest.MonkeyPatch) -> None:
     inst = str(uuid.uuid4())
     adapter.adopt_secret(inst, SECRET)
@@ -174,6 +190,6 @@ def test_full_disk_keeps_the_previous_envelope(
 
 
 def test_bad_instance_uuid_is_refused(
-        adapter: engine_factory.EngineAdapter) -> None:
+        adapter: compute_host.ComputeHost) -> None:
     with pytest.raises(Exception, match='instance_uuid'):
         adapter.adopt_secret('../../etc/passwd', SECRET)

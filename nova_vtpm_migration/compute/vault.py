@@ -16,7 +16,7 @@
 
 Upstream ``host`` mode keeps an instance's vTPM secret as a persistent,
 readable libvirt secret. The vault keeps it instead as an envelope
-(:mod:`~nova_vtpm_migration.virt.secret_envelope`: AES-256-GCM under the
+(:mod:`~nova_vtpm_migration.compute.envelope`: AES-256-GCM under the
 instance's key-encryption key, bound to the instance UUID) in
 ``<state_path>/engine/vault/<instance>.envelope``. The key-encryption key
 is the instance's key in the protocol's key store, sealed to the host TPM
@@ -39,13 +39,13 @@ from cryptography import exceptions as crypto_exceptions
 from oslo_log import log as logging
 
 from nova_vtpm_migration import fileutils
+from nova_vtpm_migration.compute import envelope as secret_envelope
+from nova_vtpm_migration.compute import errors
 from nova_vtpm_migration.protocol import errors as protocol_errors
 from nova_vtpm_migration.protocol import keystore as keystore_mod
 from nova_vtpm_migration.protocol import messages
 from nova_vtpm_migration.protocol import states
 from nova_vtpm_migration.tpm import errors as tpm_errors
-from nova_vtpm_migration.virt import errors
-from nova_vtpm_migration.virt import secret_envelope
 
 LOG = logging.getLogger(__name__)
 

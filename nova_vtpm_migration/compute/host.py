@@ -1,0 +1,514 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
+"""The host object: one compute host's vTPM migration service.
+
+One :class:`ComputeHost` runs in each nova-compute. It is built once from
+``[vtpm_migration]`` (:meth:`ComputeHost.open`), owns the host's protocol
+engine, vault and RPC server, and offers Nova's hooks a handful of
+Nova-shaped operations. When it cannot be built or started it stays
+*unavailable*: every operation then raises
+:class:`~.errors.EngineUnavailable` naming the cause (one guard,
+:meth:`ComputeHost._ready`), the host reports no attestation trait, and
+its instances keep running.
+
+Roles, for one migration of instance *i* from S to D:
+
+=====================  ====================================  ==============
+Nova step              host object call                      host
+=====================  ====================================  ==============
+dest pre-check         :meth:`attest_source` -> RPC ->       D -> S
+                       :meth:`handle_attest` (phase 1)       S
+source pre-check       :meth:`expected_destination`          S
+dest pre_live_migr.    :meth:`receive_key` -> RPC ->         D -> S
+                       :meth:`handle_send_key` (phase 2)     S
+source post_live_m.    :meth:`commit`                        S
+rollbacks              :meth:`abort`, :meth:`abort_incoming` S, D
+init_host              :meth:`start` (recovery)              both
+=====================  ====================================  ==============
+"""
+
+import contextlib
+import threading
+import time
+import typing as ty
+
+from oslo_config import cfg
+from oslo_log import log as logging
+import oslo_messaging as messaging
+
+from nova_vtpm_migration.compute import envelope
+from nova_vtpm_migration.compute import errors
+from nova_vtpm_migration.compute import layout
+from nova_vtpm_migration.compute import self_attestation
+from nova_vtpm_migration.compute import vault as vault_mod
+from nova_vtpm_migration.protocol import engine as engine_mod
+from nova_vtpm_migration.protocol import errors as protocol_errors
+from nova_vtpm_migration.rpc import rpcapi
+from nova_vtpm_migration.rpc import server as rpc_server
+from nova_vtpm_migration.rpc import transport as rpc_transport
+from nova_vtpm_migration.tpm import config as tpm_config
+from nova_vtpm_migration.tpm import policy as policy_mod
+from nova_vtpm_migration.tpm import verify
+
+LOG = logging.getLogger(__name__)
+
+
+class NovaView(ty.Protocol):
+    """What the host object needs from Nova and libvirt on this host.
+
+    Implemented by :class:`nova_vtpm_migration.virt.libvirt.live_migration.
+    LibvirtNovaView`.
+    """
+
+    def check_outgoing(self, instance_uuid: str, migration_uuid: str,
+                       destination: str) -> None:
+        """Raise ``UnexpectedDestination`` unless Nova's record is an
+        in-progress live migration of the instance from this host to
+        exactly *destination*."""
+        ...
+
+    def read_libvirt_secret(self, instance_uuid: str) -> bytes:
+        """The instance's vTPM secret as libvirt keeps it (``libvirt``
+        storage, or an instance from before the plugin)."""
+        ...
+
+    def outcome(self, migration_uuid: str, instance_uuid: str,
+                after_restart: bool) -> str:
+        """``commit``, ``abort`` or ``unknown`` for an in-doubt move of
+        which this host is the source."""
+        ...
+
+
+class ComputeHost:
+    """One compute host's vTPM migration service; see the module docstring.
+
+    Build it with :meth:`open` (from configuration), :meth:`from_parts`
+    (explicit parts) or :meth:`unavailable`.
+
+    :param conf: the configuration (``[vtpm_migration]``).
+    :param host: this compute service's host name (its RPC server name).
+    :param transport: the oslo.messaging transport of the RPC server and
+        client (Nova's; default: from ``[DEFAULT] transport_url``).
+    """
+
+    def __init__(self, conf: cfg.ConfigOpts, host: str,
+                 transport: ty.Any = None) -> None:
+        self.conf = conf
+        self.host = host
+        #: The protocol engine (``None`` until built).
+        self.engine: engine_mod.MigrationEngine | None = None
+        #: The vault of sealed vTPM secrets (``None`` until built).
+        self.vault: vault_mod.SecretVault | None = None
+        self._transport = transport
+        self._failure: str | None = 'it was never built'
+        self._api: rpcapi.VtpmMigrationAPI | None = None
+        self._self: self_attestation.SelfAttestation | None = None
+        self._nova: NovaView | None = None
+        self._server: ty.Any = None
+        self._serving = threading.Event()
+        self._lock = threading.Lock()
+        # instance uuid -> (attested destination, monotonic time)
+        self._expected: dict[str, tuple[str, float]] = {}
+        self._fresh_until = 0.0
+        self._settle_lock = threading.Lock()
+        self._settler: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    # -- building ----------------------------------------------------------
+
+    @classmethod
+    def open(cls, conf: cfg.ConfigOpts, host: str,
+             transport: ty.Any = None) -> 'ComputeHost':
+        """Build this host's service from ``[vtpm_migration]``: trust
+        policy, host TPM, and the journal, key store and vault under
+        ``state_path`` (where the operator CLI looks).
+
+        :raises Exception: the policy, TPM or state cannot be used.
+        """
+        policy = tpm_config.trust_policy(conf)
+        tpm = tpm_config.host_tpm(conf, policy)
+        return cls.from_parts(conf, host, tpm, policy,
+                              layout.engine_state_dir(conf), transport)
+
+    @classmethod
+    def from_parts(cls, conf: cfg.ConfigOpts, host: str, tpm: ty.Any,
+                   policy: policy_mod.TrustPolicy, state_dir: str,
+                   transport: ty.Any = None) -> 'ComputeHost':
+        """Build the service from explicit parts (several computes in one
+        process, as in the functional tests)."""
+        built = cls(conf, host, transport)
+        built._build(tpm, policy, state_dir)
+        return built
+
+    @classmethod
+    def unavailable(cls, conf: cfg.ConfigOpts, host: str,
+                    reason: str) -> 'ComputeHost':
+        """A host whose service could not be built (*reason*, no
+        secrets): it refuses every protected migration with that reason.
+        """
+        failed = cls(conf, host)
+        failed._failure = reason
+        return failed
+
+    def _build(self, tpm: ty.Any, policy: policy_mod.TrustPolicy,
+               state_dir: str) -> None:
+        if self._transport is None:
+            self._transport = messaging.get_rpc_transport(self.conf)
+        self._api = rpcapi.VtpmMigrationAPI(self._transport)
+        journal, keystore = engine_mod.open_state(state_dir, tpm)
+        state_lock = threading.RLock()
+        group = self.conf.vtpm_migration
+        self.engine = engine_mod.MigrationEngine(
+            self.host, tpm, policy, journal, keystore,
+            rpc_transport.RpcTransport(self._api),
+            session_lifetime=group.session_lifetime,
+            handshake_rate=group.max_handshake_rate,
+            outcome_oracle=self._outcome, state_lock=state_lock)
+        self.vault = vault_mod.SecretVault(keystore, state_lock, self.host)
+        self._self = self_attestation.SelfAttestation(tpm, policy)
+        self._failure = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @property
+    def available(self) -> bool:
+        """Whether the engine is built and was not stopped."""
+        return self.engine is not None and self._failure is None
+
+    def _ready(self) -> engine_mod.MigrationEngine:
+        """The engine; the one guard of every operation.
+
+        :raises EngineUnavailable: the service did not build or start.
+        """
+        if self.engine is None or self._failure is not None:
+            raise errors.EngineUnavailable(
+                host=self.host, reason=self._failure or 'it is not built')
+        return self.engine
+
+    def _vault(self) -> vault_mod.SecretVault:
+        self._ready()
+        assert self.vault is not None
+        return self.vault
+
+    def start(self, nova: NovaView) -> None:
+        """Serve the RPC API, recover in-doubt migrations, then accept
+        control calls and settle periodically.
+
+        A failure leaves the host unavailable (logged, not raised).
+
+        :param nova: what the host needs to know from Nova and libvirt.
+        """
+        try:
+            engine = self._ready()
+            self._nova = nova
+            self._server = rpc_server.start_server(
+                self.host, engine.handle, transport=self._transport,
+                control_handler=self)
+            result = engine.recover()
+            if result:
+                LOG.info('Recovered vTPM migrations: %s', result)
+            self._vault().reconcile()
+        except Exception as exc:
+            LOG.exception('The vTPM migration service of host %s did not '
+                          'start; vTPM live migrations with this host will '
+                          'be refused', self.host)
+            self.stop()
+            self._failure = f'{type(exc).__name__}: {exc}'
+            return
+        self._serving.set()
+        interval = self.conf.vtpm_migration.settle_interval
+        if interval > 0:
+            self._settler = threading.Thread(
+                target=self._settle_loop, args=(interval,),
+                name=f'vtpm-migration-settle-{self.host}', daemon=True)
+            self._settler.start()
+        LOG.info('vTPM migration service of host %s started', self.host)
+
+    def stop(self) -> None:
+        """Stop serving and release the engine and the TPM."""
+        self._stopping.set()
+        self._serving.clear()
+        settler, self._settler = self._settler, None
+        if settler is not None:
+            settler.join()
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+            server.wait()
+        engine = self.engine
+        if engine is not None and self._failure is None:
+            self._failure = 'it is stopped'
+            engine.close()
+            with contextlib.suppress(Exception):
+                engine.tpm.ctx.close()
+
+    def _outcome(self, row: ty.Any, after_restart: bool = True) -> str:
+        if self._nova is None:
+            return engine_mod.UNKNOWN
+        return self._nova.outcome(row.migration_id, row.instance_uuid,
+                                  after_restart)
+
+    def settle(self) -> None:
+        """Finish unfinished migrations that can be finished while running
+        (decided outcomes not delivered; moves Nova recorded as over)."""
+        engine = self._ready()
+        if self._nova is None:
+            return
+        with self._settle_lock:
+            result = engine.settle(
+                lambda row: self._outcome(row, after_restart=False),
+                min_age=self.conf.vtpm_migration.rpc_timeout)
+            if result:
+                LOG.info('Settled vTPM migrations: %s', result)
+            self._vault().reconcile()
+
+    def _settle_loop(self, interval: float) -> None:
+        while not self._stopping.wait(interval):
+            try:
+                self.settle()
+            except Exception:  # noqa: BLE001 - next pass retries
+                LOG.exception('Settling the vTPM migrations of host %s '
+                              'failed; retrying in %s s', self.host,
+                              interval)
+
+    # -- self attestation (placement trait) --------------------------------
+
+    def attestation_fresh(self) -> bool:
+        """Return whether this host currently passes its own policy.
+
+        The result of a successful check is reused for half of
+        ``[vtpm_migration] evidence_max_age``; a failure is never cached.
+        """
+        if not self.available or self._self is None:
+            return False
+        now = time.monotonic()
+        if now < self._fresh_until:
+            return True
+        try:
+            self._self.check()
+        except Exception as exc:  # noqa: BLE001 - any failure means "no"
+            LOG.warning('Host %s does not pass its own attestation policy: '
+                        '%s', self.host, exc)
+            return False
+        self._fresh_until = (now + self.conf.vtpm_migration.evidence_max_age
+                             / 2)
+        return True
+
+    # -- control calls to a peer ---------------------------------------------
+
+    def _control(self, method: str, peer: str, **kwargs: ty.Any) -> ty.Any:
+        self._ready()
+        assert self._api is not None
+        try:
+            return getattr(self._api, method)(peer, **kwargs)
+        except messaging.MessagingTimeout as exc:
+            raise errors.PeerWithoutPlugin(
+                peer=peer, topic=self.conf.vtpm_migration.rpc_topic,
+                timeout=self.conf.vtpm_migration.rpc_timeout) from exc
+        except messaging.RemoteError as exc:
+            # Exception classes outside the transport's allowed modules
+            # arrive as RemoteError; keep their type and text.
+            raise errors.VirtIntegrationError(
+                reason=f'{exc.exc_type}: {exc.value}') from exc
+        except Exception as exc:
+            name = type(exc).__name__.removesuffix('_Remote')
+            raise errors.VirtIntegrationError(
+                reason=f'{name}: {exc}') from exc
+
+    # -- destination side --------------------------------------------------
+
+    def attest_source(self, instance_uuid: str, source: str,
+                      policy: str | None) -> dict[str, ty.Any]:
+        """Destination pre-check: have *source* attest this host (phase 1).
+
+        :raises PeerWithoutPlugin: the source does not answer.
+        :raises VirtIntegrationError: attestation failed.
+        """
+        return ty.cast(dict[str, ty.Any], self._control(
+            'attest_destination', source, instance_uuid=instance_uuid,
+            destination=self.host, policy=policy))
+
+    def receive_key(self, instance_uuid: str, migration_uuid: str,
+                    source: str) -> bytes:
+        """Destination pre_live_migration: pull the secret (phase 2), keep
+        its envelope in the vault.
+
+        :returns: the unwrapped secret, to be handed to libvirt only.
+        """
+        self._control('send_key', source, instance_uuid=instance_uuid,
+                      migration_uuid=migration_uuid, destination=self.host)
+        engine = self._ready()
+        kek = engine.take_pending_key(instance_uuid, migration_uuid)
+        blobs = engine.take_state_blobs(instance_uuid, migration_uuid)
+        if envelope.BLOB not in blobs:
+            raise errors.VirtIntegrationError(
+                reason=f'migration {migration_uuid} carried no vTPM secret')
+        sealed = blobs[envelope.BLOB]
+        secret = envelope.unwrap(kek, instance_uuid, sealed)
+        # Verified: keep it sealed at rest (opens once the key is ACTIVE).
+        self._vault().store(instance_uuid, sealed)
+        return secret
+
+    def abort_incoming(self, instance_uuid: str, migration_uuid: str,
+                       source: str) -> None:
+        """Destination rollback: drop what arrived, tell the source.
+
+        The source coordinates the outcome; asking it covers Nova's
+        pre_live_migration failure path, in which the source driver's
+        ``rollback_live_migration_at_source`` is not called.
+        """
+        try:
+            self._control('abort_migration', source,
+                          instance_uuid=instance_uuid,
+                          migration_uuid=migration_uuid)
+        finally:
+            self._abort(migration_uuid)
+
+    # -- source side -------------------------------------------------------
+
+    def expected_destination(self, instance_uuid: str) -> str | None:
+        """Return the destination attested for *instance_uuid*, if fresh."""
+        if not self.available:
+            return None
+        with self._lock:
+            entry = self._expected.get(instance_uuid)
+        if entry is None:
+            return None
+        dest, when = entry
+        if (time.monotonic() - when
+                > self.conf.vtpm_migration.session_lifetime):
+            return None
+        return dest
+
+    def commit(self, instance_uuid: str, migration_uuid: str) -> None:
+        """Source post-migration: commit the key move."""
+        engine = self._ready()
+        try:
+            engine.commit(migration_uuid)
+        finally:
+            self._vault().reconcile()
+        with self._lock:
+            self._expected.pop(instance_uuid, None)
+
+    def abort(self, instance_uuid: str, migration_uuid: str) -> None:
+        """Source rollback: abort; the source key becomes usable again."""
+        self._abort(migration_uuid)
+        with self._lock:
+            self._expected.pop(instance_uuid, None)
+
+    def _abort(self, migration_uuid: str) -> None:
+        engine = self._ready()
+        try:
+            engine.abort(migration_uuid, reason='nova rollback')
+        except protocol_errors.UnknownMigration:
+            # Not the source of it (the destination's rollback), or never
+            # started: nothing to abort here.
+            pass
+        finally:
+            self._vault().reconcile()
+
+    # -- control calls served (run on the source) ----------------------------
+
+    def _serving_controls(self) -> engine_mod.MigrationEngine:
+        engine = self._ready()
+        if not self._serving.is_set():
+            raise errors.EngineUnavailable(
+                host=self.host, reason='it is recovering after a restart')
+        return engine
+
+    def handle_attest(self, instance_uuid: str, destination: str,
+                      policy: str | None) -> dict[str, ty.Any]:
+        """Run phase 1 towards *destination*; remember it for the instance."""
+        engine = self._serving_controls()
+        LOG.info('Attesting destination %s for instance %s', destination,
+                 instance_uuid)
+        session = engine.attest_peer(destination)
+        if policy:
+            self._check_named_policy(policy, session)
+        with self._lock:
+            self._expected[instance_uuid] = (destination, time.monotonic())
+        return {'peer': destination,
+                'ek': session.peer_identity.ek_fingerprint[:16],
+                'policy': policy or 'default'}
+
+    def _check_named_policy(self, name: str, session: ty.Any) -> None:
+        group = self.conf.vtpm_migration
+        path = group.named_policies.get(name)
+        if path is None:
+            raise errors.VirtIntegrationError(
+                reason=f'trust policy {name!r} is not in [vtpm_migration] '
+                       f'named_policies')
+        named = policy_mod.TrustPolicy.load(
+            path, default_max_age=group.evidence_max_age)
+        verify.verify_identity(session.peer_identity, named)
+        named.check_pcr_values(dict(session.peer_pcr_values))
+
+    def handle_send_key(self, instance_uuid: str, migration_uuid: str,
+                        destination: str) -> dict[str, ty.Any]:
+        """Run phase 2 towards *destination* if it is the attested one and
+        the one of Nova's migration record."""
+        engine = self._serving_controls()
+        expected = self.expected_destination(instance_uuid)
+        if expected != destination:
+            raise errors.UnexpectedDestination(
+                dest=destination, instance=instance_uuid,
+                expected=expected or 'none')
+        assert self._nova is not None
+        self._nova.check_outgoing(instance_uuid, migration_uuid, destination)
+        vault = self._vault()
+        if vault.holds(instance_uuid):
+            # The vault's envelope moves as it is: no plaintext here.
+            sealed = vault.envelope(instance_uuid)
+        else:
+            # Kept by libvirt (``libvirt`` storage): the same envelope.
+            secret = self._nova.read_libvirt_secret(instance_uuid)
+            try:
+                sealed = vault.seal_envelope(instance_uuid, secret)
+            finally:
+                del secret
+        handle = engine.migrate_key(
+            instance_uuid, destination, migration_uuid,
+            state_blobs={envelope.BLOB: sealed})
+        return {'migration': handle.migration_id, 'peer': handle.peer}
+
+    def handle_abort(self, instance_uuid: str, migration_uuid: str) -> None:
+        """Abort on behalf of the destination's rollback."""
+        self._serving_controls()
+        self.abort(instance_uuid, migration_uuid)
+
+    # -- the vault (vTPM secrets sealed at rest) ---------------------------
+
+    def holds_secret(self, instance_uuid: str) -> bool:
+        """Return whether this host's vault holds the instance's secret."""
+        return self._vault().holds(instance_uuid)
+
+    def adopt_secret(self, instance_uuid: str, secret: bytes) -> None:
+        """Seal an instance's secret in this host's vault."""
+        self._vault().adopt(instance_uuid, secret)
+
+    def open_secret(self, instance_uuid: str) -> bytes:
+        """Return the vault's secret (for an ephemeral libvirt secret)."""
+        return self._vault().open(instance_uuid)
+
+    def forget_secret(self, instance_uuid: str) -> None:
+        """Destroy the vault's copy of an instance's secret."""
+        self._vault().forget(instance_uuid)
+
+    def sealed_instances(self) -> list[str]:
+        """The instances whose secrets this host's vault holds (none when
+        the service is unavailable)."""
+        if not self.available:
+            return []
+        return self._vault().held_instances()
