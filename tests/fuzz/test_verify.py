@@ -230,7 +230,8 @@ def test_random_evidence(ev: Evidence, a: bytes, b: bytes, c: bytes) -> None:
 
 
 @pytest.mark.parametrize('which', ['binding', 'signing'])
-def test_unknown_name_alg_is_invalid_evidence(ev: Evidence, which: str) -> None:
+def test_unknown_name_alg_is_invalid_evidence(ev: Evidence,
+                                              which: str) -> None:
     """A certified key whose public area names an unknown hash algorithm
     (bytes 4-5 of the TPM2B_PUBLIC) must be refused with a
     VerificationError, not a ValueError (reachable from a peer: the

@@ -113,8 +113,8 @@ def full_dir() -> collections.abc.Iterator[str]:
         os.rmdir(path)
 
 
-def test_blob_write_on_full_disk_is_a_journal_error(journal: journal_mod.Journal,
-                                             full_dir: str) -> None:
+def test_blob_write_on_full_disk_is_a_journal_error(
+        journal: journal_mod.Journal, full_dir: str) -> None:
     store = keystore_mod.KeyStore(journal, full_dir, FakeTpm())
     inst = str(uuid.uuid4())
     with pytest.raises(errors.KeyStoreError) as exc:
