@@ -17,7 +17,8 @@
 # package, reno lint, shellcheck on every shell script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-V=.venv/bin
+V=${VTPM_PYTHON:+$(dirname "$VTPM_PYTHON")}
+V=${V:-.venv/bin}
 echo "=== ruff"
 mapfile -t ruff_paths < <(ls -d nova_vtpm_migration nova tests tools \
     2>/dev/null)

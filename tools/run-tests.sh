@@ -26,7 +26,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 
-PY=.venv/bin/python
+# tox sets VTPM_PYTHON to its environment's interpreter; VTPM_PYTEST_PATHS
+# narrows the pytest tiers (tox -e functional leaves out tests/unit).
+PY=${VTPM_PYTHON:-.venv/bin/python}
+BIN=$(dirname "$PY")
+read -r -a PYTEST_PATHS <<<"${VTPM_PYTEST_PATHS:-tests}"
 export TSS2_LOG=${TSS2_LOG:-all+NONE}
 export PYTHONDONTWRITEBYTECODE=1
 results=$(mktemp -d)
@@ -35,7 +39,7 @@ trap 'rm -rf "$results"' EXIT
 failed=0
 
 echo "=== pytest: unit, functional and integration tests"
-"$PY" -m pytest tests -p no:cacheprovider --ignore=tests/nova \
+"$PY" -m pytest "${PYTEST_PATHS[@]}" -p no:cacheprovider --ignore=tests/nova \
     --junitxml="$results/pytest.xml" "$@"
 rc=$?
 if [[ $rc -eq 5 ]]; then
@@ -48,12 +52,12 @@ fi
 if compgen -G "tests/nova/test_*.py" >/dev/null; then
     echo "=== stestr: Nova functional tests (in-process Nova services)"
     rm -rf .stestr
-    .venv/bin/stestr --test-path tests/nova --top-dir . init >/dev/null
-    .venv/bin/stestr --test-path tests/nova --top-dir . run \
+    "$BIN/stestr" --test-path tests/nova --top-dir . init >/dev/null
+    "$BIN/stestr" --test-path tests/nova --top-dir . run \
         --concurrency "${NOVA_TEST_CONCURRENCY:-1}"
     rc=$?
-    .venv/bin/stestr last --subunit 2>/dev/null \
-        | .venv/bin/subunit-stats > "$results/stestr.stats" 2>/dev/null
+    "$BIN/stestr" last --subunit 2>/dev/null \
+        | "$BIN/subunit-stats" > "$results/stestr.stats" 2>/dev/null
     [[ $rc -ne 0 ]] && failed=1
 fi
 

@@ -206,3 +206,34 @@ def test_devstack_job(name: str) -> None:
     assert variables['tempest_concurrency'] == 1
     assert {'openstack/nova', 'openstack/barbican'} <= set(
         job['required-projects'])
+
+
+#: The standard OpenStack project templates and the tox environment each
+#: of their jobs runs (zuul-jobs/openstack-zuul-jobs).
+TEMPLATE_ENVS = {
+    'openstack-python3-jobs': {'pep8', 'py3'},
+    'release-notes-jobs-python3': {'releasenotes'},
+    'publish-openstack-docs-pti': {'docs'},
+}
+
+
+def test_standard_templates_have_their_tox_environments() -> None:
+    import configparser
+
+    templates = [t for item in _load() if 'project' in item
+                 for t in item['project'].get('templates', [])]
+    assert set(templates) == set(TEMPLATE_ENVS)
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(ROOT / 'tox.ini')
+    envs = {s.removeprefix('testenv:') for s in tox.sections()
+            if s.startswith('testenv:')} | {'py3'}
+    for template in templates:
+        assert TEMPLATE_ENVS[template] <= envs, template
+    for env in ('functional', 'genconfig', 'bindep'):
+        assert env in envs
+    # The tox environments run the Makefile's tools.
+    text = (ROOT / 'tox.ini').read_text()
+    for tool in ('tools/run-tests.sh', 'tools/run-lint.sh',
+                 'etc/nova-vtpm-migration-config-generator.conf'):
+        assert tool in text and (ROOT / tool).exists(), tool
+    assert (ROOT / 'bindep.txt').exists()
