@@ -14,7 +14,8 @@
 
 """The Nova integration layer of nova-vtpm-migration.
 
-:mod:`nova_vtpm_migration.virt.service` is the per-host facade that owns the
-protocol engine and the compute-to-compute RPC; the libvirt driver mixin in
-:mod:`nova_vtpm_migration.virt.libvirt` only delegates to it.
+The libvirt driver mixin in :mod:`nova_vtpm_migration.virt.libvirt` only
+delegates, to this compute's host object
+(:class:`nova_vtpm_migration.compute.host.ComputeHost`), which owns the
+protocol engine, the vault and the RPC server.
 """
