@@ -23,6 +23,7 @@ their :class:`~.context.HostContext`; they never see a transport.
 
 import collections
 import collections.abc
+import random
 import threading
 import time
 import typing as ty
@@ -55,6 +56,9 @@ MAX_RESPONDER_SESSIONS = 256
 FRESH_FRACTION = 2.0 / 3.0
 #: Allowance for message delays when a responder judges that age.
 FRESHNESS_SLACK = 10.0
+#: Pauses (seconds, randomly stretched up to twice) before asking a busy
+#: peer again for a handshake.
+BUSY_RETRY_PAUSES = (0.05, 0.2, 0.5, 1.0)
 
 
 class Channel:
@@ -155,13 +159,7 @@ class Channel:
                     raise failed[1]
             started = time.monotonic()
             try:
-                initiator = handshake.Initiator(self.tpm, self.policy,
-                                                self.clocks, self.local,
-                                                peer)
-                reply = self.raw_call(peer, initiator.hello())
-                attest = initiator.process_hello_reply(reply)
-                new = initiator.process_attest_reply(
-                    self.raw_call(peer, attest))
+                new = self._handshake(peer)
             except Exception as exc:
                 self._failures[peer] = (time.monotonic(), exc)
                 raise
@@ -171,6 +169,26 @@ class Channel:
                 self._out[peer] = new
                 self._failures.pop(peer, None)
             return new
+
+    def _handshake(self, peer: str) -> session_mod.Session:
+        """Phase 1 with *peer*; a peer that is busy (above its handshake
+        rate, e.g. during a flood of forged hellos) is asked again after a
+        short, growing pause."""
+        for pause in BUSY_RETRY_PAUSES + (None,):
+            initiator = handshake.Initiator(self.tpm, self.policy,
+                                            self.clocks, self.local, peer)
+            try:
+                reply = self.raw_call(peer, initiator.hello())
+                attest = initiator.process_hello_reply(reply)
+            except errors.PeerRefused as exc:
+                busy = (exc.kwargs.get('peer_code')
+                        == errors.HandshakeRateExceeded.code)
+                if not busy or pause is None:
+                    raise
+                time.sleep(pause * (1 + random.random()))  # noqa: S311
+                continue
+            return initiator.process_attest_reply(self.raw_call(peer, attest))
+        raise AssertionError('unreachable')
 
     def _current_session(self, peer: str) -> session_mod.Session | None:
         with self._lock:
