@@ -17,6 +17,8 @@
 import pathlib
 import typing as ty
 
+from tools.bench import commands
+
 #: The performance goals (reported, not asserted by tests).
 TARGETS = {
     'downtime_ratio': 1.05,
@@ -58,6 +60,7 @@ def markdown(report: ty.Mapping[str, ty.Any]) -> str:
             f"| {name} | {_f(row['wall_ms']['median'])} | "
             f"{_f(row['wall_ms']['p95'])} | {_f(row['tpm_ms']['median'])} | "
             f"{row.get('tpm_commands', '')} | {_f(row['ratio_to_tpm'], 2)} |")
+    lines += commands.markdown(report)
     q = report['qemu']
     lines += [
         '',
