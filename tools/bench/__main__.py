@@ -45,6 +45,7 @@ import typing as ty
 import uuid
 
 from nova_vtpm_migration.tpm import meter
+from nova_vtpm_migration.tpm import profiles
 from tests.support.dataplane import testbed as testbed_mod
 from tools.bench import commands
 from tools.bench import stats
@@ -283,12 +284,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--output', default='results/bench',
                    help='results directory')
     p.add_argument('--skip-rss', action='store_true')
+    p.add_argument('--latency-profile', choices=sorted(profiles.PROFILES),
+                   help='delay every command of both hosts\' TPMs to this '
+                        'hardware profile (end-to-end at hardware speed; '
+                        'seconds per migration)')
     args = p.parse_args(argv)
     os.environ.setdefault('TSS2_LOG', 'all+NONE')
     logging.getLogger('nova_vtpm_migration').setLevel(logging.ERROR)
     levels = [int(x) for x in args.levels.split(',') if x]
-    report: dict[str, ty.Any] = {'machine': _machine(), 'runs': args.runs}
+    report: dict[str, ty.Any] = {'machine': _machine(), 'runs': args.runs,
+                                 'latency_profile': args.latency_profile}
     with testbed_mod.Testbed(HOSTS) as tb:
+        for ctx in tb.tpm_contexts.values():
+            ctx.meter.set_latency_profile(args.latency_profile)
         print(f'protocol phases x{args.runs} ...', flush=True)
         report['protocol'] = protocol_phases(tb, args.runs)
         report['tpm_commands'] = report['protocol'].pop('histograms')

@@ -45,7 +45,9 @@ def markdown(report: ty.Mapping[str, ty.Any]) -> str:
         '',
         f"Machine: {m['machine']}, {m['cpus']} CPUs, Python {m['python']}, "
         f"kernel {m['kernel']}; swtpm 0.7.1 host TPMs, QEMU 7.2 TCG guests; "
-        f"{m['date']}; {report['runs']} runs per measurement (medians, p95).",
+        f"{m['date']}; {report['runs']} runs per measurement (medians, p95)"
+        + (f"; every TPM command delayed to the {report['latency_profile']} "
+           'profile.' if report.get('latency_profile') else '.'),
         '',
         '## Protocol phases and their TPM floor',
         '',
