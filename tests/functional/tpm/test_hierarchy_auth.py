@@ -27,6 +27,7 @@ import subprocess
 import pytest
 
 from nova_vtpm_migration.tpm import auth
+from nova_vtpm_migration.tpm import context
 from nova_vtpm_migration.tpm import host as host_mod
 from nova_vtpm_migration.tpm import verify
 from tests.functional.swtpm_fixtures import PCRS
@@ -111,6 +112,8 @@ def test_missing_files_give_a_clear_error(
     with pytest.raises(auth.HierarchyAuthFailed,
                        match=r'owner hierarchy .* CreatePrimary'):
         owner_only.seal(b'x')      # creating the SRK needs owner
+    # Nothing stays loaded after the refusals (EK, AK, sessions).
+    assert context.loaded_handles(protected.ctx) == set()
 
 
 def test_wrong_value_is_named_without_showing_it(
