@@ -106,6 +106,11 @@ class Testbed:
             raise
 
     @property
+    def ca(self) -> ty.Any:
+        """The private CA of the host TPMs' EK certificates."""
+        return self.sim.ca
+
+    @property
     def tpm_contexts(self) -> dict[str, ty.Any]:
         """Host name -> its ``TpmContext`` (command statistics)."""
         return {name: self.sim.tpm(name).ctx for name in self.names}
