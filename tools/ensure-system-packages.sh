@@ -17,10 +17,14 @@
 # Idempotent and quick (one dpkg-query) when everything is present.
 set -euo pipefail
 
+# tpm2-abrmd, libtss2-tcti-tabrmd0 and dbus: a resource manager in front of
+# swtpm (tests/functional/tpm/test_resource_manager.py); socat: a byte-stream
+# transport for the cmd: TCTI (tests/functional/tpm/test_meter.py).
 PACKAGES=(
     swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config
     qemu-system-x86 qemu-utils rabbitmq-server spin shellcheck
     python3-venv python3-dev gcc sqlite3
+    tpm2-abrmd libtss2-tcti-tabrmd0 dbus socat
 )
 
 missing=()

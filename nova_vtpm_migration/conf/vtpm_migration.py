@@ -15,6 +15,7 @@
 """The ``[vtpm_migration]`` option group."""
 
 from oslo_config import cfg
+from oslo_config import types
 
 vtpm_migration_group = cfg.OptGroup(
     'vtpm_migration',
@@ -98,6 +99,86 @@ Possible values:
 Related options:
 
 * ``srk_handle``
+"""),
+    cfg.StrOpt('owner_auth_file',
+        help="""
+File holding the authorisation value of the TPM's owner (storage) hierarchy.
+
+The plugin needs the owner hierarchy to create and persist the storage root
+key and the attestation key (``TPM2_CreatePrimary`` and
+``TPM2_EvictControl`` under ``TPM_RH_OWNER``), normally once per host. Leave
+it unset when the owner hierarchy has no authorisation value (as after
+``tpm2_clear``). The value is read from the file only when such a command
+runs, never logged, and never passed on a command line. The file must be a
+regular file that other users can neither read nor write (for example
+``chown root:nova``, ``chmod 0640``).
+
+Format: the value's bytes, without one trailing newline; a file starting
+with ``hex:`` holds a hex-encoded value. This is the value given to
+``tpm2_changeauth -c owner`` (as ``str:`` or ``hex:``).
+
+Possible values:
+
+* Unset (default): the owner hierarchy has an empty authorisation value.
+* An absolute path to a file readable by nova-compute and not by others.
+
+Related options:
+
+* ``endorsement_auth_file``
+* ``srk_handle``, ``ak_handle``
+"""),
+    cfg.StrOpt('endorsement_auth_file',
+        help="""
+File holding the authorisation value of the TPM's endorsement hierarchy.
+
+The plugin needs the endorsement hierarchy to recreate the endorsement key
+(EK) that its certificate names (``TPM2_CreatePrimary`` under
+``TPM_RH_ENDORSEMENT``) and to use an EK of the low-range TCG templates,
+whose policy is ``PolicySecret(TPM_RH_ENDORSEMENT)`` (creating the
+attestation key, answering credential challenges). Same format and
+permission rules as ``owner_auth_file``.
+
+Possible values:
+
+* Unset (default): the endorsement hierarchy has an empty authorisation
+  value.
+* An absolute path to a file readable by nova-compute and not by others.
+
+Related options:
+
+* ``owner_auth_file``
+* ``ek_types``
+"""),
+    cfg.ListOpt('ek_types',
+        default=['EK-ECC256', 'EK-RSA2048'],
+        item_type=types.String(choices=[
+            'EK-ECC256', 'EK-RSA2048', 'EK-HIGH-ECC256', 'EK-HIGH-ECC384',
+            'EK-HIGH-ECC521', 'EK-HIGH-RSA2048', 'EK-HIGH-RSA3072',
+            'EK-HIGH-RSA4096']),
+        help="""
+Endorsement key types whose certificate is looked for, in order of
+preference.
+
+The types are the templates of the TCG EK Credential Profile: the low range
+(``EK-RSA2048`` = L-1, certificate at NV index 0x01C00002; ``EK-ECC256`` =
+L-2, 0x01C0000A) and the high range (``EK-HIGH-RSA2048`` = H-1, 0x01C00012;
+``EK-HIGH-ECC256`` = H-2, 0x01C00014; ``EK-HIGH-ECC384`` = H-3,
+0x01C00016; ...). The first type whose certificate is in the TPM's NV
+becomes this host's identity. An ECC EK is preferred by default because a
+hardware TPM creates it in a fraction of an RSA EK's time.
+
+Changing this list can change the host's EK, and so its enrollment record.
+The attestation verifier of this release accepts the low-range templates
+(``EK-ECC256``, ``EK-RSA2048``) only: list a high-range type only once every
+peer accepts it.
+
+Possible values:
+
+* A comma-separated list of the EK types above.
+
+Related options:
+
+* ``endorsement_auth_file``
 """),
 ]
 

@@ -19,6 +19,7 @@ import os
 
 from oslo_config import cfg
 
+from nova_vtpm_migration.tpm import auth
 from nova_vtpm_migration.tpm import context
 from nova_vtpm_migration.tpm import host as host_mod
 from nova_vtpm_migration.tpm import policy as policy_mod
@@ -45,6 +46,9 @@ def host_tpm(conf: cfg.ConfigOpts,
     It quotes ``policy``'s PCRs, or ``pcr_selection`` (for enrollment and
     policy generation, before a policy exists). Key blobs are kept in
     ``<state_path>/tpm``.
+
+    :raises auth.AuthFileError: ``owner_auth_file`` or
+        ``endorsement_auth_file`` is unusable (missing, readable by others).
     """
     if pcr_selection is None:
         if policy is None:
@@ -56,4 +60,10 @@ def host_tpm(conf: cfg.ConfigOpts,
         ctx, os.path.join(group.state_path, 'tpm'),
         srk_handle=group.srk_handle, ak_handle=group.ak_handle,
         pcr_selection=pcr_selection,
-        binding_key_lifetime=group.binding_key_rotation_interval)
+        binding_key_lifetime=group.binding_key_rotation_interval,
+        ek_types=group.ek_types,
+        owner_auth=auth.HierarchyAuth('owner', group.owner_auth_file,
+                                      'owner_auth_file'),
+        endorsement_auth=auth.HierarchyAuth(
+            'endorsement', group.endorsement_auth_file,
+            'endorsement_auth_file'))

@@ -21,16 +21,18 @@ created inside it -- also when the block raises. This matters on a TPM
 without resource manager (swtpm, ``/dev/tpm0``) where libtpms has only three
 transient object slots and objects survive their client connection.
 
-Every ESAPI call made through the proxy is timed (``ctx.stats``) and a
-``TSS2_Exception`` from it is translated into the
-:mod:`~nova_vtpm_migration.tpm.errors` tree.
+A ``TSS2_Exception`` from an ESAPI call made through the proxy is
+translated into the :mod:`~nova_vtpm_migration.tpm.errors` tree. Every
+command that reaches the TPM -- through the proxy, the raw ESAPI context or
+the context's own housekeeping (the handle scans and flushes at block entry
+and exit) -- is counted and timed at the TCTI by the TPM's
+:class:`~nova_vtpm_migration.tpm.meter.TpmMeter` (``ctx.meter``).
 """
 
 import collections.abc
 import contextlib
 import dataclasses
 import threading
-import time
 import typing as ty
 
 from oslo_log import log as logging
@@ -38,6 +40,7 @@ import tpm2_pytss
 from tpm2_pytss import constants
 
 from nova_vtpm_migration.tpm import errors
+from nova_vtpm_migration.tpm import meter as meter_mod
 
 LOG = logging.getLogger(__name__)
 
@@ -122,7 +125,8 @@ def map_tss_error(tcti: str, command: str,
 
 @dataclasses.dataclass
 class CommandStats:
-    """Count and cumulated wall time of one ESAPI command."""
+    """Count and cumulated wall time of one TPM command (see
+    :attr:`TpmContext.stats`)."""
 
     count: int = 0
     total: float = 0.0
@@ -134,12 +138,14 @@ class CommandStats:
 
 
 class _TpmSlot:
-    """Process-wide state of one TPM: its lock and its open connection."""
+    """Process-wide state of one TPM: its lock, its open connection and
+    the meter of every command sent on it."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.esapi: tpm2_pytss.ESAPI | None = None
         self.depth = 0
+        self.meter = meter_mod.TpmMeter()
 
 
 _SLOTS: dict[str, _TpmSlot] = {}
@@ -157,9 +163,10 @@ def _slot(tcti: str) -> _TpmSlot:
 class Esys:
     """Proxy of an ESAPI context handed out by :meth:`TpmContext.esys`.
 
-    Attribute access returns the ESAPI method wrapped with timing, error
+    Attribute access returns the ESAPI method wrapped with error
     translation and bookkeeping of created objects and sessions. The raw
-    context is :attr:`raw` (for helpers such as ``NVReadEK``).
+    context is :attr:`raw` (for helpers such as ``NVReadEK``); commands
+    sent through either are metered at the TCTI.
     """
 
     def __init__(self, ctx: 'TpmContext', esapi: tpm2_pytss.ESAPI) -> None:
@@ -170,7 +177,8 @@ class Esys:
 
     @property
     def raw(self) -> tpm2_pytss.ESAPI:
-        """The underlying ``tpm2_pytss.ESAPI`` (not timed or tracked)."""
+        """The underlying ``tpm2_pytss.ESAPI`` (objects it creates are not
+        tracked; its commands are still metered)."""
         return self._esapi
 
     def __getattr__(self, name: str) -> ty.Any:
@@ -179,7 +187,6 @@ class Esys:
             return attr
 
         def call(*args: ty.Any, **kwargs: ty.Any) -> ty.Any:
-            start = time.perf_counter()
             try:
                 result = attr(*args, **kwargs)
             except tpm2_pytss.TSS2_Exception as exc:
@@ -187,8 +194,6 @@ class Esys:
                 if isinstance(err, errors.TpmUnavailable):
                     self._ctx._broken = True
                 raise err from exc
-            finally:
-                self._ctx._record(name, time.perf_counter() - start)
             if name in _CREATING_CALLS:
                 self.created.append(
                     result[0] if isinstance(result, tuple) else result)
@@ -214,37 +219,48 @@ class TpmContext:
         ``swtpm:host=127.0.0.1,port=2321``, ...).
     :param lock_timeout: seconds to wait for the TPM lock before raising
         :class:`~errors.TpmBusy`.
+    :param latency_profile: benchmarks and tests only: delay every command
+        sent to this TPM to the figure of this
+        :mod:`~nova_vtpm_migration.tpm.profiles` profile (``dtpm_slow``,
+        ``ftpm``). It applies to every context on the same TCTI.
     """
 
-    def __init__(self, tcti: str, lock_timeout: float = 30.0) -> None:
+    def __init__(self, tcti: str, lock_timeout: float = 30.0, *,
+                 latency_profile: str | None = None) -> None:
         self.tcti = tcti
         self.lock_timeout = lock_timeout
         self._slot = _slot(tcti)
-        self._stats: dict[str, CommandStats] = collections.defaultdict(
-            CommandStats)
-        self._stats_lock = threading.Lock()
         self._broken = False
+        if latency_profile is not None:
+            self._slot.meter.set_latency_profile(latency_profile)
+
+    @property
+    def meter(self) -> meter_mod.TpmMeter:
+        """The meter of every command sent to this TPM by this process
+        (shared by all contexts on the same TCTI string)."""
+        return self._slot.meter
 
     @property
     def stats(self) -> dict[str, CommandStats]:
-        """A copy of the per-command statistics of this context."""
-        with self._stats_lock:
-            return {k: dataclasses.replace(v) for k, v in self._stats.items()}
+        """Per-command count and wall time of this TPM, keyed by the ESAPI
+        method name of the TPM command (``quote``, ``pcr_read``).
+
+        A view of :attr:`meter` (so it includes commands ESAPI sends on
+        its own and the context's housekeeping); prefer ``meter`` and its
+        windows in new code.
+        """
+        snap = self.meter.snapshot()
+        return {meter_mod.esapi_name(name): CommandStats(
+                    count, snap.seconds[name])
+                for name, count in snap.counts.items()}
 
     def reset_stats(self) -> None:
-        """Forget the recorded command statistics."""
-        with self._stats_lock:
-            self._stats.clear()
-
-    def _record(self, name: str, seconds: float) -> None:
-        with self._stats_lock:
-            stat = self._stats[name]
-            stat.count += 1
-            stat.total += seconds
+        """Reset this TPM's :attr:`meter`."""
+        self.meter.reset()
 
     def _connect(self) -> tpm2_pytss.ESAPI:
         try:
-            esapi = tpm2_pytss.ESAPI(self.tcti)
+            inner = tpm2_pytss.TCTILdr.parse(self.tcti)
         except tpm2_pytss.TSS2_Exception as exc:
             raise map_tss_error(self.tcti, 'connect', exc) from exc
         except (OSError, ValueError, RuntimeError) as exc:
@@ -252,6 +268,12 @@ class TpmContext:
             # TCTI modules or missing device nodes.
             raise errors.TpmUnavailable(tcti=self.tcti,
                                         reason=str(exc)) from exc
+        tcti = meter_mod.MeteredTcti(inner, self._slot.meter)
+        try:
+            esapi = tpm2_pytss.ESAPI(tcti)
+        except tpm2_pytss.TSS2_Exception as exc:
+            tcti.close()
+            raise map_tss_error(self.tcti, 'connect', exc) from exc
         # Without a resource manager objects outlive their
         # connection. Under our lock nothing else of ours is loaded, so
         # anything transient left at connect time is a leak of a crashed
@@ -260,7 +282,7 @@ class TpmContext:
             for handle in _loaded_handles(esapi):
                 _flush_tpm_handle(esapi, handle)
         except tpm2_pytss.TSS2_Exception as exc:
-            esapi.close()
+            _close(esapi)
             raise map_tss_error(self.tcti, 'connect', exc) from exc
         return esapi
 
@@ -288,7 +310,7 @@ class TpmContext:
         esapi, self._slot.esapi = self._slot.esapi, None
         if esapi is not None:
             with contextlib.suppress(Exception):
-                esapi.close()
+                _close(esapi)
 
     @contextlib.contextmanager
     def esys(self) -> collections.abc.Iterator[Esys]:
@@ -353,6 +375,17 @@ class TpmContext:
         with self._slot.lock:
             if self._slot.depth == 0:
                 self._disconnect()
+
+
+def _close(esapi: tpm2_pytss.ESAPI) -> None:
+    """Finalise an ESAPI context and the TCTI it was opened on (ESAPI
+    only finalises TCTIs it loaded itself)."""
+    tcti = esapi.get_tcti()
+    try:
+        esapi.close()
+    finally:
+        if isinstance(tcti, meter_mod.MeteredTcti):
+            tcti.close()
 
 
 def _loaded_handles(esapi: tpm2_pytss.ESAPI) -> set[int]:

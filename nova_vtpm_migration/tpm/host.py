@@ -41,15 +41,15 @@ from cryptography.hazmat.primitives.ciphers import aead
 from oslo_log import log as logging
 from tpm2_pytss import constants
 from tpm2_pytss import types
-from tpm2_pytss import utils as tss_utils
 
 from nova_vtpm_migration import fileutils
+from nova_vtpm_migration.tpm import auth
 from nova_vtpm_migration.tpm import context
+from nova_vtpm_migration.tpm import ek as ek_mod
 from nova_vtpm_migration.tpm import errors
 from nova_vtpm_migration.tpm import evidence
 from nova_vtpm_migration.tpm import objects
 from nova_vtpm_migration.tpm import policy
-from nova_vtpm_migration.tpm import verify
 
 LOG = logging.getLogger(__name__)
 
@@ -59,15 +59,11 @@ _AES128CFB = types.TPMT_SYM_DEF(
     algorithm=constants.TPM2_ALG.AES,
     keyBits=types.TPMU_SYM_KEY_BITS(aes=128),
     mode=types.TPMU_SYM_MODE(aes=constants.TPM2_ALG.CFB))
-_NO_SYM = types.TPMT_SYM_DEF(algorithm=constants.TPM2_ALG.NULL)
 _SEAL_MAGIC = b'NVMSEAL1'
 _MAX_SEAL = 128
-_NV_CHUNK = 512
 _RC_HANDLE = 0x8B
-#: Where TCG provisioning guidance persists the EK of each type.
-_EK_PERSISTENT = {'EK-RSA2048': 0x81010001, 'EK-ECC256': 0x81010002}
 #: EK certificate types tried in order (TCG EK credential profile names).
-DEFAULT_EK_TYPES = ('EK-RSA2048', 'EK-ECC256')
+DEFAULT_EK_TYPES = ek_mod.DEFAULT_EK_TYPES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +94,14 @@ class HostTpm:
     :param pcr_selection: sha256 PCR indices quoted and used in policies.
     :param binding_key_lifetime: seconds after which the binding key is
         replaced.
-    :param ek_types: EK types whose certificate is looked for, in order.
+    :param ek_types: EK types whose certificate is looked for, in order
+        (``EK-...`` names or TCG short names such as ``H-3``).
+    :param owner_auth: the owner hierarchy's authorisation value (SRK and
+        AK creation and persistence); default: the empty value.
+    :param endorsement_auth: the endorsement hierarchy's authorisation
+        value (EK creation and use); default: the empty value.
+    :raises auth.AuthFileError: an authorisation file is unusable.
+    :raises ValueError: an unknown EK type.
     """
 
     def __init__(self, ctx: context.TpmContext,
@@ -106,7 +109,9 @@ class HostTpm:
                  srk_handle: int = 0x81000001, ak_handle: int = 0x81010010,
                  pcr_selection: collections.abc.Sequence[int] = (0, 7),
                  *, binding_key_lifetime: float = 86400.0,
-                 ek_types: collections.abc.Sequence[str] = DEFAULT_EK_TYPES
+                 ek_types: collections.abc.Sequence[str] = DEFAULT_EK_TYPES,
+                 owner_auth: auth.HierarchyAuth | None = None,
+                 endorsement_auth: auth.HierarchyAuth | None = None
                  ) -> None:
         self.ctx = ctx
         self.state_dir = pathlib.Path(state_dir)
@@ -116,7 +121,12 @@ class HostTpm:
         self.pcr_selection = tuple(sorted(set(pcr_selection)))
         policy.pcr_selection_bytes(self.pcr_selection)  # validates indices
         self.binding_key_lifetime = binding_key_lifetime
-        self.ek_types = tuple(ek_types)
+        self.ek_types = tuple(ek_mod.canonical_type(t) for t in ek_types)
+        self.owner_auth = owner_auth or auth.HierarchyAuth('owner')
+        self.endorsement_auth = (endorsement_auth
+                                 or auth.HierarchyAuth('endorsement'))
+        for hierarchy in (self.owner_auth, self.endorsement_auth):
+            hierarchy.check()
         self._identity: evidence.HostIdentity | None = None
 
     # -- low-level helpers (inside an esys block) --------------------------
@@ -136,77 +146,18 @@ class HostTpm:
             return srk
         LOG.info('Creating the SRK at persistent handle %#x',
                  self.srk_handle)
-        tmp, *_ = e.create_primary(None, objects.srk_template(), _TR.OWNER)
-        srk = e.evict_control(_TR.OWNER, tmp, self.srk_handle)
+        with self.owner_auth.authorize(e, 'CreatePrimary') as owner:
+            tmp, *_ = e.create_primary(None, objects.srk_template(), owner)
+        with self.owner_auth.authorize(e, 'EvictControl') as owner:
+            srk = e.evict_control(owner, tmp, self.srk_handle)
         e.flush_context(tmp)
         return srk
 
-    @staticmethod
-    def _nv_reader(e: context.Esys) -> collections.abc.Callable[[int],
-                                                                 bytes]:
-        def read(index: int) -> bytes:
-            _, cap = e.get_capability(constants.TPM2_CAP.HANDLES, index, 1)
-            if not cap.data.handles or int(cap.data.handles[0]) != index:
-                raise tss_utils.NoSuchIndex(index)
-            nvh = e.tr_from_tpmpublic(index)
-            nvpub, _ = e.nv_read_public(nvh)
-            size = int(nvpub.nvPublic.dataSize)
-            data = b''
-            while len(data) < size:
-                n = min(_NV_CHUNK, size - len(data))
-                data += bytes(e.nv_read(nvh, n, len(data), auth_handle=nvh))
-            return data
-        return read
-
-    def _ek(self, e: context.Esys, recreate: bool = False
-            ) -> tuple[bytes, ty.Any, ty.Any, bool]:
-        """Find the EK: (certificate, handle, public, is_transient).
-
-        Unless ``recreate`` is set, an EK persisted at its standard handle
-        is used when it has the template's attributes and policy and the
-        certificate's public key (CreatePrimary of an RSA EK takes seconds
-        on hardware TPMs); otherwise the EK is recreated from its template.
+    def _ek(self, e: context.Esys, recreate: bool = False) -> ek_mod.Ek:
+        """This host's EK (see :func:`~nova_vtpm_migration.tpm.ek.find`).
         """
-        reader = self._nv_reader(e)
-        for ek_type in self.ek_types:
-            try:
-                cert, template = tss_utils.create_ek_template(ek_type,
-                                                              reader)
-            except ValueError:
-                continue
-            if not cert:
-                continue
-            handle = _EK_PERSISTENT.get(ek_type)
-            persisted = None if recreate or handle is None else \
-                self._persistent(e, handle)
-            if persisted is not None:
-                pub, _, _ = e.read_public(persisted)
-                want, got = template.publicArea, pub.publicArea
-                if (got.objectAttributes == want.objectAttributes
-                        and bytes(got.authPolicy) == bytes(want.authPolicy)
-                        and got.type == want.type):
-                    try:
-                        verify.check_ek_matches_certificate(
-                            bytes(cert), pub.marshal())
-                        return bytes(cert), persisted, pub, False
-                    except errors.EkCertificateError:
-                        pass
-                LOG.warning('Ignoring the object at EK handle %#x: it is '
-                            'not the certified EK', handle)
-            ek, ek_pub, *_ = e.create_primary(None, template,
-                                              _TR.ENDORSEMENT)
-            return bytes(cert), ek, ek_pub, True
-        raise errors.EkCertificateError(
-            reason=f'no EK certificate of type {", ".join(self.ek_types)} '
-                   'in TPM NV')
-
-    @staticmethod
-    def _ek_session(e: context.Esys) -> ty.Any:
-        s = e.start_auth_session(_TR.NONE, _TR.NONE,
-                                 constants.TPM2_SE.POLICY, _NO_SYM,
-                                 constants.TPM2_ALG.SHA256)
-        e.policy_secret(_TR.ENDORSEMENT, s)
-        return s
+        return ek_mod.find(e, self.ek_types, self.endorsement_auth,
+                           recreate=recreate)
 
     def _pcr_session(self, e: context.Esys, srk: ty.Any,
                      encrypt: bool) -> ty.Any:
@@ -231,18 +182,17 @@ class HostTpm:
         return ak
 
     def _create_ak(self, e: context.Esys) -> None:
-        _, ek, _, transient = self._ek(e)
-        s = self._ek_session(e)
-        priv, pub, *_ = e.create(ek, None, objects.ak_template(),
-                                 session1=s)
-        e.flush_context(s)
-        s = self._ek_session(e)
-        ak = e.load(ek, priv, pub, session1=s)
-        e.flush_context(s)
-        e.evict_control(_TR.OWNER, ak, self.ak_handle)
+        ek = self._ek(e)
+        with ek_mod.authorized(e, ek, self.endorsement_auth) as s:
+            priv, pub, *_ = e.create(ek.handle, None, objects.ak_template(),
+                                     session1=s)
+        with ek_mod.authorized(e, ek, self.endorsement_auth) as s:
+            ak = e.load(ek.handle, priv, pub, session1=s)
+        with self.owner_auth.authorize(e, 'EvictControl') as owner:
+            e.evict_control(owner, ak, self.ak_handle)
         e.flush_context(ak)
-        if transient:
-            e.flush_context(ek)
+        if ek.transient:
+            e.flush_context(ek.handle)
         LOG.info('Created the attestation key at persistent handle %#x',
                  self.ak_handle)
 
@@ -280,10 +230,10 @@ class HostTpm:
         if self._identity is not None:
             return self._identity
         with self.ctx.esys() as e:
-            cert, ek, ek_pub, transient = self._ek(e, recreate=True)
-            if transient:
-                e.flush_context(ek)
-            verify.check_ek_matches_certificate(cert, ek_pub.marshal())
+            ek = self._ek(e, recreate=True)
+            if ek.transient:
+                e.flush_context(ek.handle)
+            ek_mod.check_matches_certificate(ek.certificate, ek.public)
             ak = self._ak(e)
             ak_pub, _, _ = e.read_public(ak)
         if (ak_pub.publicArea.objectAttributes != objects.AK_ATTRIBUTES
@@ -292,7 +242,7 @@ class HostTpm:
                 reason=f'object at AK handle {self.ak_handle:#x} is not an '
                        'ECC attestation key')
         self._identity = evidence.HostIdentity(
-            ek_certificate=cert, ek_public=ek_pub.marshal(),
+            ek_certificate=ek.certificate, ek_public=ek.public.marshal(),
             ak_public=ak_pub.marshal())
         return self._identity
 
@@ -312,23 +262,23 @@ class HostTpm:
             raise errors.CredentialError(
                 reason=f'malformed challenge: {exc}') from exc
         with self.ctx.esys() as e:
-            _, ek, _, _ = self._ek(e)
+            ek = self._ek(e)
             ak = self._ak(e)
-            s = self._ek_session(e)
-            try:
-                cred = e.activate_credential(ak, ek, blob, secret,
-                                             session2=s)
-            except errors.TpmCommandError as exc:
-                raise errors.CredentialError(reason=str(exc)) from exc
-            except errors.TpmFailureMode as exc:
-                # Libtpms 0.9 answers TPM_RC_FAILURE when the
-                # seed does not decrypt with our EK (a credential made for
-                # another EK) without entering failure mode. A TPM really
-                # in failure mode refuses GetRandom too.
-                e.get_random(1)
-                raise errors.CredentialError(
-                    reason='the credential was not made for this EK') \
-                    from exc
+            with ek_mod.authorized(e, ek, self.endorsement_auth) as s:
+                try:
+                    cred = e.activate_credential(ak, ek.handle, blob,
+                                                 secret, session2=s)
+                except errors.TpmCommandError as exc:
+                    raise errors.CredentialError(reason=str(exc)) from exc
+                except errors.TpmFailureMode as exc:
+                    # Libtpms 0.9 answers TPM_RC_FAILURE when the
+                    # seed does not decrypt with our EK (a credential made
+                    # for another EK) without entering failure mode. A TPM
+                    # really in failure mode refuses GetRandom too.
+                    e.get_random(1)
+                    raise errors.CredentialError(
+                        reason='the credential was not made for this EK') \
+                        from exc
         return bytes(cred)
 
     def quote(self, qualifying_data: bytes) -> evidence.Quote:

@@ -21,18 +21,15 @@ Import the fixtures you need into a ``conftest.py``::
 ``swtpm_ca`` / ``untrusted_ca`` are session-wide private ``swtpm_localca``
 CAs; ``swtpm_factory`` starts hosts that are stopped after the test;
 :func:`attach` gives a started swtpm a ``HostTpm`` with its own state dir.
+The hosts are built by :mod:`tests.support.cluster`.
 """
 
 import collections.abc
-import dataclasses
 import os
-import pathlib
-import tempfile
 
 import pytest
 
-from nova_vtpm_migration.tpm import context
-from nova_vtpm_migration.tpm import host as host_mod
+from tests.support import cluster
 from tests.support import swtpm
 
 os.environ.setdefault('TSS2_LOG', 'all+NONE')
@@ -40,27 +37,14 @@ os.environ.setdefault('TSS2_LOG', 'all+NONE')
 #: PCRs quoted in the tests (16 is the debug PCR tests extend).
 PCRS = (0, 1, 2, 3, 7, 16)
 
-
-@dataclasses.dataclass
-class SimHost:
-    """A running swtpm with a TpmContext and a HostTpm on it."""
-
-    swtpm: swtpm.SwtpmHostTpm
-    ctx: context.TpmContext
-    tpm: host_mod.HostTpm
-
-    def stop(self) -> None:
-        self.ctx.close()
-        self.swtpm.stop()
+#: A running swtpm with a TpmContext and a HostTpm on it.
+SimHost = cluster.SimTpm
 
 
 def attach(sw: swtpm.SwtpmHostTpm, pcrs: collections.abc.Sequence[int]
            = PCRS, **kwargs: object) -> SimHost:
     """Wrap a started swtpm in a TpmContext and a HostTpm."""
-    ctx = context.TpmContext(sw.tcti, lock_timeout=10)
-    state = pathlib.Path(tempfile.mkdtemp(prefix='state-', dir=sw.dir))
-    return SimHost(sw, ctx, host_mod.HostTpm(ctx, state, pcr_selection=pcrs,
-                                             **kwargs))  # type: ignore
+    return cluster.attach(sw, pcrs, **kwargs)
 
 
 @pytest.fixture(scope='session')
@@ -86,22 +70,9 @@ def swtpm_factory(swtpm_ca: swtpm.SwtpmCA
     ``clone=True`` (fast) shares the EK with other clones; pass
     ``clone=False`` where identity matters.
     """
-    started: list[SimHost] = []
-
-    def make(name: str = 'host', ca: swtpm.SwtpmCA | None = None,
-             clone: bool = True, **kwargs: object) -> SimHost:
-        sw = swtpm.SwtpmHostTpm(ca or swtpm_ca, name, clone=clone)
-        try:
-            sim = attach(sw, **kwargs)  # type: ignore[arg-type]
-        except BaseException:
-            sw.stop()
-            raise
-        started.append(sim)
-        return sim
-
-    yield make
-    for sim in started:
-        sim.stop()
+    with cluster.SimCluster(swtpm_ca, pcrs=PCRS, label='factory',
+                            clone=True) as hosts:
+        yield hosts.tpm
 
 
 @pytest.fixture(scope='module')
@@ -111,10 +82,6 @@ def host_pair(swtpm_ca: swtpm.SwtpmCA
 
     Tests using them must not change their PCRs.
     """
-    hosts = swtpm.make_hosts(swtpm_ca, 2, prefix='pair')
-    sims = [attach(h) for h in hosts]
-    try:
-        yield sims[0], sims[1]
-    finally:
-        for sim in sims:
-            sim.stop()
+    with cluster.SimCluster(swtpm_ca, pcrs=PCRS, label='pair') as hosts:
+        a, b = hosts.start(('pair0', 'pair1'))
+        yield a, b

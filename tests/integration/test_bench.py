@@ -37,6 +37,22 @@ def test_bench_short_run(tmp_path: pathlib.Path) -> None:
         assert row['wall_ms']['n'] == 2
         # The TPM floor is part of the wall time, never more than it.
         assert 0 < row['tpm_ms']['median'] <= row['wall_ms']['median']
+    # Every command of one migration, both hosts, counted at the TCTI.
+    cmds = report['tpm_commands']
+    for kind in ('cached', 'fresh', 'commit'):
+        assert cmds[kind]['total'] == sum(
+            c['count'] for c in cmds[kind]['commands'].values()) > 0
+    assert cmds['fresh']['total'] == cmds['cached']['total'] + sum(
+        cmds['phases']['phase1'][side]['total']
+        for side in ('source', 'destination'))
+    assert cmds['fresh']['commands']['Quote']['count'] == 2
+    assert cmds['phases']['phase2']['destination']['commands'][
+        'ECDH_ZGen']['count'] == 1
+    proj = report['projection']
+    for profile in ('dtpm_slow', 'ftpm'):
+        assert 0 < proj[profile]['cached_ms'] < proj[profile]['fresh_ms']
+        assert proj[profile]['sources']
+    assert proj['ftpm']['fresh_ms'] < proj['dtpm_slow']['fresh_ms']
     assert report['qemu']['secured']['downtime_ms']['n'] == 2
     assert set(report['table1']) == {'1', '2'}
     assert all(col[m]['failed'] == 0 for col in report['table1'].values()
@@ -46,6 +62,8 @@ def test_bench_short_run(tmp_path: pathlib.Path) -> None:
     assert 0 < rest['open_tpm_ms']['median'] <= rest['open']['median']
     md = (tmp_path / 'report.md').read_text()
     assert '## vTPM secret sealed at rest' in md
+    assert '## TPM commands of one migration' in md
+    assert '| dtpm_slow: ' in md and '**wolftpm**' in md
     assert "## The paper's Table I" in md and '| S / P |' in md
     for png in ('phases.png', 'table1.png'):
         assert (tmp_path / png).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

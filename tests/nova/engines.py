@@ -16,17 +16,16 @@
 
 Each compute's :class:`~nova_vtpm_migration.compute.host.ComputeHost` is
 built by the product's ``ComputeHost.from_parts`` from that host's swtpm
-TPM, state directory and the test trust policy, and talks to its peers
-over Nova's (in-process) message bus, as in a deployment. Tests install
+TPM, state directory and the test trust policy
+(:meth:`tests.support.cluster.SimCluster.compute_host`), and talks to its
+peers over Nova's (in-process) message bus, as in a deployment. Tests install
 :meth:`Engines.factory` in place of ``ComputeHost.open``, which reads one
 host's ``[vtpm_migration]`` options.
 """
 
-import os
 import typing as ty
 
 from nova_vtpm_migration.compute import host as compute_host
-from nova_vtpm_migration.compute import layout
 from nova_vtpm_migration.protocol import states
 
 
@@ -42,10 +41,8 @@ class Engines:
                 ) -> compute_host.ComputeHost:
         """``ComputeHost.open`` (a classmethod) for several computes in
         one process."""
-        built = cls.from_parts(
-            conf, host, self.tpms.tpm(host), self.tpms.policy,
-            os.path.join(self.tpms.state_dir(host), layout.ENGINE_DIR),
-            transport)
+        built = self.tpms.cluster.compute_host(conf, host, transport,
+                                               cls=cls)
         self.adapters[host] = built
         return built
 

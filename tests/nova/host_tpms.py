@@ -18,18 +18,17 @@ Each compute host name gets its own ``swtpm socket --tpm2`` process with an
 EK certificate from a private ``swtpm_localca`` (all under temporary
 directories), its own plugin state directory, and the same trust policy:
 the test CA and the all-zero PCR 0 and 7 values every fresh swtpm has.
-A restarted compute keeps its TPM and state, as a real host does.
+A restarted compute keeps its TPM and state, as a real host does. The
+hosts are built by :class:`tests.support.cluster.SimCluster`.
 """
 
 import os
-import shutil
-import tempfile
 
 import fixtures
 
-from nova_vtpm_migration.tpm import context
 from nova_vtpm_migration.tpm import host as host_mod
 from nova_vtpm_migration.tpm import policy as policy_mod
+from tests.support import cluster
 from tests.support import swtpm
 
 PCRS = (0, 7)
@@ -39,41 +38,27 @@ class HostTpms(fixtures.Fixture):
     """Lazily started swtpm TPMs, one per compute host name."""
 
     def _setUp(self) -> None:
-        self.ca = swtpm.SwtpmCA('nova-test-ca')
-        self.addCleanup(self.ca.cleanup)
-        self.root = tempfile.mkdtemp(prefix='nvm-nova-')
-        self.addCleanup(shutil.rmtree, self.root, True)
-        self.sims: dict[str, swtpm.SwtpmHostTpm] = {}
-        self.tpms: dict[str, host_mod.HostTpm] = {}
-        self._policy: policy_mod.TrustPolicy | None = None
+        self.cluster = cluster.SimCluster(pcrs=PCRS, label='nova-test')
+        self.addCleanup(self.cluster.close)
+        self.root = str(self.cluster.root)
+
+    @property
+    def ca(self) -> swtpm.SwtpmCA:
+        return self.cluster.ca
 
     @property
     def policy(self) -> policy_mod.TrustPolicy:
-        if self._policy is None:
-            self._policy = policy_mod.TrustPolicy.from_golden(
-                self.ca.bundle_pem(), {i: bytes(32) for i in PCRS},
-                max_evidence_age=60)
-        return self._policy
+        return self.cluster.policy
 
     def state_dir(self, hostname: str) -> str:
-        path = os.path.join(self.root, hostname)
+        path = self.cluster.state_dir(hostname)
         os.makedirs(path, exist_ok=True)
         return path
 
     def tpm(self, hostname: str) -> host_mod.HostTpm:
         """The host's ``HostTpm`` (its swtpm is started on first use)."""
-        if hostname not in self.tpms:
-            sim = swtpm.SwtpmHostTpm(self.ca, hostname)
-            self.addCleanup(sim.stop)
-            self.sims[hostname] = sim
-            ctx = context.TpmContext(sim.tcti, lock_timeout=10)
-            self.addCleanup(ctx.close)
-            self.tpms[hostname] = host_mod.HostTpm(
-                ctx, os.path.join(self.state_dir(hostname), 'tpm'),
-                pcr_selection=PCRS)
-        return self.tpms[hostname]
+        return self.cluster.tpm(hostname).tpm
 
     def extend_pcr(self, hostname: str, index: int, data: bytes) -> None:
         """Change a PCR of the host, as a modified boot chain would."""
-        self.tpm(hostname).ctx.close()
-        self.sims[hostname].extend_pcr(index, data)
+        self.cluster.extend_pcr(hostname, index, data)

@@ -43,8 +43,8 @@ from nova_vtpm_migration import exception
 from nova_vtpm_migration.protocol import engine as engine_mod
 from nova_vtpm_migration.protocol import journal as journal_mod
 from nova_vtpm_migration.tpm import context
-from nova_vtpm_migration.tpm import host as host_mod
 from nova_vtpm_migration.tpm import policy as policy_mod
+from tests.support import cluster
 from tests.support import faults
 from tests.support import sockets
 
@@ -71,9 +71,9 @@ class Host:
         me = config['hosts'][name]
         self.name = name
         self.config = config
-        self.ctx = context.TpmContext(me['tcti'], lock_timeout=30)
-        tpm = host_mod.HostTpm(self.ctx, me['tpm_state'],
-                               pcr_selection=tuple(config['pcrs']))
+        tpm = cluster.open_host_tpm(me['tcti'], me['tpm_state'],
+                                    tuple(config['pcrs']), lock_timeout=30)
+        self.ctx = tpm.ctx
         policy = policy_mod.TrustPolicy.from_dict(config['policy'])
         transport = sockets.SocketTransport(config['socket_dir'],
                                             timeout=config['timeout'])

@@ -28,6 +28,7 @@ product code never imports it.
 """
 
 import atexit
+import collections.abc
 import concurrent.futures
 import ctypes
 import hashlib
@@ -385,14 +386,8 @@ class SwtpmHostTpm:
         caller must not hold a TPM connection to this swtpm at the time.
         """
         import tpm2_pytss
-        from tpm2_pytss import constants
-        from tpm2_pytss import types as tt
-        digest = hashlib.sha256(data).digest()
-        values = tt.TPML_DIGEST_VALUES([tt.TPMT_HA(
-            hashAlg=constants.TPM2_ALG.SHA256,
-            digest=tt.TPMU_HA(sha256=digest))])
         with tpm2_pytss.ESAPI(self.tcti) as e:
-            e.pcr_extend(_pcr_handle(index), values)
+            extend_pcr(e, index, data)
 
     def __enter__(self) -> 'SwtpmHostTpm':
         return self
@@ -404,30 +399,51 @@ class SwtpmHostTpm:
         return f'<SwtpmHostTpm {self.name} {self.tcti}>'
 
 
-def _pcr_handle(index: int) -> ty.Any:
+def extend_pcr(esys: ty.Any, index: int, data: bytes) -> None:
+    """Extend sha256 PCR ``index`` with ``SHA-256(data)`` through
+    ``esys`` (an ``ESAPI`` or a ``TpmContext.esys()`` proxy)."""
     from tpm2_pytss import constants
-    return getattr(constants.ESYS_TR, f'PCR{index}')
+    from tpm2_pytss import types as tt
+    values = tt.TPML_DIGEST_VALUES([tt.TPMT_HA(
+        hashAlg=constants.TPM2_ALG.SHA256,
+        digest=tt.TPMU_HA(sha256=hashlib.sha256(data).digest()))])
+    esys.pcr_extend(getattr(constants.ESYS_TR, f'PCR{index}'), values)
 
 
 def make_hosts(ca: SwtpmCA, count: int, *, distinct: bool = True,
                prefix: str = 'host') -> list[SwtpmHostTpm]:
-    """Start ``count`` swtpm hosts, two manufactured at a time.
+    """Start ``count`` swtpm hosts named ``<prefix>0``, ... (see
+    :func:`start_hosts`).
 
-    :param ca: the CA issuing their EK certificates.
-    :param count: how many hosts.
     :param distinct: give every host its own EK (about 1 s each); when
         false, hosts are clones of one manufactured state.
-    :param prefix: name prefix; hosts are named ``<prefix>0``, ...
-    :returns: the running hosts; on failure every started host is stopped.
+    """
+    return start_hosts(ca, [f'{prefix}{i}' for i in range(count)],
+                       clone=not distinct)
+
+
+def start_hosts(ca: SwtpmCA, names: collections.abc.Sequence[str], *,
+                clone: bool = False,
+                base_dir: str | os.PathLike[str] | None = None
+                ) -> list[SwtpmHostTpm]:
+    """Start one swtpm host per name, two manufactured at a time.
+
+    :param ca: the CA issuing their EK certificates.
+    :param names: the hosts' names (labels of their directories).
+    :param clone: copy one manufactured state (shared EK) instead of
+        manufacturing one per host (about 1 s each).
+    :param base_dir: parent of the hosts' temporary directories.
+    :returns: the running hosts, in the order of ``names``; on failure
+        every started host is stopped.
     """
     hosts: list[SwtpmHostTpm] = []
 
-    def _one(i: int) -> SwtpmHostTpm:
-        return SwtpmHostTpm(ca, f'{prefix}{i}', clone=not distinct,
-                            start=False)
+    def _one(name: str) -> SwtpmHostTpm:
+        return SwtpmHostTpm(ca, name, clone=clone, start=False,
+                            base_dir=base_dir)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        futures = [pool.submit(_one, i) for i in range(count)]
+        futures = [pool.submit(_one, name) for name in names]
         errors: list[BaseException] = []
         for fut in futures:
             try:

@@ -16,7 +16,9 @@
 
 1. Protocol phases without QEMU: phase 1 (fresh dual attestation), phase 2
    (binding key, wrapped transfer, receipt) and commit, each with the time
-   spent inside the host TPMs (the physical floor of the protocol).
+   spent inside the host TPMs (the physical floor of the protocol), the
+   per-command histogram of one migration per phase and side (counted at
+   the TCTI) and its projection onto hardware TPM profiles.
 2. QEMU live migration, secured vs plain (the plain one hands the key to
    the destination directly, as upstream Nova's ``host`` mode does),
    alternating runs: QEMU downtime, QEMU total time and end-to-end time.
@@ -42,47 +44,47 @@ import time
 import typing as ty
 import uuid
 
+from nova_vtpm_migration.tpm import meter
+from nova_vtpm_migration.tpm import profiles
 from tests.support.dataplane import testbed as testbed_mod
+from tools.bench import commands
 from tools.bench import stats
 
 HOSTS = ('bench-a', 'bench-b')
 
 
-def _tpm_ms(tb: testbed_mod.Testbed) -> tuple[float, int]:
-    total = count = 0.0
-    for ctx in tb.tpm_contexts.values():
-        for s in ctx.stats.values():
-            total += s.total
-            count += s.count
-    return total * 1000.0, int(count)
-
-
-def _reset(tb: testbed_mod.Testbed) -> None:
-    for ctx in tb.tpm_contexts.values():
-        ctx.reset_stats()
+def _meters(tb: testbed_mod.Testbed) -> dict[str, meter.TpmMeter]:
+    """The source's and the destination's TPM meter."""
+    ctxs = tb.tpm_contexts
+    return {'source': ctxs[HOSTS[0]].meter,
+            'destination': ctxs[HOSTS[1]].meter}
 
 
 def protocol_phases(tb: testbed_mod.Testbed, runs: int
                     ) -> dict[str, ty.Any]:
-    """Phase 1, phase 2 and commit without QEMU, with their TPM time."""
+    """Phase 1, phase 2 and commit without QEMU, with their TPM time and
+    commands (``histograms``/``projection``: the last run's, see
+    :mod:`tools.bench.commands`)."""
     a, b = (tb.engines[h] for h in HOSTS)
     samples: dict[str, list[float]] = {}
     tpm: dict[str, list[float]] = {}
     cmds: dict[str, list[int]] = {}
+    windows: list[dict[str, meter.Measurement]] = []
 
     def measure(name: str, fn: ty.Callable[[], ty.Any]) -> ty.Any:
-        _reset(tb)
-        start = time.perf_counter()
-        out = fn()
-        samples.setdefault(name, []).append(
-            (time.perf_counter() - start) * 1000.0)
-        ms, n = _tpm_ms(tb)
-        tpm.setdefault(name, []).append(ms)
-        cmds.setdefault(name, []).append(n)
+        with meter.measure(_meters(tb)) as m:
+            start = time.perf_counter()
+            out = fn()
+            wall = (time.perf_counter() - start) * 1000.0
+        samples.setdefault(name, []).append(wall)
+        tpm.setdefault(name, []).append(m.total.total_seconds * 1000.0)
+        cmds.setdefault(name, []).append(m.total.total)
+        windows[-1][name] = m
         return out
 
     src, dst, peer = a, b, HOSTS[1]
     for _ in range(runs):
+        windows.append({})
         inst = str(uuid.uuid4())
         src.keystore.add(inst, os.urandom(32))
         def phase1() -> ty.Any:
@@ -116,6 +118,8 @@ def protocol_phases(tb: testbed_mod.Testbed, runs: int
         'tpm_ms': stats.summarize(both_tpm).as_dict(),
         'ratio_to_tpm': stats.ratio(stats.summarize(both).median,
                                     stats.summarize(both_tpm).median)}
+    out['histograms'] = commands.histograms(windows)
+    out['projection'] = commands.projections(windows)
     return out
 
 
@@ -141,12 +145,12 @@ def secret_at_rest(tb: testbed_mod.Testbed, runs: int
         start = time.perf_counter()
         vault.adopt(inst, secret)
         samples['adopt'].append((time.perf_counter() - start) * 1000.0)
-        _reset(tb)
-        start = time.perf_counter()
-        if vault.open(inst) != secret:
-            raise RuntimeError('the vault returned another secret')
-        samples['open'].append((time.perf_counter() - start) * 1000.0)
-        tpm.append(_tpm_ms(tb)[0])
+        with meter.measure(_meters(tb)) as m:
+            start = time.perf_counter()
+            if vault.open(inst) != secret:
+                raise RuntimeError('the vault returned another secret')
+            samples['open'].append((time.perf_counter() - start) * 1000.0)
+        tpm.append(m.total.total_seconds * 1000.0)
         vault.forget(inst)
     out: dict[str, ty.Any] = {
         name: stats.summarize(values).as_dict()
@@ -280,14 +284,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--output', default='results/bench',
                    help='results directory')
     p.add_argument('--skip-rss', action='store_true')
+    p.add_argument('--latency-profile', choices=sorted(profiles.PROFILES),
+                   help='delay every command of both hosts\' TPMs to this '
+                        'hardware profile (end-to-end at hardware speed; '
+                        'seconds per migration)')
     args = p.parse_args(argv)
     os.environ.setdefault('TSS2_LOG', 'all+NONE')
     logging.getLogger('nova_vtpm_migration').setLevel(logging.ERROR)
     levels = [int(x) for x in args.levels.split(',') if x]
-    report: dict[str, ty.Any] = {'machine': _machine(), 'runs': args.runs}
+    report: dict[str, ty.Any] = {'machine': _machine(), 'runs': args.runs,
+                                 'latency_profile': args.latency_profile}
     with testbed_mod.Testbed(HOSTS) as tb:
+        for ctx in tb.tpm_contexts.values():
+            ctx.meter.set_latency_profile(args.latency_profile)
         print(f'protocol phases x{args.runs} ...', flush=True)
         report['protocol'] = protocol_phases(tb, args.runs)
+        report['tpm_commands'] = report['protocol'].pop('histograms')
+        report['projection'] = report['protocol'].pop('projection')
         print(f'QEMU secured vs plain x{args.runs} ...', flush=True)
         report['qemu'] = qemu_side_by_side(tb, args.runs)
         print(f'Table I concurrency {levels} ...', flush=True)

@@ -17,6 +17,8 @@
 import pathlib
 import typing as ty
 
+from tools.bench import commands
+
 #: The performance goals (reported, not asserted by tests).
 TARGETS = {
     'downtime_ratio': 1.05,
@@ -43,7 +45,9 @@ def markdown(report: ty.Mapping[str, ty.Any]) -> str:
         '',
         f"Machine: {m['machine']}, {m['cpus']} CPUs, Python {m['python']}, "
         f"kernel {m['kernel']}; swtpm 0.7.1 host TPMs, QEMU 7.2 TCG guests; "
-        f"{m['date']}; {report['runs']} runs per measurement (medians, p95).",
+        f"{m['date']}; {report['runs']} runs per measurement (medians, p95)"
+        + (f"; every TPM command delayed to the {report['latency_profile']} "
+           'profile.' if report.get('latency_profile') else '.'),
         '',
         '## Protocol phases and their TPM floor',
         '',
@@ -58,6 +62,7 @@ def markdown(report: ty.Mapping[str, ty.Any]) -> str:
             f"| {name} | {_f(row['wall_ms']['median'])} | "
             f"{_f(row['wall_ms']['p95'])} | {_f(row['tpm_ms']['median'])} | "
             f"{row.get('tpm_commands', '')} | {_f(row['ratio_to_tpm'], 2)} |")
+    lines += commands.markdown(report)
     q = report['qemu']
     lines += [
         '',

@@ -16,15 +16,19 @@
 
 Usage::
 
-    python -m tools.bench.tpm [--runs 20] [--json]
+    python -m tools.bench.tpm [--runs 20] [--json] [--latency-profile P]
 
 Starts its own swtpm host TPM (EK certificate from a private
 ``swtpm_localca`` in a temporary directory), then times every operation of
 :mod:`nova_vtpm_migration.tpm` -- TPM-side (quote, certify, ECDH unwrap,
 sign, seal, unseal, credential activation) and software verification --
 ``--runs`` times after one warm-up run, and prints the median, p95, min and
-max as a table, or as JSON with ``--json``. swtpm is 100-1000x faster than
-a hardware TPM; do not budget migration latency from these numbers.
+max as a table, or as JSON with ``--json``. For each TPM-side operation it
+also prints the TPM commands one call sends (counted at the TCTI) and what
+they would take on the hardware profiles of
+:mod:`nova_vtpm_migration.tpm.profiles`. swtpm is 100-1000x faster than a
+hardware TPM; do not budget migration latency from the measured numbers.
+``--latency-profile`` delays every command to that profile instead.
 """
 
 import argparse
@@ -40,6 +44,7 @@ from nova_vtpm_migration.cmd import output
 from nova_vtpm_migration.tpm import context
 from nova_vtpm_migration.tpm import host as host_mod
 from nova_vtpm_migration.tpm import policy as policy_mod
+from nova_vtpm_migration.tpm import profiles
 from nova_vtpm_migration.tpm import verify
 from tests.support import swtpm
 from tools.bench import stats
@@ -102,15 +107,27 @@ def _operations(tpm: host_mod.HostTpm,
     ]
 
 
-def run(runs: int) -> dict[str, ty.Any]:
+def _commands(ctx: context.TpmContext,
+              fn: collections.abc.Callable[[], object]) -> dict[str, ty.Any]:
+    """The TPM commands of one call of ``fn`` and their projections."""
+    with ctx.meter.window() as w:
+        fn()
+    return {'commands': w.result.counts,
+            'projected_ms': {
+                name: round(profiles.project(p, w.result.class_counts).ms, 1)
+                for name, p in profiles.PROFILES.items()}}
+
+
+def run(runs: int, latency_profile: str | None = None) -> dict[str, ty.Any]:
     """Start an swtpm host, benchmark every operation, return the results.
 
     :param runs: timed runs per operation (after one warm-up run).
+    :param latency_profile: delay every TPM command to this profile.
     """
     with swtpm.SwtpmCA('bench-ca') as ca, \
             swtpm.SwtpmHostTpm(ca, 'bench') as sim, \
             tempfile.TemporaryDirectory(prefix='nvm-bench-') as state:
-        ctx = context.TpmContext(sim.tcti)
+        ctx = context.TpmContext(sim.tcti, latency_profile=latency_profile)
         try:
             tpm = host_mod.HostTpm(ctx, state, pcr_selection=PCRS)
             tpm.identity()
@@ -119,30 +136,42 @@ def run(runs: int) -> dict[str, ty.Any]:
             results: dict[str, dict[str, ty.Any]] = {}
             for name, side, fn in _operations(tpm, pol):
                 results[name] = {'side': side, **_time(fn, runs)}
+                if side == 'tpm':
+                    results[name].update(_commands(ctx, fn))
             leftover = context.loaded_handles(ctx)
-            commands = {name: {'count': s.count,
-                               'mean_ms': s.mean * 1000}
-                        for name, s in sorted(ctx.stats.items())}
+            commands = ctx.meter.snapshot().as_dict()
         finally:
+            ctx.meter.set_latency_profile(None)
             ctx.close()
     return {'runs': runs, 'tpm': 'swtpm (libtpms) over TCP',
+            'latency_profile': latency_profile,
             'pcr_selection': list(PCRS), 'results': results,
             'tpm_commands': commands, 'leaked_handles': len(leftover)}
 
 
 def format_table(report: dict[str, ty.Any]) -> str:
     """The results of :func:`run` as a text table (milliseconds)."""
+    names = list(profiles.PROFILES)
     rows = [{'operation': name, 'side': r['side'],
              'median ms': f'{r["median_ms"]:.3f}',
              'p95 ms': f'{r["p95_ms"]:.3f}',
              'min ms': f'{r["min_ms"]:.3f}',
-             'max ms': f'{r["max_ms"]:.3f}'}
+             'max ms': f'{r["max_ms"]:.3f}',
+             'TPM commands': str(sum(r.get('commands', {}).values()) or ''),
+             **{f'{p} ms': (f'{r["projected_ms"][p]:.0f}'
+                            if 'projected_ms' in r else '') for p in names}}
             for name, r in report['results'].items()]
+    delayed = report.get('latency_profile')
     return '\n'.join((
-        f'TPM layer micro-benchmark: {report["tpm"]}, {report["runs"]} '
-        'runs per operation after one warm-up',
+        f'TPM layer micro-benchmark: {report["tpm"]}'
+        + (f' delayed to {delayed}' if delayed else '')
+        + f', {report["runs"]} runs per operation after one warm-up; '
+        'projected ms: the commands of one call on the hardware profiles '
+        '(nova_vtpm_migration/tpm/profiles.py)',
         output.render_table(rows, ('operation', 'side', 'median ms',
-                                   'p95 ms', 'min ms', 'max ms')),
+                                   'p95 ms', 'min ms', 'max ms',
+                                   'TPM commands',
+                                   *(f'{p} ms' for p in names))),
         f'TPM handles left loaded: {report["leaked_handles"]}'))
 
 
@@ -155,11 +184,14 @@ def main(argv: list[str] | None = None) -> int:
                         help='timed runs per operation (default 20)')
     parser.add_argument('--json', action='store_true',
                         help='print JSON instead of a table')
+    parser.add_argument('--latency-profile', choices=sorted(
+        profiles.PROFILES), help='delay every TPM command to this '
+        'hardware profile (slow: seconds per operation)')
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error('--runs must be at least 1')
     os.environ.setdefault('TSS2_LOG', 'all+NONE')
-    report = run(args.runs)
+    report = run(args.runs, args.latency_profile)
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:

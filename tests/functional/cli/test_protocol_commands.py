@@ -23,23 +23,16 @@ import collections.abc
 import json
 import os
 import pathlib
-import tempfile
 import typing as ty
 
 from oslo_config import cfg
-import oslo_messaging as messaging
 import pytest
 
 from nova_vtpm_migration import conf as nvm_conf
 from nova_vtpm_migration.cmd import manage
 from nova_vtpm_migration.compute import host as compute_host
 from nova_vtpm_migration.protocol import engine as engine_mod
-from nova_vtpm_migration.rpc import rpcapi
-from nova_vtpm_migration.rpc import server
-from nova_vtpm_migration.rpc import transport as rpc_transport
-from nova_vtpm_migration.tpm import context
-from nova_vtpm_migration.tpm import host as host_mod
-from nova_vtpm_migration.tpm import policy as policy_mod
+from tests.support import cluster as cluster_mod
 from tests.support import rabbitmq
 from tests.support import swtpm
 
@@ -52,47 +45,36 @@ class Cluster:
 
     def __init__(self, ca: swtpm.SwtpmCA, broker: rabbitmq.RabbitBroker
                  ) -> None:
-        self.dir = pathlib.Path(tempfile.mkdtemp(prefix='nvm-cli-'))
-        self.tpms = dict(zip(('src', 'dst', 'bad'),
-                             swtpm.make_hosts(ca, 3, prefix='cli'),
-                             strict=True))
-        self.contexts: list[context.TpmContext] = []
-        probe = self._host_tpm('src', self.dir / 'probe')
-        doc = policy_mod.TrustPolicy.document(
-            ca.bundle_pem(), [('golden', probe.pcr_values())])
-        self.policy_file = self.dir / 'policy.json'
-        self.policy_file.write_text(json.dumps(doc))
-        self.policy = policy_mod.TrustPolicy.load(self.policy_file)
-        self.tpms['bad'].extend_pcr(7, b'unapproved boot loader')
+        self.sim = cluster_mod.SimCluster(ca, pcrs=PCRS, label='cli')
+        self.dir = self.sim.root
+        try:
+            self._start(broker)
+        except BaseException:
+            self.sim.close()
+            raise
+
+    def _start(self, broker: rabbitmq.RabbitBroker) -> None:
+        self.sim.start(('src', 'dst', 'bad'))
+        self.policy_file = self.sim.write_policy()
+        self.policy = self.sim.policy
+        self.sim.extend_pcr('bad', 7, b'unapproved boot loader')
         self.conf_file = self.dir / 'nova.conf'
         self.conf_file.write_text(
             f'[DEFAULT]\ntransport_url = {broker.transport_url}\n'
-            f'[vtpm_migration]\ntcti = {self.tpms["src"].tcti}\n'
-            f'state_path = {self.dir / "src"}\n'
+            f'[vtpm_migration]\ntcti = {self.sim.tpm("src").tcti}\n'
+            f'state_path = {self.sim.state_dir("src")}\n'
             f'policy_file = {self.policy_file}\nrpc_timeout = 15\n')
-        self.transport = messaging.get_rpc_transport(
-            nvm_conf.CONF, url=broker.transport_url)
+        self.transport = self.sim.messaging(broker.transport_url,
+                                            nvm_conf.CONF)
         self.engines: dict[str, engine_mod.MigrationEngine] = {}
-        self.servers: list[ty.Any] = []
         for name in ('dst', 'bad'):
-            self.serve(name, engine_mod.MigrationEngine.open(
-                name, self._host_tpm(name, self.dir / name / 'tpm'),
-                self.policy, str(self.dir / name / 'engine'),
-                self._proto()))
-
-    def _proto(self) -> rpc_transport.RpcTransport:
-        return rpc_transport.RpcTransport(
-            rpcapi.VtpmMigrationAPI(self.transport))
-
-    def _host_tpm(self, name: str, state: pathlib.Path) -> host_mod.HostTpm:
-        ctx = context.TpmContext(self.tpms[name].tcti, lock_timeout=10)
-        self.contexts.append(ctx)
-        return host_mod.HostTpm(ctx, state, pcr_selection=PCRS)
+            self.serve(name, self.sim.engine(
+                name, self.sim.rpc_peers(self.transport),
+                state_dir=self.sim.state_dir(name, 'engine')))
 
     def serve(self, name: str, eng: engine_mod.MigrationEngine) -> None:
         self.engines[name] = eng
-        self.servers.append(server.start_server(name, eng.handle,
-                                                self.transport))
+        self.sim.serve(name, eng, self.transport)
 
     def src_engine(self) -> engine_mod.MigrationEngine:
         """The CLI host's engine as nova-compute would build it."""
@@ -104,16 +86,7 @@ class Cluster:
         return built.engine
 
     def close(self) -> None:
-        for srv in self.servers:
-            srv.stop()
-            srv.wait()
-        for eng in self.engines.values():
-            eng.close()
-        for ctx in self.contexts:
-            ctx.close()
-        self.transport.cleanup()
-        for sw in self.tpms.values():
-            sw.stop()
+        self.sim.close()
 
 
 @pytest.fixture(scope='module')

@@ -15,17 +15,15 @@
 """Fixtures of the driver-side functional tests (real swtpm)."""
 
 import collections.abc
-import json
 import pathlib
 
 from nova import rpc as nova_rpc
 from oslo_config import cfg
-import oslo_messaging as messaging
 import pytest
 
 from nova_vtpm_migration import conf as nvm_conf
-from nova_vtpm_migration.tpm import policy as policy_mod
 from tests.functional.swtpm_fixtures import swtpm_ca  # noqa: F401
+from tests.support import cluster
 from tests.support import swtpm
 
 CONF = nvm_conf.CONF
@@ -37,22 +35,20 @@ def configured(swtpm_ca: swtpm.SwtpmCA,  # noqa: F811
                ) -> collections.abc.Iterator[pathlib.Path]:
     """``[vtpm_migration]`` pointing at a fresh swtpm host TPM, a policy
     that admits it and a state directory under ``tmp_path``."""
-    sim = swtpm.SwtpmHostTpm(swtpm_ca, 'factory', clone=True)
-    doc = policy_mod.TrustPolicy.document(
-        swtpm_ca.bundle_pem(), [('fresh', {0: bytes(32), 7: bytes(32)})])
-    policy_file = tmp_path / 'policy.json'
-    policy_file.write_text(json.dumps(doc))
-    overrides = {'tcti': sim.tcti, 'policy_file': str(policy_file),
+    sim = cluster.SimCluster(swtpm_ca, pcrs=(0, 7), label='compute',
+                             clone=True)
+    policy_file = sim.write_policy(tmp_path / 'policy.json', name='fresh')
+    overrides = {'tcti': sim.tpm('factory').tcti,
+                 'policy_file': str(policy_file),
                  'state_path': str(tmp_path / 'state')}
     for name, value in overrides.items():
         CONF.set_override(name, value, group='vtpm_migration')
-    transport = messaging.get_rpc_transport(cfg.ConfigOpts(), url='fake:/')
+    transport = sim.messaging('fake:/', cfg.ConfigOpts())
     monkeypatch.setattr(nova_rpc, 'TRANSPORT', transport)
     try:
         yield tmp_path
     finally:
         for name in overrides:
             CONF.clear_override(name, group='vtpm_migration')
-        transport.cleanup()
-        sim.stop()
+        sim.close()
 

@@ -20,8 +20,6 @@ import collections.abc
 import dataclasses
 import os
 import pathlib
-import shutil
-import tempfile
 import typing as ty
 import uuid
 
@@ -34,6 +32,7 @@ from tests.functional import swtpm_fixtures
 from tests.functional.swtpm_fixtures import swtpm_ca  # noqa: F401
 from tests.functional.swtpm_fixtures import swtpm_factory  # noqa: F401
 from tests.functional.swtpm_fixtures import untrusted_ca  # noqa: F401
+from tests.support import cluster as cluster_mod
 from tests.support import swtpm
 
 os.environ.setdefault('TSS2_LOG', 'all+NONE')
@@ -65,10 +64,10 @@ class Node:
         self.open()
 
     def open(self) -> None:
-        self.engine = engine_mod.MigrationEngine.open(
-            self.name, self.tpm or self.sim.tpm,
-            self.policy or self.cluster.policy,
-            self.state_dir, self.cluster.transport,
+        self.engine = self.cluster.sim.engine(
+            self.name, self.cluster.transport, tpm=self.tpm or self.sim.tpm,
+            policy=self.policy or self.cluster.policy,
+            state_dir=self.state_dir,
             session_lifetime=self.cluster.session_lifetime,
             outcome_oracle=self.oracle)
         self.cluster.transport.register(self.name, self.engine.handle)
@@ -84,26 +83,29 @@ class Node:
 
 
 class Cluster:
-    """Engines on real swtpm hosts connected by a LocalTransport."""
+    """Engines on real swtpm hosts connected by a LocalTransport (the
+    in-process layer over :class:`tests.support.cluster.SimCluster`)."""
 
     def __init__(self, policy: policy_mod.TrustPolicy,
                  session_lifetime: float = 300) -> None:
+        self.sim = cluster_mod.SimCluster(policy=policy, label='cluster')
         self.policy = policy
         self.session_lifetime = session_lifetime
         self.transport = transport_mod.LocalTransport()
         self.nodes: dict[str, Node] = {}
-        self.dir = tempfile.mkdtemp(prefix='nvm-cluster-')
+        self.dir = str(self.sim.root)
 
     def add(self, name: str, sim: swtpm_fixtures.SimHost,
             **kwargs: ty.Any) -> Node:
-        node = Node(name, sim, os.path.join(self.dir, name), self, **kwargs)
+        self.sim.add(name, sim)
+        node = Node(name, sim, self.sim.state_dir(name), self, **kwargs)
         self.nodes[name] = node
         return node
 
     def close(self) -> None:
         for node in self.nodes.values():
             node.crash()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.sim.close()
 
 
 class RogueTpm:
@@ -123,15 +125,7 @@ class RogueTpm:
 def extend_pcr(sim: swtpm_fixtures.SimHost, index: int,
                data: bytes) -> None:
     """Extend a sha256 PCR of a running host through its own context."""
-    import hashlib
-
-    from tpm2_pytss import constants
-    from tpm2_pytss import types as tt
-    values = tt.TPML_DIGEST_VALUES([tt.TPMT_HA(
-        hashAlg=constants.TPM2_ALG.SHA256,
-        digest=tt.TPMU_HA(sha256=hashlib.sha256(data).digest()))])
-    with sim.ctx.esys() as e:
-        e.pcr_extend(getattr(constants.ESYS_TR, f'PCR{index}'), values)
+    sim.extend_pcr(index, data)
 
 
 def policy_for(ca: swtpm.SwtpmCA,
@@ -146,20 +140,17 @@ def hosts(swtpm_ca: swtpm.SwtpmCA  # noqa: F811
           ) -> collections.abc.Iterator[dict[str, swtpm_fixtures.SimHost]]:
     """Three hosts with distinct EKs (src, dst, other), shared by all
     protocol tests; tests must not change their PCRs."""
-    started = swtpm.make_hosts(swtpm_ca, 3, prefix='proto')
-    sims = [swtpm_fixtures.attach(h) for h in started]
-    try:
-        yield dict(zip(('src', 'dst', 'other'), sims, strict=True))
-    finally:
-        for sim in sims:
-            sim.stop()
+    names = ('src', 'dst', 'other')
+    with cluster_mod.SimCluster(swtpm_ca, pcrs=swtpm_fixtures.PCRS,
+                                label='proto') as sims:
+        yield dict(zip(names, sims.start(names), strict=True))
 
 
 @pytest.fixture(scope='session')
-def trust_policy(swtpm_ca: swtpm.SwtpmCA,  # noqa: F811
-                 hosts: dict[str, swtpm_fixtures.SimHost]
+def trust_policy(swtpm_ca: swtpm.SwtpmCA  # noqa: F811
                  ) -> policy_mod.TrustPolicy:
-    return policy_for(swtpm_ca, hosts['src'])
+    """Trusts ``swtpm_ca`` with the PCRs of fresh hosts as golden."""
+    return cluster_mod.trust_policy(swtpm_ca, swtpm_fixtures.PCRS)
 
 
 @pytest.fixture

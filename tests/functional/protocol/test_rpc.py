@@ -18,21 +18,17 @@ swtpm hosts."""
 
 import collections.abc
 import os
-import tempfile
 import typing as ty
 
 from oslo_config import fixture as config_fixture
-import oslo_messaging as messaging
 import pytest
 
 from nova_vtpm_migration import conf as nvm_conf
 from nova_vtpm_migration.protocol import engine as engine_mod
 from nova_vtpm_migration.protocol import errors
 from nova_vtpm_migration.protocol import receipts
-from nova_vtpm_migration.rpc import rpcapi
-from nova_vtpm_migration.rpc import server
-from nova_vtpm_migration.rpc import transport as rpc_transport
 from tests.functional import swtpm_fixtures
+from tests.support import cluster
 
 CONF = nvm_conf.CONF
 
@@ -43,23 +39,16 @@ def rpc(hosts: dict[str, swtpm_fixtures.SimHost], trust_policy: ty.Any
     fix = config_fixture.Config(CONF)
     fix.setUp()
     fix.config(rpc_timeout=2, group='vtpm_migration')
-    transport = messaging.get_rpc_transport(CONF, url='fake://')
-    proto = rpc_transport.RpcTransport(rpcapi.VtpmMigrationAPI(transport))
-    base = tempfile.mkdtemp(prefix='nvm-rpc-')
-    engines, servers = {}, []
+    sim = cluster.SimCluster(policy=trust_policy, label='rpc')
+    transport = sim.messaging('fake://', CONF)
+    proto = sim.rpc_peers(transport)
+    engines = {}
     for name in ('src', 'dst'):
-        eng = engine_mod.MigrationEngine.open(
-            name, hosts[name].tpm, trust_policy, os.path.join(base, name),
-            proto)
-        engines[name] = eng
-        servers.append(server.start_server(name, eng.handle, transport))
+        sim.add(name, hosts[name])
+        engines[name] = sim.engine(name, proto)
+        sim.serve(name, engines[name], transport)
     yield engines
-    for srv in servers:
-        srv.stop()
-        srv.wait()
-    for eng in engines.values():
-        eng.close()
-    transport.cleanup()
+    sim.close()
     fix.cleanUp()
 
 

@@ -17,19 +17,18 @@
 import pytest
 
 from nova_vtpm_migration.tpm import policy as policy_mod
-from tests.functional.swtpm_fixtures import SimHost
+from tests.functional.swtpm_fixtures import PCRS
 from tests.functional.swtpm_fixtures import host_pair  # noqa: F401
 from tests.functional.swtpm_fixtures import swtpm_ca  # noqa: F401
 from tests.functional.swtpm_fixtures import swtpm_factory  # noqa: F401
 from tests.functional.swtpm_fixtures import untrusted_ca  # noqa: F401
+from tests.support import cluster
 from tests.support import swtpm
 
 
 @pytest.fixture(scope='module')
-def trust_policy(host_pair: tuple[SimHost, SimHost],  # noqa: F811
-                 swtpm_ca: swtpm.SwtpmCA  # noqa: F811
+def trust_policy(swtpm_ca: swtpm.SwtpmCA  # noqa: F811
                  ) -> policy_mod.TrustPolicy:
-    """A policy trusting ``swtpm_ca`` with the pair's PCR values golden."""
-    a, _ = host_pair
-    return policy_mod.TrustPolicy.from_golden(swtpm_ca.bundle_pem(),
-                                              a.tpm.pcr_values())
+    """A policy trusting ``swtpm_ca`` with the PCR values of fresh hosts
+    (those of ``host_pair``) as golden."""
+    return cluster.trust_policy(swtpm_ca, PCRS)

@@ -37,7 +37,14 @@ def test_json_output(capsys: pytest.CaptureFixture[str]) -> None:
         assert r['side'] in ('tpm', 'software')
         assert 0 < r['min_ms'] <= r['median_ms'] <= r['p95_ms'] \
             <= r['max_ms'], name
-    assert report['tpm_commands']['quote']['count'] >= 4
+    # Every command counted at the TCTI: set-up, warm-up, 3 runs, window.
+    assert report['tpm_commands']['commands']['Quote']['count'] >= 6
+    quote = report['results']['quote']
+    assert quote['commands'] == {'GetCapability': 4, 'ReadPublic': 1,
+                                 'Quote': 1, 'PCR_Read': 1}
+    assert 0 < quote['projected_ms']['ftpm'] < \
+        quote['projected_ms']['dtpm_slow']
+    assert 'commands' not in report['results']['wrap']
 
 
 def test_table() -> None:
@@ -45,8 +52,11 @@ def test_table() -> None:
         'tpm': 'x', 'runs': 1, 'leaked_handles': 0,
         'results': {'quote': {'side': 'tpm', 'median_ms': 1.0,
                               'p95_ms': 2.0, 'min_ms': 0.5,
-                              'max_ms': 2.0}}})
+                              'max_ms': 2.0, 'commands': {'Quote': 1},
+                              'projected_ms': {'dtpm_slow': 75.0,
+                                               'ftpm': 10.7}}}})
     assert 'quote' in table and '1.000' in table
+    assert 'dtpm_slow ms' in table and '75' in table
 
 
 def test_rejects_zero_runs() -> None:

@@ -114,13 +114,17 @@ def test_error_translation(host_pair: tuple[SimHost, SimHost]) -> None:
 
 
 def test_stats_are_recorded(host_pair: tuple[SimHost, SimHost]) -> None:
+    """``ctx.stats`` is a view of the TCTI meter keyed by ESAPI names."""
     a, _ = host_pair
+    a.tpm.quote(b'warm-up')   # the first Quote of a new AK is retried
     a.ctx.reset_stats()
     a.tpm.quote(b'n')
     stats = a.ctx.stats
     assert stats['quote'].count == 1
     assert stats['quote'].total > 0
     assert stats['quote'].mean == stats['quote'].total
+    assert stats['get_capability'].count == 4
+    assert stats['pcr_read'].count == 1
 
 
 @pytest.mark.slow

@@ -23,13 +23,10 @@ vTPM gets the instance secret only from its engine
 
 import collections.abc
 import os
-import shutil
-import tempfile
 import typing as ty
 
 import pytest
 
-from nova_vtpm_migration.protocol import engine as engine_mod
 from nova_vtpm_migration.protocol import states
 from nova_vtpm_migration.protocol import transport as transport_mod
 from nova_vtpm_migration.tpm import policy as policy_mod
@@ -37,6 +34,7 @@ from tests.functional import swtpm_fixtures
 from tests.functional.swtpm_fixtures import swtpm_ca  # noqa: F401
 from tests.functional.swtpm_fixtures import untrusted_ca  # noqa: F401
 from tests.integration.dataplane import conftest
+from tests.support import cluster
 from tests.support import swtpm
 from tests.support.dataplane import host as host_mod
 from tests.support.dataplane import migration
@@ -51,13 +49,9 @@ _K = states.KeyState
 def host_tpms(swtpm_ca: swtpm.SwtpmCA  # noqa: F811
               ) -> collections.abc.Iterator[list[swtpm_fixtures.SimHost]]:
     """Two host TPMs with distinct EKs, shared by the module."""
-    sims = [swtpm_fixtures.attach(h)
-            for h in swtpm.make_hosts(swtpm_ca, 2, prefix='dp')]
-    try:
-        yield sims
-    finally:
-        for sim in sims:
-            sim.stop()
+    with cluster.SimCluster(swtpm_ca, pcrs=swtpm_fixtures.PCRS,
+                            label='dp') as sims:
+        yield sims.start(('dp0', 'dp1'))
 
 
 class Engines:
@@ -67,7 +61,8 @@ class Engines:
                  policy: policy_mod.TrustPolicy,
                  src_policy: policy_mod.TrustPolicy | None = None,
                  dst_policy: policy_mod.TrustPolicy | None = None) -> None:
-        self.dir = tempfile.mkdtemp(prefix='nvm-eng-')
+        self.sim = cluster.SimCluster(policy=policy, label='eng')
+        self.dir = str(self.sim.root)
         self.transport = transport_mod.LocalTransport()
         self.src = self._open('src', tpms[0], src_policy or policy)
         self.dst = self._open('dst', tpms[1], dst_policy or policy)
@@ -75,24 +70,20 @@ class Engines:
 
     def _open(self, name: str, sim: swtpm_fixtures.SimHost,
               policy: policy_mod.TrustPolicy) -> ty.Any:
-        eng = engine_mod.MigrationEngine.open(
-            name, sim.tpm, policy, os.path.join(self.dir, name),
-            self.transport, session_lifetime=300)
+        self.sim.add(name, sim)
+        eng = self.sim.engine(name, self.transport, policy=policy,
+                              session_lifetime=300)
         self.transport.register(name, eng.handle)
         return eng
 
     def close(self) -> None:
-        for eng in (self.src, self.dst):
-            eng.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.sim.close()
 
 
 @pytest.fixture
-def trust_policy(swtpm_ca: swtpm.SwtpmCA,  # noqa: F811
-                 host_tpms: list[swtpm_fixtures.SimHost]
+def trust_policy(swtpm_ca: swtpm.SwtpmCA  # noqa: F811
                  ) -> policy_mod.TrustPolicy:
-    return policy_mod.TrustPolicy.from_golden(
-        swtpm_ca.bundle_pem(), host_tpms[0].tpm.pcr_values())
+    return cluster.trust_policy(swtpm_ca, swtpm_fixtures.PCRS)
 
 
 @pytest.fixture

@@ -20,16 +20,15 @@ session, the trust policy, and the printed fault matrix."""
 import collections.abc
 import json
 import os
-import tempfile
 import typing as ty
 
 import pytest
 
-from tests.functional import swtpm_fixtures
 from tests.functional.swtpm_fixtures import swtpm_ca  # noqa: F401
 from tests.integration.reliability import inproc
 from tests.integration.reliability import matrix
 from tests.integration.reliability import procs
+from tests.support import cluster
 from tests.support import rabbitmq
 from tests.support import swtpm
 
@@ -40,28 +39,16 @@ os.environ.setdefault('TSS2_LOG', 'all+NONE')
 def tpm_hosts(swtpm_ca: swtpm.SwtpmCA  # noqa: F811
               ) -> collections.abc.Iterator[dict[str, procs.TpmHost]]:
     """Three swtpm TPMs with distinct EKs: src, dst, third."""
-    started = swtpm.make_hosts(swtpm_ca, 3, prefix='rel')
-    try:
-        yield {name: procs.TpmHost(sw, tempfile.mkdtemp(
-                   prefix='tpmstate-', dir=sw.dir))
-               for name, sw in zip(('src', 'dst', 'third'), started,
-                                   strict=True)}
-    finally:
-        for sw in started:
-            sw.stop()
+    names = ('src', 'dst', 'third')
+    with cluster.SimCluster(swtpm_ca, pcrs=procs.PCRS, label='rel') as sims:
+        yield dict(zip(names, sims.start(names), strict=True))
 
 
 @pytest.fixture(scope='session')
-def policy_doc(swtpm_ca: swtpm.SwtpmCA,  # noqa: F811
-               tpm_hosts: dict[str, procs.TpmHost]) -> dict[str, ty.Any]:
+def policy_doc(swtpm_ca: swtpm.SwtpmCA  # noqa: F811
+               ) -> dict[str, ty.Any]:
     """A policy with the (identical) PCRs of the fresh TPMs as golden."""
-    sim = swtpm_fixtures.attach(tpm_hosts['src'].swtpm,
-                                pcrs=procs.PCRS)
-    try:
-        values = sim.tpm.pcr_values()
-    finally:
-        sim.ctx.close()
-    return procs.policy_document(swtpm_ca, values)
+    return cluster.policy_document(swtpm_ca, procs.PCRS)
 
 
 @pytest.fixture(scope='session')

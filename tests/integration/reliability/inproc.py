@@ -16,32 +16,25 @@
 
 """In-process migration engines on real swtpm TPMs talking over a real
 RabbitMQ broker through the oslo.messaging binding
-(:mod:`nova_vtpm_migration.rpc`)."""
+(:mod:`nova_vtpm_migration.rpc`); the hosts are built by
+:mod:`tests.support.cluster`."""
 
 import collections.abc
 import dataclasses
 import os
 import pathlib
 import shutil
-import tempfile
 import typing as ty
 
 from oslo_config import cfg
-import oslo_messaging
 
 from nova_vtpm_migration.protocol import engine as engine_mod
 from nova_vtpm_migration.protocol import errors
-from nova_vtpm_migration.protocol import journal as journal_mod
-from nova_vtpm_migration.protocol import keystore as keystore_mod
 from nova_vtpm_migration.protocol import states
 from nova_vtpm_migration.protocol import transport as transport_mod
-from nova_vtpm_migration.rpc import rpcapi
-from nova_vtpm_migration.rpc import server as rpc_server
-from nova_vtpm_migration.rpc import transport as rpc_transport
 from nova_vtpm_migration.tpm import context
-from nova_vtpm_migration.tpm import host as host_mod
-from nova_vtpm_migration.tpm import policy as policy_mod
 from tests.integration.reliability import procs
+from tests.support import cluster
 from tests.support import faults
 
 Hook = collections.abc.Callable[[str, str], None]
@@ -84,15 +77,17 @@ class RabbitCluster:
     def __init__(self, tpms: dict[str, procs.TpmHost],
                  policy_doc: dict[str, ty.Any], url: str,
                  rpc_timeout: int = 30) -> None:
-        self.dir = pathlib.Path(tempfile.mkdtemp(prefix='nvm-rabbit-'))
+        self.sim = cluster.SimCluster(pcrs=procs.PCRS, label='rabbit',
+                                      lock_timeout=300, policy=policy_doc)
+        self.dir = self.sim.root
         cfg.CONF.set_override('rpc_timeout', rpc_timeout,
                               group='vtpm_migration')
         cfg.CONF.set_override('rpc_topic', f'vtpm-rel-{os.getpid()}',
                               group='vtpm_migration')
         # Oslo.messaging 18 registers its options on the
         # global CONF only.
-        self.transport = oslo_messaging.get_rpc_transport(cfg.CONF, url=url)
-        self.policy = policy_mod.TrustPolicy.from_dict(policy_doc)
+        self.transport = self.sim.messaging(url)
+        self.policy = self.sim.policy
         #: instance -> host its guest runs on (the outcome oracle).
         self.guest: dict[str, str] = {}
         self.nodes: dict[str, Node] = {}
@@ -100,22 +95,15 @@ class RabbitCluster:
             self.nodes[name] = self._open(name, tpm_host)
 
     def _open(self, name: str, tpm_host: procs.TpmHost) -> Node:
-        ctx = context.TpmContext(tpm_host.swtpm.tcti, lock_timeout=300)
-        tpm = host_mod.HostTpm(ctx, tpm_host.tpm_state,
-                               pcr_selection=procs.PCRS)
-        state = self.dir / name
-        journal = journal_mod.Journal(str(state / 'journal.sqlite'))
-        keystore = keystore_mod.KeyStore(journal, str(state / 'keys'), tpm)
+        # Its own context: many migrations queue for the TPM lock.
+        sim = self.sim.add(name, tpm_host, reopen=True)
         injector = faults.Injector(name, None)
-        hooks = HookTransport(rpc_transport.RpcTransport(
-            rpcapi.VtpmMigrationAPI(self.transport)), injector)
-        engine = engine_mod.MigrationEngine(
-            name, tpm, self.policy, journal, keystore, hooks,
-            session_lifetime=600, outcome_oracle=self.oracle)
+        hooks = HookTransport(self.sim.rpc_peers(self.transport), injector)
+        engine = self.sim.engine(name, hooks, session_lifetime=600,
+                                 outcome_oracle=self.oracle)
         injector.install(engine)  # traces message types; never fires
-        server = rpc_server.start_server(name, engine.handle,
-                                         self.transport)
-        return Node(name, ctx, engine, server, hooks, state)
+        server = self.sim.serve(name, engine, self.transport)
+        return Node(name, sim.ctx, engine, server, hooks, self.dir / name)
 
     def oracle(self, row: ty.Any) -> str:
         """Commit iff the guest runs on the migration's destination."""
@@ -130,15 +118,9 @@ class RabbitCluster:
         engine.commit(handle.migration_id)
 
     def close(self) -> None:
-        for node in self.nodes.values():
-            node.server.stop()
-            node.server.wait()
-            node.engine.close()
-            node.ctx.close()
-        self.transport.cleanup()
+        self.sim.close()
         cfg.CONF.clear_override('rpc_timeout', group='vtpm_migration')
         cfg.CONF.clear_override('rpc_topic', group='vtpm_migration')
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     def provision(self, name: str, secret: bytes | None = None
                   ) -> tuple[str, bytes]:

@@ -15,7 +15,10 @@
 
 
 """Hosts as separate processes (``tests.support.hostd``) on
-real swtpm TPMs, and the invariant checks of the reliability tests."""
+real swtpm TPMs, and the invariant checks of the reliability tests.
+
+The TPMs, the state directories and the trust policy come from
+:mod:`tests.support.cluster`; this module adds the host processes."""
 
 import base64
 import dataclasses
@@ -31,10 +34,9 @@ import time
 import typing as ty
 import uuid
 
-from nova_vtpm_migration.tpm import policy as policy_mod
+from tests.support import cluster as cluster_mod
 from tests.support import faults
 from tests.support import sockets
-from tests.support import swtpm
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 PCRS = (0, 1, 2, 3, 7, 16)
@@ -45,13 +47,9 @@ class HostDied(Exception):
     """A host process died while a control command ran."""
 
 
-@dataclasses.dataclass
-class TpmHost:
-    """A running swtpm and the HostTpm state dir that goes with it
-    (persistent across host process restarts)."""
-
-    swtpm: swtpm.SwtpmHostTpm
-    tpm_state: str
+#: A running swtpm and the HostTpm state dir that goes with it
+#: (``tpm_state``, persistent across host process restarts).
+TpmHost = cluster_mod.SimTpm
 
 
 class ProcCluster:
@@ -65,18 +63,21 @@ class ProcCluster:
                  policy_doc: dict[str, ty.Any],
                  session_lifetime: float = 300, timeout: float = 15,
                  base: str | None = None) -> None:
-        self.dir = pathlib.Path(tempfile.mkdtemp(prefix='nvm-cell-',
-                                                 dir=base))
+        self.sim = cluster_mod.SimCluster(pcrs=PCRS, label='cell',
+                                          policy=policy_doc, base_dir=base)
+        for name, tpm in tpms.items():
+            self.sim.add(name, tpm)
+        self.dir = self.sim.root
         self.sockets = tempfile.mkdtemp(prefix='nvm-s-')  # short path
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.config = {
             'socket_dir': self.sockets, 'guest_dir': str(self.dir),
-            'policy': policy_doc,
-            'pcrs': list(PCRS), 'session_lifetime': session_lifetime,
+            'policy': self.sim.policy_document(),
+            'pcrs': list(self.sim.pcrs), 'session_lifetime': session_lifetime,
             'timeout': timeout,
-            'hosts': {name: {'role': name, 'tcti': t.swtpm.tcti,
+            'hosts': {name: {'role': name, 'tcti': t.tcti,
                              'tpm_state': t.tpm_state,
-                             'state_dir': str(self.dir / name)}
+                             'state_dir': self.sim.state_dir(name)}
                       for name, t in tpms.items()}}
         self.config_path = self.dir / 'config.json'
         self.config_path.write_text(json.dumps(self.config))
@@ -226,8 +227,7 @@ class ProcCluster:
                                check=False)
             subprocess.run(['umount', '-l', path], capture_output=True,
                            check=False)
-        if not os.environ.get('NVM_KEEP_CELLS'):
-            shutil.rmtree(self.dir, ignore_errors=True)
+        self.sim.close(keep_root=bool(os.environ.get('NVM_KEEP_CELLS')))
 
 
 def secret_forms(secret: bytes) -> list[bytes]:
@@ -309,9 +309,3 @@ def check_invariant(cluster: ProcCluster, hosts: ty.Iterable[str],
 def new_ids() -> tuple[str, str, bytes]:
     """A fresh instance uuid, migration id and 32-byte secret."""
     return str(uuid.uuid4()), str(uuid.uuid4()), os.urandom(32)
-
-
-def policy_document(ca: swtpm.SwtpmCA,
-                    pcr_values: dict[int, bytes]) -> dict[str, ty.Any]:
-    return policy_mod.TrustPolicy.document(ca.bundle_pem(),
-                                           [('golden', pcr_values)])

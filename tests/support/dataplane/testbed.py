@@ -15,12 +15,15 @@
 
 """A ready-made simulated cluster for the demo, the benchmark and tests.
 
-:class:`Testbed` starts, for each named host, an swtpm host TPM with an EK
-certificate from a private ``swtpm_localca`` CA (``sim.swtpm``), a
-``HostTpm`` on it, a protocol ``MigrationEngine`` (journal and key store in
-the host's directory) on a shared in-process transport, and a data-plane
-:class:`~.host.SimHost`. The trust policy trusts the CA and takes the first
-host's PCRs as golden (all hosts boot the same "firmware").
+:class:`Testbed` is the data-plane layer over
+:class:`tests.support.cluster.SimCluster`, which starts, for each named
+host, an swtpm host TPM with an EK certificate from a private
+``swtpm_localca`` CA, a ``HostTpm`` on it, and a protocol
+``MigrationEngine`` (journal and key store in the host's directory) on a
+shared in-process transport (or oslo.messaging); the testbed adds a
+data-plane :class:`~.host.SimHost` per host. The trust policy trusts the
+CA and the PCR values of fresh hosts (all hosts boot the same
+"firmware").
 
 Instances are created with their secret in the owning host's key store;
 the vTPM is started with the secret read back from that key store, so on
@@ -31,8 +34,6 @@ Everything is torn down by :meth:`Testbed.close` (and the context manager).
 
 import collections.abc
 import os
-import shutil
-import tempfile
 import typing as ty
 import uuid
 
@@ -59,6 +60,8 @@ class Testbed:
         instead of cloning one state.
     :param session_lifetime: seconds an attested session is reused.
     :param firmware: guest firmware (see :mod:`.guest`).
+    :param transport_url: engines talk over oslo.messaging on this URL
+        (e.g. RabbitMQ) instead of in-process.
     """
 
     def __init__(self, names: collections.abc.Sequence[str] = ('src', 'dst'),
@@ -69,77 +72,52 @@ class Testbed:
                  ) -> None:
         # Imported here so that the rest of the data plane
         # does not depend on the protocol and the simulator.
-        from nova_vtpm_migration.protocol import engine as engine_mod
         from nova_vtpm_migration.protocol import transport as transport_mod
-        from nova_vtpm_migration.tpm import context
-        from nova_vtpm_migration.tpm import host as tpm_host
-        from nova_vtpm_migration.tpm import policy as policy_mod
-        from tests.support import swtpm
+        from tests.support import cluster
 
-        self.dir = tempfile.mkdtemp(prefix='nvm-tb-')
-        self.ca = swtpm.SwtpmCA('testbed-ca')
-        self._host_tpms: list[ty.Any] = []
-        self._contexts: list[ty.Any] = []
+        self.sim = cluster.SimCluster(pcrs=HOST_PCRS, label='tb',
+                                      clone=not distinct_eks)
+        self.dir = str(self.sim.root)
         self.hosts: dict[str, host_mod.SimHost] = {}
         self.engines: dict[str, ty.Any] = {}
         self.transport = transport_mod.LocalTransport()
         self.names = tuple(names)
-        self._rpc: ty.Any = None
-        self._servers: list[ty.Any] = []
         try:
             peers: ty.Any = self.transport
+            bus = None
             if transport_url is not None:
-                peers = self._rpc_transport(transport_url)
-            self._host_tpms = swtpm.make_hosts(
-                self.ca, len(names), distinct=distinct_eks, prefix='tb')
-            tpms = []
-            for name, sw in zip(names, self._host_tpms, strict=True):
-                ctx = context.TpmContext(sw.tcti, lock_timeout=10)
-                self._contexts.append(ctx)
-                tpms.append(tpm_host.HostTpm(
-                    ctx, os.path.join(self.dir, name, 'tpm'),
-                    pcr_selection=HOST_PCRS))
-            self.policy = policy_mod.TrustPolicy.from_golden(
-                self.ca.bundle_pem(), tpms[0].pcr_values())
-            for name, tpm in zip(names, tpms, strict=True):
-                eng = engine_mod.MigrationEngine.open(
-                    name, tpm, self.policy,
-                    os.path.join(self.dir, name, 'engine'), peers,
+                bus = self.sim.messaging(transport_url)
+                peers = self.sim.rpc_peers(bus)
+            self.sim.start(self.names)
+            self.policy = self.sim.policy
+            for name in self.names:
+                eng = self.sim.engine(
+                    name, peers, state_dir=self.sim.state_dir(name, 'engine'),
                     session_lifetime=session_lifetime)
                 self.transport.register(name, eng.handle)
-                if self._rpc is not None:
-                    from nova_vtpm_migration.rpc import server
-                    self._servers.append(server.start_server(
-                        name, eng.handle, self._rpc))
+                if bus is not None:
+                    self.sim.serve(name, eng, bus)
                 self.engines[name] = eng
                 self.hosts[name] = host_mod.SimHost(
                     name, os.path.join(self.dir, name[:8] + '-dp'),
-                    host_tpm=tpm, firmware=firmware)
+                    host_tpm=eng.tpm, firmware=firmware)
         except BaseException:
             self.close()
             raise
 
-    def _rpc_transport(self, url: str) -> ty.Any:
-        """Engines talk over oslo.messaging on *url* (e.g. RabbitMQ)."""
-        from oslo_config import cfg
-        import oslo_messaging as messaging
-
-        from nova_vtpm_migration.rpc import rpcapi
-        from nova_vtpm_migration.rpc import transport as rpc_transport
-
-        # Oslo.messaging registers its options on the global
-        # CONF only.
-        self._rpc = messaging.get_rpc_transport(cfg.CONF, url=url)
-        return rpc_transport.RpcTransport(rpcapi.VtpmMigrationAPI(self._rpc))
+    @property
+    def ca(self) -> ty.Any:
+        """The private CA of the host TPMs' EK certificates."""
+        return self.sim.ca
 
     @property
     def tpm_contexts(self) -> dict[str, ty.Any]:
         """Host name -> its ``TpmContext`` (command statistics)."""
-        return dict(zip(self.names, self._contexts, strict=True))
+        return {name: self.sim.tpm(name).ctx for name in self.names}
 
     def host_tpm(self, name: str) -> ty.Any:
         """The swtpm process standing in for *name*'s hardware TPM."""
-        return self._host_tpms[self.names.index(name)]
+        return self.sim.tpm(name).swtpm
 
     def __enter__(self) -> 'Testbed':
         return self
@@ -194,26 +172,11 @@ class Testbed:
 
     def close(self) -> None:
         """Stop every process and remove every directory."""
-        for srv in self._servers:
-            srv.stop()
-            srv.wait()
-        self._servers = []
-        if self._rpc is not None:
-            self._rpc.cleanup()
-            self._rpc = None
         for h in self.hosts.values():
             h.cleanup()
-        for eng in self.engines.values():
+        for eng in self.engines.values():  # also engines a test reopened
             try:
                 eng.close()
             except Exception:  # noqa: BLE001 - keep cleaning up
                 LOG.exception('Closing an engine failed')
-        for ctx in self._contexts:
-            try:
-                ctx.close()
-            except Exception:  # noqa: BLE001
-                LOG.exception('Closing a TPM context failed')
-        for sw in self._host_tpms:
-            sw.stop()
-        self.ca.cleanup()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.sim.close()

@@ -15,6 +15,7 @@
 """Building the TPM layer from configuration, and the sample policy."""
 
 import json
+import os
 import pathlib
 
 from oslo_config import cfg
@@ -22,6 +23,7 @@ from oslo_config import fixture as config_fixture
 import pytest
 
 from nova_vtpm_migration.conf import vtpm_migration
+from nova_vtpm_migration.tpm import auth
 from nova_vtpm_migration.tpm import config
 from nova_vtpm_migration.tpm import policy as policy_mod
 
@@ -61,3 +63,31 @@ def test_from_config(conf: cfg.ConfigOpts, tmp_path: pathlib.Path) -> None:
     assert tpm.ctx.tcti == 'swtpm:host=127.0.0.1,port=1'
     assert tpm.ak_handle == 0x81010010
     fix.cleanUp()
+
+
+
+def test_auth_files_and_ek_types_from_config(conf: cfg.ConfigOpts,
+                                             tmp_path: pathlib.Path) -> None:
+    owner = tmp_path / 'owner'
+    owner.write_text('s3cret\n')
+    os.chmod(owner, 0o640)
+    fix = config_fixture.Config(conf)
+    fix.setUp()
+    fix.config(group='vtpm_migration', state_path=str(tmp_path),
+               owner_auth_file=str(owner),
+               ek_types=['EK-HIGH-ECC384', 'EK-RSA2048'])
+    tpm = config.host_tpm(conf, pcr_selection=(0, 7))
+    assert tpm.ek_types == ('EK-HIGH-ECC384', 'EK-RSA2048')
+    assert tpm.owner_auth.path == str(owner)
+    assert tpm.owner_auth.value() == b's3cret'
+    assert tpm.endorsement_auth.path is None
+    os.chmod(owner, 0o644)
+    with pytest.raises(auth.AuthFileError, match='owner_auth_file'):
+        config.host_tpm(conf, pcr_selection=(0, 7))
+    fix.cleanUp()
+
+
+def test_default_ek_types_prefer_ecc(conf: cfg.ConfigOpts) -> None:
+    assert conf.vtpm_migration.ek_types == ['EK-ECC256', 'EK-RSA2048']
+    with pytest.raises(ValueError):
+        conf.set_override('ek_types', ['EK-DSA'], group='vtpm_migration')
