@@ -33,9 +33,9 @@ from nova.tests.fixtures import libvirt as fakelibvirt
 from oslo_utils.fixture import uuidsentinel as uuids
 
 from nova_vtpm_migration.compute import errors
-from nova_vtpm_migration.tpm import policy as policy_mod
 from nova_vtpm_migration.virt import flavor_policy
 from tests.nova import base
+from tests.support import attestation
 
 
 class AttestedLiveMigrationTest(base.VtpmServersBase):
@@ -134,7 +134,7 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         self.assert_no_leak(secret)
 
     def _named_policy(self, name, pcr7):
-        doc = policy_mod.TrustPolicy.document(
+        doc = attestation.policy_document(
             self.host_tpms.ca.bundle_pem(),
             [(name, {0: bytes(32), 7: pcr7})])
         path = os.path.join(self.host_tpms.root, f'{name}.json')

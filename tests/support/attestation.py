@@ -57,3 +57,23 @@ class AttestationCA:
 def default_ca() -> AttestationCA:
     """The attestation CA every test of this process shares."""
     return AttestationCA()
+
+
+def golden_policy(ca_pems: collections.abc.Sequence[str],
+                  pcr_values: collections.abc.Mapping[int, bytes],
+                  **kwargs: ty.Any) -> policy_mod.TrustPolicy:
+    """``TrustPolicy.from_golden`` trusting :func:`default_ca` as the
+    attestation CA."""
+    return policy_mod.TrustPolicy.from_golden(
+        ca_pems, pcr_values, attestation_ca_pems=[default_ca().pem],
+        **kwargs)
+
+
+def policy_document(ca_pems: collections.abc.Sequence[str],
+                    golden: collections.abc.Sequence[
+                        tuple[str, collections.abc.Mapping[int, bytes]]],
+                    **kwargs: ty.Any) -> dict[str, ty.Any]:
+    """``TrustPolicy.document`` trusting :func:`default_ca` as the
+    attestation CA."""
+    return policy_mod.TrustPolicy.document(
+        ca_pems, golden, attestation_ca_pems=[default_ca().pem], **kwargs)

@@ -26,7 +26,7 @@ from nova_vtpm_migration import conf as nvm_conf
 from nova_vtpm_migration.cmd import manage
 from nova_vtpm_migration.compute import host as compute_host
 from nova_vtpm_migration.compute import layout
-from nova_vtpm_migration.tpm import policy as policy_mod
+from tests.support import attestation
 from tests.support import swtpm
 
 SECRET = os.urandom(384).hex().encode()
@@ -38,7 +38,7 @@ def host(swtpm_ca: swtpm.SwtpmCA,  # noqa: F811
          ) -> collections.abc.Iterator[tuple[list[str], list[str]]]:
     """A host with two sealed secrets; yields (CLI base args, instances)."""
     with swtpm.SwtpmHostTpm(swtpm_ca, 'vault', clone=True) as sim:
-        doc = policy_mod.TrustPolicy.document(
+        doc = attestation.policy_document(
             swtpm_ca.bundle_pem(), [('any', {0: bytes(32)})])
         policy_file = tmp_path / 'policy.json'
         policy_file.write_text(json.dumps(doc))

@@ -32,6 +32,7 @@ from tests.functional import swtpm_fixtures
 from tests.functional.swtpm_fixtures import swtpm_ca  # noqa: F401
 from tests.functional.swtpm_fixtures import swtpm_factory  # noqa: F401
 from tests.functional.swtpm_fixtures import untrusted_ca  # noqa: F401
+from tests.support import attestation
 from tests.support import cluster as cluster_mod
 from tests.support import swtpm
 
@@ -131,7 +132,7 @@ def extend_pcr(sim: swtpm_fixtures.SimHost, index: int,
 def policy_for(ca: swtpm.SwtpmCA,
                sim: swtpm_fixtures.SimHost) -> policy_mod.TrustPolicy:
     """A policy trusting ``ca`` with ``sim``'s current PCRs as golden."""
-    return policy_mod.TrustPolicy.from_golden(ca.bundle_pem(),
+    return attestation.golden_policy(ca.bundle_pem(),
                                               sim.tpm.pcr_values())
 
 

@@ -30,6 +30,7 @@ from nova_vtpm_migration.protocol import wire
 from nova_vtpm_migration.tpm import policy as policy_mod
 from tests.functional import swtpm_fixtures
 from tests.functional.protocol import conftest
+from tests.support import attestation
 from tests.support import swtpm
 
 
@@ -105,7 +106,7 @@ def test_d_untrusted_policy_refuses(committed: dict[str, ty.Any],
                                     trust_policy: policy_mod.TrustPolicy
                                     ) -> None:
     foreign = dataclasses.replace(trust_policy, ek_ca_certificates=tuple(
-        policy_mod.TrustPolicy.from_golden(
+        attestation.golden_policy(
             untrusted_ca.bundle_pem(), {i: b'\0' * 32 for i in
                                         trust_policy.pcr_selection}
         ).ek_ca_certificates))

@@ -119,7 +119,7 @@ def test_encode_validates() -> None:
         wire.encode(dict(GOOD, extra=1), SCHEMA)
 
 
-def _status(version: int = 1) -> bytes:
+def _status(version: int = messages.VERSION) -> bytes:
     return _raw({'v': version, 'type': 'status',
                  'body': {'migration_id': MID}})
 
@@ -132,21 +132,23 @@ def test_message_envelope() -> None:
 
 def test_unknown_version() -> None:
     with pytest.raises(errors.UnsupportedVersion):
-        messages.decode(_status(2))
+        messages.decode(_status(messages.VERSION + 1))
+    with pytest.raises(errors.UnsupportedVersion):
+        messages.decode(_status(1))   # the version before host binding
     with pytest.raises(errors.UnsupportedVersion):
         messages.decode(_raw({'v': 0, 'type': 'nonsense', 'body': 1}))
 
 
 @pytest.mark.parametrize('value,error', [
-    ({'v': 1, 'type': 'nope', 'body': {}}, errors.UnknownMessageType),
-    ({'v': 1, 'type': 'status'}, errors.MissingField),
-    ({'v': 1, 'type': 'status', 'body': {'migration_id': MID}, 'x': 1},
+    ({'v': messages.VERSION, 'type': 'nope', 'body': {}}, errors.UnknownMessageType),
+    ({'v': messages.VERSION, 'type': 'status'}, errors.MissingField),
+    ({'v': messages.VERSION, 'type': 'status', 'body': {'migration_id': MID}, 'x': 1},
      errors.UnknownField),
     ({'v': '1', 'type': 'status', 'body': {'migration_id': MID}},
      errors.WrongFieldType),
-    ({'v': 1, 'type': 'status', 'body': {'migration_id': MID.upper()}},
+    ({'v': messages.VERSION, 'type': 'status', 'body': {'migration_id': MID.upper()}},
      errors.FieldOutOfRange),
-    ({'v': 1, 'type': 'status',
+    ({'v': messages.VERSION, 'type': 'status',
       'body': {'migration_id': '../../../../etc/passwd-xxxxxxxxxxxxx'}},
      errors.FieldOutOfRange),
     ([1], errors.WrongFieldType),
@@ -194,6 +196,6 @@ _json = st.recursive(
 @hypothesis.given(_json, st.sampled_from(sorted(messages.SCHEMAS)))
 def test_fuzz_structured(body: object, msg_type: str) -> None:
     try:
-        messages.decode(_raw({'v': 1, 'type': msg_type, 'body': body}))
+        messages.decode(_raw({'v': messages.VERSION, 'type': msg_type, 'body': body}))
     except _DOCUMENTED:
         pass
