@@ -226,7 +226,8 @@ while true; do
         cat $C/flush.head /tmp/handle > /tmp/cmd
         tpm /tmp/cmd /tmp/flushresp; R4=$RC
     fi
-    echo "VTPMCHECK seq=$seq nv=$NV pcr16=$P ek=$EK rc=$R1,$R2,$R3,$R4 boot=$B1,$B2,$B3,$B4,$B5"
+    echo "VTPMCHECK seq=$seq nv=$NV pcr16=$P ek=$EK" \
+        "rc=$R1,$R2,$R3,$R4 boot=$B1,$B2,$B3,$B4,$B5"
     sleep 1
 done
 '''
