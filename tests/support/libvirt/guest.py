@@ -277,6 +277,30 @@ def expected_pcr16(nonce_hex: str) -> str:
     return hashlib.sha256(bytes(32) + bytes.fromhex(nonce_hex)).hexdigest()
 
 
+def mismatches(before: CheckLine, after: CheckLine) -> list[str]:
+    """What differs between a vTPM's check lines before and after a move.
+
+    Empty when *after* shows the same NV nonce and EK, PCR 16 holds
+    exactly the one extend with that nonce, and every return code is
+    success.
+    """
+    problems = []
+    for line, when in ((before, 'before'), (after, 'after')):
+        if not line.ok:
+            problems.append(f'{when}: failed TPM commands or missing '
+                            f'values: rc={line.rc} {line}')
+        if not line.pcr_consistent:
+            problems.append(f'{when}: PCR 16 {line.pcr16} is not '
+                            f'sha256(0*32 || nonce {line.nv})')
+    if after.nv != before.nv:
+        problems.append(f'NV nonce changed: {before.nv} -> {after.nv}')
+    if after.ek != before.ek:
+        problems.append(f'EK changed: {before.ek} -> {after.ek}')
+    if after.pcr16 != before.pcr16:
+        problems.append(f'PCR 16 changed: {before.pcr16} -> {after.pcr16}')
+    return problems
+
+
 def parse_line(line: str) -> CheckLine | None:
     """Parse one console line; ``None`` when it is not a check line."""
     match = _LINE.search(line)
