@@ -68,6 +68,7 @@ import psutil
 import testtools
 
 from tests.nova import base as nova_base
+from tests.nova import fixtures as vtpm_fixtures
 from tests.support.libvirt import daemons as daemons_mod
 from tests.support.libvirt import guest
 
@@ -306,3 +307,77 @@ class RealLibvirtTestBase(nova_base.ApiPasteMixin,
     def instance(self, server):
         return objects.Instance.get_by_uuid(
             nova_context.get_admin_context(), server['id'])
+
+
+class SecretSpy(fixtures.Fixture):
+    """Records every libvirt secret Nova or the plugin defines.
+
+    Wraps (does not replace) ``nova.virt.libvirt.host.Host.create_secret``:
+    right after the real call it asks the daemon how the secret was
+    defined and whether libvirt gives its value back.
+    """
+
+    def _setUp(self) -> None:
+        import nova.virt.libvirt.host as host_mod
+        self.created: list[dict] = []
+        real = host_mod.Host.create_secret
+        created = self.created
+
+        def create_secret(host, usage_type, usage_id, *args, **kwargs):
+            secret = real(host, usage_type, usage_id, *args, **kwargs)
+            xml = secret.XMLDesc()
+            try:
+                secret.value()
+            except libvirt.libvirtError:
+                readable = False
+            else:
+                readable = True
+            created.append({'uri': host._uri, 'usage': usage_id,
+                            'uuid': secret.UUIDString(),
+                            'ephemeral': "ephemeral='yes'" in xml,
+                            'private': "private='yes'" in xml,
+                            'readable': readable})
+            return secret
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.virt.libvirt.host.Host.create_secret', create_secret))
+
+
+class RealLibvirtPluginBase(nova_base.PluginDriverMixin, RealLibvirtTestBase):
+    """The computes run this plugin's driver (``compute_driver =
+    vtpm_migration_ext.driver.LibvirtDriver``) on real daemons.
+
+    Each host gets its own swtpm host TPM and protocol engine from
+    ``tests.nova.host_tpms`` and ``tests.nova.engines`` (through
+    :class:`tests.nova.base.PluginDriverMixin`); every RPC message and
+    log record is captured to check that the vTPM secret never shows.
+    """
+
+    ATTESTED_SPECS = {'vtpm_migration:attested': 'required'}
+
+    def setUp(self):
+        self.rpc = self.useFixture(vtpm_fixtures.MessageCapture())
+        super().setUp()
+        self.logs = self.useFixture(vtpm_fixtures.DebugLogCapture())
+        self.secret_spy = self.useFixture(SecretSpy())
+
+    def boot_vtpm_server(self, host, extra_specs=None):
+        specs = dict(self.ATTESTED_SPECS)
+        specs.update(extra_specs or {})
+        return super().boot_vtpm_server(host, specs)
+
+    def defined_secrets(self, hostname: str) -> list[dict]:
+        uri = self.daemon(hostname).uri
+        return [s for s in self.secret_spy.created if s['uri'] == uri]
+
+    # Reused from the fake-libvirt Nova tests (they only need
+    # self.engines, self.host_tpms, self.rpc, self.logs and Nova's API).
+    make_untrusted = nova_base.VtpmServersBase.make_untrusted
+    keys = nova_base.VtpmServersBase.keys
+    rows = nova_base.VtpmServersBase.rows
+    records = nova_base.VtpmServersBase.records
+    migration_uuid = nova_base.VtpmServersBase.migration_uuid
+    held_secret = nova_base.VtpmServersBase.held_secret
+    libvirt_secret = nova_base.VtpmServersBase.libvirt_secret
+    action_event_details = nova_base.VtpmServersBase.action_event_details
+    assert_no_leak = nova_base.VtpmServersBase.assert_no_leak

@@ -1,0 +1,77 @@
+# Copyright 2026 The nova-vtpm-migration Authors
+#
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+
+
+"""This plugin's driver on real libvirt daemons, through Nova's API.
+
+Every compute runs ``vtpm_migration_ext.driver.LibvirtDriver`` with its
+own swtpm host TPM and protocol engine; the guest's own vTPM check is
+the judge of the data plane.
+"""
+
+from tests.nova.real_libvirt import base
+from tests.support.libvirt import guest
+
+
+class PluginDriverOnRealLibvirtTest(base.RealLibvirtPluginBase):
+
+    def assert_no_persistent_secrets(self, *hostnames):
+        for hostname in hostnames:
+            self.assertEqual({}, self.secrets(hostname), hostname)
+            self.assertEqual([], self.persistent_secret_files(hostname),
+                             hostname)
+
+    def test_attested_live_migration_moves_the_vtpm(self):
+        self.start_compute('host-a')
+        self.start_compute('host-b')
+        server, before = self.boot_vtpm_server('host-a')
+        self.assertTrue(before.ok and before.pcr_consistent, before)
+        secret = self.held_secret('host-a', server)
+        self.assertIsNotNone(secret)
+        self.assert_no_persistent_secrets('host-a', 'host-b')
+
+        self.live_migrate(server, 'host-b')
+        self.wait_for_server(server, host='host-b')
+
+        # The guest's own check, on the destination.
+        after = self.wait_for_checks(server, count=2)[-1]
+        self.assertEqual([], guest.mismatches(before, after))
+        # The protocol committed on both hosts; only B holds the key.
+        mid = self.migration_uuid(server)
+        self.assertEqual({mid: ('source', 'COMMITTED')}, self.rows('host-a'))
+        self.assertEqual({mid: ('destination', 'COMMITTED')},
+                         self.rows('host-b'))
+        self.assertEqual({server['id']: 'ACTIVE'}, self.keys('host-b'))
+        self.assertEqual({}, self.keys('host-a'))
+        self.assertEqual(secret, self.held_secret('host-b', server))
+        self.assertIsNone(self.held_secret('host-a', server))
+        # libvirt got the secret only as ephemeral, private secrets (boot
+        # on A: Nova's spawn asks twice, incoming on B), and keeps none.
+        secret_uuid = self.instance(server).system_metadata[
+            'vtpm_secret_uuid']
+        for hostname in ('host-a', 'host-b'):
+            defined = self.defined_secrets(hostname)
+            self.assertEqual({secret_uuid}, {s['uuid'] for s in defined},
+                             hostname)
+            for record in defined:
+                self.assertTrue(record['ephemeral'], record)
+                self.assertTrue(record['private'], record)
+                self.assertFalse(record['readable'], record)
+        self.assert_no_persistent_secrets('host-a', 'host-b')
+        # Nothing of the instance is left on A.
+        self.assertEqual([server['id']], self.domains('host-b'))
+        self.assertEqual([], self.domains('host-a'))
+        self.assertFalse(self.swtpm_state('host-a', server))
+        self.assertTrue(self.swtpm_state('host-b', server))
+        self.assert_no_leak(secret)
