@@ -75,3 +75,37 @@ class PluginDriverOnRealLibvirtTest(base.RealLibvirtPluginBase):
         self.assertFalse(self.swtpm_state('host-a', server))
         self.assertTrue(self.swtpm_state('host-b', server))
         self.assert_no_leak(secret)
+
+    def test_untrusted_destination_is_refused_at_precheck(self):
+        self.start_compute('host-b')
+        server, before = self.boot_vtpm_server('host-b')
+        secret = self.held_secret('host-b', server)
+        self.assertIsNotNone(secret)
+        self.start_compute('host-c')
+        # Host C boots firmware outside the trust policy.
+        self.make_untrusted('host-c')
+
+        self.live_migrate(server, 'host-c', expected='error')
+
+        details = self.action_event_details(
+            server, 'compute_check_can_live_migrate_destination')
+        self.assertIn('Policy rule pcr[7] violated', details)
+        server = self.wait_for_server(server, host='host-b')
+        self.assertEqual('ACTIVE', server['status'])
+        # The guest keeps running on B with its vTPM.
+        lines = self.wait_for_checks(server, count=2, after=before.seq + 1)
+        self.assertEqual([], guest.mismatches(before, lines[-1]))
+        self.assertEqual([server['id']], self.domains('host-b'))
+        self.assertTrue(self.swtpm_state('host-b', server))
+        self.assertEqual({server['id']: 'ACTIVE'}, self.keys('host-b'))
+        self.assertEqual(secret, self.held_secret('host-b', server))
+        # C never had a domain, a libvirt secret or a key.
+        self.assertEqual([], self.domains('host-c'))
+        self.assertEqual([], self.defined_secrets('host-c'))
+        self.assertFalse(self.swtpm_state('host-c', server))
+        self.assertEqual({}, self.keys('host-c'))
+        self.assertIsNone(self.held_secret('host-c', server))
+        self.assertNotIn('send_key', self.rpc.methods())
+        self.assertNotIn('pre_live_migration', self.rpc.methods())
+        self.assert_no_persistent_secrets('host-b', 'host-c')
+        self.assert_no_leak(secret)
