@@ -99,7 +99,13 @@ def _cmdline(pid: int) -> list[str]:
 
 
 def processes_in_namespace(ns: str) -> list[int]:
-    """PIDs of the live processes in mount namespace *ns*."""
+    """PIDs of the live processes in mount namespace *ns*.
+
+    Refuses this process's own namespace (that would be every process
+    of the machine).
+    """
+    if ns == _mnt_ns(os.getpid()):
+        raise ValueError(f'{ns} is the namespace of this process')
     pids = []
     for entry in os.listdir('/proc'):
         if entry.isdigit() and int(entry) != os.getpid():
@@ -305,7 +311,12 @@ migration_port_max = {self.port_max}
                 except libvirt.libvirtError as exc:
                     last = exc
                 else:
-                    self.namespace = _mnt_ns(self.process.pid)
+                    namespace = _mnt_ns(self.process.pid)
+                    if namespace == _mnt_ns(os.getpid()):
+                        raise RuntimeError(
+                            f'libvirtd {self.name} runs in the mount '
+                            'namespace of the tests')
+                    self.namespace = namespace
                     return
             time.sleep(0.05)
         raise RuntimeError(f'libvirtd {self.name} did not answer within '

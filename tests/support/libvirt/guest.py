@@ -452,6 +452,18 @@ def _build(versions: dict[str, str], target: str) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _build_into(versions: dict[str, str], target: str) -> None:
+    tmp = target + '.tmp'
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        _build(versions, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    os.rename(tmp, target)
+
+
 def ensure_artifacts(cache_root: str = CACHE_ROOT) -> GuestArtifacts:
     """Return the guest artifacts, building them on first use.
 
@@ -477,11 +489,16 @@ def ensure_artifacts(cache_root: str = CACHE_ROOT) -> GuestArtifacts:
         if not os.path.exists(os.path.join(target, 'initrd.img')):
             if versions is None:
                 raise RuntimeError(f'no cached guest build {key}')
-            tmp = target + '.tmp'
-            shutil.rmtree(tmp, ignore_errors=True)
-            os.makedirs(tmp)
-            _build(versions, tmp)
-            os.rename(tmp, target)
+            try:
+                _build_into(versions, target)
+            except subprocess.CalledProcessError:
+                # Stale apt lists: the mirror no longer has that version.
+                _run(['apt-get', 'update', '-qq'])
+                versions = resolve_packages()
+                key = _key(versions)
+                target = os.path.join(cache, key)
+                if not os.path.exists(os.path.join(target, 'initrd.img')):
+                    _build_into(versions, target)
     return GuestArtifacts(kernel=os.path.join(target, 'vmlinuz'),
                           initrd=os.path.join(target, 'initrd.img'),
                           cmdline=CMDLINE, key=key)
