@@ -20,6 +20,8 @@ own swtpm host TPM and protocol engine; the guest's own vTPM check is
 the judge of the data plane.
 """
 
+import time
+
 from tests.nova.real_libvirt import base
 from tests.support.libvirt import guest
 
@@ -109,3 +111,42 @@ class PluginDriverOnRealLibvirtTest(base.RealLibvirtPluginBase):
         self.assertNotIn('pre_live_migration', self.rpc.methods())
         self.assert_no_persistent_secrets('host-b', 'host-c')
         self.assert_no_leak(secret)
+
+    def test_hard_reboot_reopens_the_sealed_secret(self):
+        """A guest start after boot: the vault opens the secret again and
+        swtpm decrypts the kept vTPM state with it."""
+        self.start_compute('host-a')
+        server, before = self.boot_vtpm_server('host-a')
+        defined = len(self.defined_secrets('host-a'))
+
+        started = time.monotonic()
+        self.admin_api.post_server_action(server['id'],
+                                          {'reboot': {'type': 'HARD'}})
+        self.notifier.wait_for_versioned_notifications(
+            'instance.reboot.end', timeout=base.TIMEOUT)
+        self.wait_for_server(server, host='host-a')
+        # A new boot counts from 1 again and finds its NV index.
+        deadline = time.monotonic() + base.TIMEOUT
+        while True:
+            lines = guest.parse_console(self.console(server))
+            starts = [i for i, line in enumerate(lines)
+                      if line.seq == 1 and line.boot[0] == guest.RC_OK]
+            if starts:
+                lines = lines[starts[-1]:]
+                break
+            self.assertLess(time.monotonic(), deadline, lines[-1:])
+            time.sleep(0.5)
+        print(f'hard reboot to the guest vTPM check: '
+              f'{time.monotonic() - started:.1f} s')
+        after = lines[-1]
+        self.assertEqual([], guest.mismatches(before, after))
+        # NV_ReadPublic found the index: nothing was defined or written.
+        self.assertEqual((guest.RC_OK, '-', '-', guest.RC_OK, guest.RC_OK),
+                         after.boot)
+        new = self.defined_secrets('host-a')[defined:]
+        self.assertTrue(new, 'the reboot defined no libvirt secret')
+        for record in new:
+            self.assertEqual((True, True, False), (
+                record['ephemeral'], record['private'], record['readable']))
+        self.assert_no_persistent_secrets('host-a')
+        self.assertEqual({server['id']: 'ACTIVE'}, self.keys('host-a'))
