@@ -150,3 +150,54 @@ class PluginDriverOnRealLibvirtTest(base.RealLibvirtPluginBase):
                 record['ephemeral'], record['private'], record['readable']))
         self.assert_no_persistent_secrets('host-a')
         self.assertEqual({server['id']: 'ACTIVE'}, self.keys('host-a'))
+
+    def test_aborted_migration_rolls_back_on_both_hosts(self):
+        """The operator aborts a running migration (libvirt job cancelled
+        while B's QEMU and swtpm wait for the stream): the key stays
+        usable on A only, B keeps nothing."""
+        self.start_compute('host-a')
+        self.start_compute('host-b')
+        server, before = self.boot_vtpm_server('host-a')
+        secret = self.held_secret('host-a', server)
+        # 1 MiB/s: the migration runs long enough to be aborted.
+        self.flags(live_migration_bandwidth=1, group='libvirt')
+
+        self.admin_api.post_server_action(
+            server['id'],
+            {'os-migrateLive': {'host': 'host-b', 'block_migration': 'auto'}})
+        migration = self._wait_for_migration_status(server, ['running'])
+        deadline = time.monotonic() + base.TIMEOUT
+        while not self.domains('host-b'):
+            self.assertLess(time.monotonic(), deadline,
+                            'no incoming domain on host-b')
+            time.sleep(0.2)
+        # B defined the incoming guest's secret from the unwrapped key.
+        self.assertEqual(1, len(self.defined_secrets('host-b')))
+        time.sleep(1)
+        started = time.monotonic()
+        self.admin_api.api_delete(
+            f'/servers/{server["id"]}/migrations/{migration["id"]}')
+        self._wait_for_migration_status(server, ['cancelled'])
+        self.notifier.wait_for_versioned_notifications(
+            'instance.live_migration_rollback_dest.end',
+            timeout=base.TIMEOUT)
+        print(f'abort to rolled back: {time.monotonic() - started:.1f} s')
+
+        server = self.wait_for_server(server, host='host-a')
+        lines = self.wait_for_checks(server, count=2, after=before.seq + 1)
+        self.assertEqual([], guest.mismatches(before, lines[-1]))
+        self.assertEqual([server['id']], self.domains('host-a'))
+        self.assertTrue(self.swtpm_state('host-a', server))
+        mid = self.migration_uuid(server)
+        self.assertEqual({mid: ('source', 'ABORTED')}, self.rows('host-a'))
+        self.assertEqual({mid: ('destination', 'ABORTED')},
+                         self.rows('host-b'))
+        self.assertEqual({server['id']: 'ACTIVE'}, self.keys('host-a'))
+        self.assertEqual({}, self.keys('host-b'))
+        self.assertEqual(secret, self.held_secret('host-a', server))
+        self.assertIsNone(self.held_secret('host-b', server))
+        # B: no domain, no vTPM state, no libvirt secret.
+        self.assertEqual([], self.domains('host-b'))
+        self.assertFalse(self.swtpm_state('host-b', server))
+        self.assert_no_persistent_secrets('host-a', 'host-b')
+        self.assert_no_leak(secret)
