@@ -62,7 +62,7 @@ test: install
 # tests/reallibvirt (pytest) and tests/nova/real_libvirt (stestr); both
 # also run in "make test".
 test-libvirt: install
-	@TSS2_LOG=$${TSS2_LOG:-all+NONE} $(PY) -m pytest -p no:cacheprovider \
+	@TSS2_LOG=$${TSS2_LOG:-all+NONE} $(PY) -m pytest -p no:cacheprovider -s \
 		tests/reallibvirt
 	@rm -rf .stestr && $(VENV)/bin/stestr --test-path tests/nova \
 		--top-dir . init >/dev/null

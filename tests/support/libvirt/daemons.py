@@ -27,9 +27,14 @@ libvirt refuses a migration between two hosts of one UUID) and its own
 migration port range; QEMU and swtpm run as root without cgroups,
 namespaces or a security driver. Clients connect with :attr:`uri`.
 
-The QEMU capabilities probe (~4 s) runs once per machine: the daemons'
-capability cache is kept below ``~/.cache/nova-vtpm-migration/`` and
-seeded into every new daemon (libvirt re-probes when it is stale).
+The QEMU capabilities probe (~4 s per QEMU binary) runs once per machine:
+the daemons' capability cache is kept below
+``~/.cache/nova-vtpm-migration/`` and seeded into every new daemon
+(libvirt re-probes when it is stale). libvirt invalidates that cache when
+the host's CPUID data differ from the probing daemon's ("host cpuid
+changed"), and on this machine they differ between CPU cores: libvirtd is
+therefore pinned to one CPU (``taskset``). Its QEMU children are not:
+libvirt resets their affinity to every host CPU.
 
 :class:`LibvirtDaemons` is a ``fixtures.Fixture`` (usable from testtools
 and pytest) that starts daemons and stops everything they started by PID:
@@ -116,7 +121,7 @@ def processes_in_namespace(ns: str) -> list[int]:
 
 def check_prerequisites() -> None:
     """Raise :class:`LibvirtUnavailable` unless daemons can run here."""
-    missing = [b for b in (LIBVIRTD, 'unshare', 'swtpm', 'gcc',
+    missing = [b for b in (LIBVIRTD, 'unshare', 'taskset', 'swtpm', 'gcc',
                            'qemu-system-x86_64')
                if shutil.which(b) is None]
     if missing:
@@ -286,10 +291,11 @@ migration_port_max = {self.port_max}
         stderr = open(self.path('libvirtd.stderr'), 'wb')  # noqa: SIM115
         started = time.monotonic()
         with stderr:
-            # LD_PRELOAD reaches libvirtd (and its QEMU/swtpm children)
-            # only: unshare and sh are exec'd by then.
+            # LD_PRELOAD also reaches taskset, unshare, sh and mount: only
+            # statfs() of the shared paths changes, for them too.
             self.process = subprocess.Popen(
-                ['unshare', '--mount', '--propagation', 'private', '--',
+                ['taskset', '-c', str(min(os.sched_getaffinity(0))),
+                 'unshare', '--mount', '--propagation', 'private', '--',
                  'sh', '-c', script], env=env, stdin=subprocess.DEVNULL,
                 stdout=stderr, stderr=stderr, start_new_session=True)
         self._wait_ready(started)
