@@ -24,7 +24,7 @@ The guest is the self-checking vTPM guest of
 ramdisk, a 1 MiB raw root disk).
 
 What Nova's functional fixtures poison or assume, and what is done about
-it (see ``/work/shared/reference/real-libvirt.md`` section 5):
+it:
 
 * ``libvirt`` is imported by this module, before ``TestCase.setUp``
   installs the import blocker (an already-loaded module passes).
@@ -51,6 +51,7 @@ every Nova functional test, the key manager is Nova's vTPM test double
 (``FakeKeyManager``), and there are no libvirt lifecycle events.
 """
 
+import hashlib
 import io
 import os
 import socket
@@ -365,6 +366,13 @@ class RealLibvirtPluginBase(nova_base.PluginDriverMixin, RealLibvirtTestBase):
         specs = dict(self.ATTESTED_SPECS)
         specs.update(extra_specs or {})
         return super().boot_vtpm_server(host, specs)
+
+    def secret_digest(self, hostname: str, server) -> str | None:
+        """SHA-256 of the vTPM secret a host can give the guest (``None``
+        if none): compared instead of the secret, so that a failing
+        assertion never prints key material."""
+        secret = self.held_secret(hostname, server)
+        return None if secret is None else hashlib.sha256(secret).hexdigest()
 
     def defined_secrets(self, hostname: str) -> list[dict]:
         uri = self.daemon(hostname).uri

@@ -41,6 +41,7 @@ class PluginDriverOnRealLibvirtTest(base.RealLibvirtPluginBase):
         self.assertTrue(before.ok and before.pcr_consistent, before)
         secret = self.held_secret('host-a', server)
         self.assertIsNotNone(secret)
+        digest = self.secret_digest('host-a', server)
         self.assert_no_persistent_secrets('host-a', 'host-b')
 
         self.live_migrate(server, 'host-b')
@@ -56,8 +57,8 @@ class PluginDriverOnRealLibvirtTest(base.RealLibvirtPluginBase):
                          self.rows('host-b'))
         self.assertEqual({server['id']: 'ACTIVE'}, self.keys('host-b'))
         self.assertEqual({}, self.keys('host-a'))
-        self.assertEqual(secret, self.held_secret('host-b', server))
-        self.assertIsNone(self.held_secret('host-a', server))
+        self.assertEqual(digest, self.secret_digest('host-b', server))
+        self.assertIsNone(self.secret_digest('host-a', server))
         # libvirt got the secret only as ephemeral, private secrets (boot
         # on A: Nova's spawn asks twice, incoming on B), and keeps none.
         secret_uuid = self.instance(server).system_metadata[
@@ -83,6 +84,7 @@ class PluginDriverOnRealLibvirtTest(base.RealLibvirtPluginBase):
         server, before = self.boot_vtpm_server('host-b')
         secret = self.held_secret('host-b', server)
         self.assertIsNotNone(secret)
+        digest = self.secret_digest('host-b', server)
         self.start_compute('host-c')
         # Host C boots firmware outside the trust policy.
         self.make_untrusted('host-c')
@@ -100,13 +102,13 @@ class PluginDriverOnRealLibvirtTest(base.RealLibvirtPluginBase):
         self.assertEqual([server['id']], self.domains('host-b'))
         self.assertTrue(self.swtpm_state('host-b', server))
         self.assertEqual({server['id']: 'ACTIVE'}, self.keys('host-b'))
-        self.assertEqual(secret, self.held_secret('host-b', server))
+        self.assertEqual(digest, self.secret_digest('host-b', server))
         # C never had a domain, a libvirt secret or a key.
         self.assertEqual([], self.domains('host-c'))
         self.assertEqual([], self.defined_secrets('host-c'))
         self.assertFalse(self.swtpm_state('host-c', server))
         self.assertEqual({}, self.keys('host-c'))
-        self.assertIsNone(self.held_secret('host-c', server))
+        self.assertIsNone(self.secret_digest('host-c', server))
         self.assertNotIn('send_key', self.rpc.methods())
         self.assertNotIn('pre_live_migration', self.rpc.methods())
         self.assert_no_persistent_secrets('host-b', 'host-c')
@@ -159,6 +161,7 @@ class PluginDriverOnRealLibvirtTest(base.RealLibvirtPluginBase):
         self.start_compute('host-b')
         server, before = self.boot_vtpm_server('host-a')
         secret = self.held_secret('host-a', server)
+        digest = self.secret_digest('host-a', server)
         # 1 MiB/s: the migration runs long enough to be aborted.
         self.flags(live_migration_bandwidth=1, group='libvirt')
 
@@ -194,8 +197,8 @@ class PluginDriverOnRealLibvirtTest(base.RealLibvirtPluginBase):
                          self.rows('host-b'))
         self.assertEqual({server['id']: 'ACTIVE'}, self.keys('host-a'))
         self.assertEqual({}, self.keys('host-b'))
-        self.assertEqual(secret, self.held_secret('host-a', server))
-        self.assertIsNone(self.held_secret('host-b', server))
+        self.assertEqual(digest, self.secret_digest('host-a', server))
+        self.assertIsNone(self.secret_digest('host-b', server))
         # B: no domain, no vTPM state, no libvirt secret.
         self.assertEqual([], self.domains('host-b'))
         self.assertFalse(self.swtpm_state('host-b', server))

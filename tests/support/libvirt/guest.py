@@ -480,7 +480,8 @@ def ensure_artifacts(cache_root: str = CACHE_ROOT) -> GuestArtifacts:
             key = _key(versions)
         except (OSError, RuntimeError, subprocess.CalledProcessError):
             builds = sorted(
-                (d for d in os.listdir(cache) if not d.startswith('.')),
+                (d for d in os.listdir(cache)
+                 if not d.startswith('.') and not d.endswith('.tmp')),
                 key=lambda d: os.path.getmtime(os.path.join(cache, d)))
             if not builds:
                 raise
