@@ -204,3 +204,37 @@ class PluginDriverOnRealLibvirtTest(base.RealLibvirtPluginBase):
         self.assertFalse(self.swtpm_state('host-b', server))
         self.assert_no_persistent_secrets('host-a', 'host-b')
         self.assert_no_leak(secret)
+
+    def test_round_trip_back_to_the_first_host(self):
+        """A -> B -> A: the first host, which destroyed its key at the
+        first commit, takes the guest back through the protocol."""
+        self.start_compute('host-a')
+        self.start_compute('host-b')
+        server, before = self.boot_vtpm_server('host-a')
+        digest = self.secret_digest('host-a', server)
+
+        self.live_migrate(server, 'host-b')
+        server = self.wait_for_server(server, host='host-b')
+        first = self.migration_uuid(server)
+        middle = self.wait_for_checks(server, count=2)[-1]
+        self.live_migrate(server, 'host-a')
+        server = self.wait_for_server(server, host='host-a')
+        second = self.migration_uuid(server)
+
+        after = self.wait_for_checks(server, count=2, after=middle.seq)[-1]
+        self.assertEqual([], guest.mismatches(before, after))
+        self.assertEqual({first: ('source', 'COMMITTED'),
+                          second: ('destination', 'COMMITTED')},
+                         self.rows('host-a'))
+        self.assertEqual({first: ('destination', 'COMMITTED'),
+                          second: ('source', 'COMMITTED')},
+                         self.rows('host-b'))
+        self.assertEqual({server['id']: 'ACTIVE'}, self.keys('host-a'))
+        self.assertEqual({}, self.keys('host-b'))
+        self.assertEqual(digest, self.secret_digest('host-a', server))
+        self.assertIsNone(self.secret_digest('host-b', server))
+        self.assertEqual([server['id']], self.domains('host-a'))
+        self.assertEqual([], self.domains('host-b'))
+        self.assertTrue(self.swtpm_state('host-a', server))
+        self.assertFalse(self.swtpm_state('host-b', server))
+        self.assert_no_persistent_secrets('host-a', 'host-b')
