@@ -250,10 +250,17 @@ class RealLibvirtTestBase(nova_base.ApiPasteMixin,
                           f'{timeout} s; console tail:\n{tail}')
             time.sleep(0.5)
 
+    def _live_migrations(self, server) -> list[dict]:
+        return [m for m in self.admin_api.api_get(
+            '/os-migrations').body['migrations']
+            if m['instance_uuid'] == server['id']
+            and m['migration_type'] == 'live-migration']
+
     def live_migrate(self, server, host, expected='completed',
                      timeout=TIMEOUT):
         """``os-migrateLive`` to *host*; wait for the migration to reach
         *expected* (or another final state) and return it."""
+        earlier = {m['id'] for m in self._live_migrations(server)}
         started = time.monotonic()
         self.admin_api.post_server_action(
             server['id'],
@@ -261,11 +268,9 @@ class RealLibvirtTestBase(nova_base.ApiPasteMixin,
         final = {'completed', 'error', 'failed', 'cancelled'}
         deadline = time.monotonic() + timeout
         while True:
-            migrations = [m for m in self.admin_api.api_get(
-                '/os-migrations').body['migrations']
-                if m['instance_uuid'] == server['id']
-                and m['migration_type'] == 'live-migration']
-            latest = max(migrations, key=lambda m: m['id'], default=None)
+            new = [m for m in self._live_migrations(server)
+                   if m['id'] not in earlier]
+            latest = max(new, key=lambda m: m['id'], default=None)
             if latest is not None and latest['status'] in final:
                 break
             if time.monotonic() > deadline:

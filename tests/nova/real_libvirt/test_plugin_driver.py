@@ -20,6 +20,7 @@ own swtpm host TPM and protocol engine; the guest's own vTPM check is
 the judge of the data plane.
 """
 
+import hashlib
 import time
 
 from tests.nova.real_libvirt import base
@@ -238,3 +239,49 @@ class PluginDriverOnRealLibvirtTest(base.RealLibvirtPluginBase):
         self.assertTrue(self.swtpm_state('host-a', server))
         self.assertFalse(self.swtpm_state('host-b', server))
         self.assert_no_persistent_secrets('host-a', 'host-b')
+
+        # Deleting the server leaves nothing of it on A either.
+        self._delete_server(server)
+        self.assertEqual([], self.domains('host-a'))
+        self.assertFalse(self.swtpm_state('host-a', server))
+        self.assertEqual({}, self.keys('host-a'))
+        self.assertIsNone(self.secret_digest('host-a', server))
+        self.assert_no_persistent_secrets('host-a', 'host-b')
+
+    def test_libvirt_storage_moves_a_persistent_secret_wrapped(self):
+        """``libvirt_secret_storage = libvirt``: upstream ``host``
+        semantics at rest (a persistent, readable libvirt secret where
+        the guest runs), the secret still moving only wrapped."""
+        self.flags(libvirt_secret_storage='libvirt', group='vtpm_migration')
+        self.start_compute('host-a')
+        self.start_compute('host-b')
+        server, before = self.boot_vtpm_server('host-a')
+        secret_uuid = self.instance(server).system_metadata[
+            'vtpm_secret_uuid']
+        self.assertEqual({'ephemeral': False, 'private': False,
+                          'usage': server['id']},
+                         self.secrets('host-a')[secret_uuid])
+        value = bytes(self.daemon('host-a').conn.secretLookupByUUIDString(
+            secret_uuid).value())
+        digest = hashlib.sha256(value).hexdigest()
+
+        self.live_migrate(server, 'host-b')
+        server = self.wait_for_server(server, host='host-b')
+
+        after = self.wait_for_checks(server, count=2)[-1]
+        self.assertEqual([], guest.mismatches(before, after))
+        # B defined it from the unwrapped key, persistent as upstream;
+        # Nova removed A's.
+        self.assertEqual({}, self.secrets('host-a'))
+        self.assertEqual([], self.persistent_secret_files('host-a'))
+        self.assertEqual({'ephemeral': False, 'private': False,
+                          'usage': server['id']},
+                         self.secrets('host-b')[secret_uuid])
+        moved = bytes(self.daemon('host-b').conn.secretLookupByUUIDString(
+            secret_uuid).value())
+        self.assertEqual(digest, hashlib.sha256(moved).hexdigest())
+        mid = self.migration_uuid(server)
+        self.assertEqual({mid: ('destination', 'COMMITTED')},
+                         self.rows('host-b'))
+        self.assertIn('send_key', self.rpc.methods())
+        self.assert_no_leak(value)
