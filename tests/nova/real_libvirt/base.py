@@ -99,7 +99,7 @@ class RealLibvirtTestBase(nova_base.ApiPasteMixin,
     microversion = 'latest'
 
     def setUp(self):
-        # NOTE(vtpm): before Nova's fixtures: these run subprocesses and
+        # Before Nova's fixtures: these run subprocesses and
         # look at /proc, which Nova's poison fixtures do not expect.
         try:
             daemons_mod.check_prerequisites()
