@@ -104,6 +104,8 @@ class Guest:
             self.dom.migrateToURI3(
                 self.dst.uri,
                 {libvirt.VIR_MIGRATE_PARAM_URI: domains.MIGRATE_URI,
+                 # The destination QEMU listens on loopback only.
+                 libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS: '127.0.0.1',
                  libvirt.VIR_MIGRATE_PARAM_DEST_XML: self.xml('host-b')},
                 domains.MIGRATE_FLAGS)
         finally:
@@ -175,6 +177,10 @@ def test_wrong_destination_secret_fails_and_source_keeps_vtpm(
     with pytest.raises(libvirt.libvirtError) as err:
         vm.migrate()
     print(f'migration refused: {err.value}')
+    # Refused for the key: the destination's swtpm could not decrypt the
+    # incoming state (libvirt's own error text depends on timing).
+    with open(vm.dst.path('log', 'qemu', f'{vm.name}.log')) as f:
+        assert 'decryption error' in f.read()
 
     assert vm.dom.isActive()
     assert vm.dst.conn.listAllDomains(
