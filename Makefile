@@ -3,6 +3,7 @@
 #   make demo   - the main job: an attested vTPM live migration end to end
 #   make demo-nova - the same scenario through Nova's API, in-process
 #   make test   - the whole test suite (installs what is missing first)
+#   make test-libvirt - only the tests on real libvirt daemons
 #   make lint   - ruff, mypy, reno lint, shellcheck
 #   make bench  - benchmarks with printed ratios
 #   make tpm-bench - micro-benchmark of the host TPM layer (swtpm)
@@ -22,7 +23,7 @@ PKG_SOURCES := $(shell find nova_vtpm_migration nova -name '*.py' 2>/dev/null) \
 	setup.cfg setup.py pyproject.toml
 
 .PHONY: all demo demo-nova test lint bench tpm-bench docs campaign system venv \
-	install \
+	install test-libvirt \
 	sample-config constraints clean
 
 all: test
@@ -57,6 +58,17 @@ demo-nova: install
 
 test: install
 	@tools/run-tests.sh
+
+# tests/reallibvirt (pytest) and tests/nova/real_libvirt (stestr); both
+# also run in "make test".
+test-libvirt: install
+	@TSS2_LOG=$${TSS2_LOG:-all+NONE} $(PY) -m pytest -p no:cacheprovider -s \
+		tests/reallibvirt
+	@rm -rf .stestr && $(VENV)/bin/stestr --test-path tests/nova \
+		--top-dir . init >/dev/null
+	@TSS2_LOG=$${TSS2_LOG:-all+NONE} $(VENV)/bin/stestr \
+		--test-path tests/nova --top-dir . run --concurrency 1 \
+		tests.nova.real_libvirt
 
 campaign: install
 	@tools/run-campaign.sh

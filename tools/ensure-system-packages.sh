@@ -25,6 +25,10 @@ PACKAGES=(
     qemu-system-x86 qemu-utils rabbitmq-server spin shellcheck
     python3-venv python3-dev gcc sqlite3
     tpm2-abrmd libtss2-tcti-tabrmd0 dbus socat
+    # Real libvirt daemons for tests/reallibvirt and tests/nova/real_libvirt
+    # (libvirt-dev and pkg-config also build libvirt-python); no
+    # libvirt-daemon-system: the tests run their own daemons.
+    libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev
 )
 
 missing=()

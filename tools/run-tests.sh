@@ -18,9 +18,11 @@
 # runner ran no test at all.
 #
 #   pytest: tests/unit, tests/functional, tests/integration (real swtpm,
-#           QEMU, RabbitMQ, spin where they run here)
+#           QEMU, RabbitMQ, spin where they run here), tests/reallibvirt
+#           (real libvirt daemons)
 #   stestr: tests/nova (subclasses of Nova's own functional test classes,
-#           which pytest cannot run; see README "Test runners")
+#           which pytest cannot run; see README "Test runners"), including
+#           tests/nova/real_libvirt (computes on real libvirt daemons)
 #
 # Extra arguments are passed to pytest.
 set -uo pipefail
