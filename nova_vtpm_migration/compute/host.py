@@ -223,7 +223,8 @@ class ComputeHost:
             outcome_oracle=self._outcome, state_lock=state_lock,
             ak_certificate=certificate, abort_guard=self._may_abort)
         self.vault = vault_mod.SecretVault(keystore, state_lock, self.host)
-        self._self = self_attestation.SelfAttestation(tpm, policy)
+        self._self = self_attestation.SelfAttestation(tpm, policy,
+                                                      certificate, self.host)
         self._failure = None
 
     # -- lifecycle ---------------------------------------------------------

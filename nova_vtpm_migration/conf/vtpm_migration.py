@@ -251,19 +251,19 @@ Related options:
 * ``evidence_max_age``
 """),
     cfg.IntOpt('max_handshake_rate',
-        default=500,
+        default=0,
         min=0,
         help="""
 Incoming phase-1 handshakes (``hello`` messages) this host answers per
-second, with bursts of as many.
+second, with bursts of as many; ``0`` (the default) answers all.
 
 Answering a ``hello`` costs no TPM command (the host's quote is amortised
-over an epoch of a third of ``max_evidence_age``) and keeps no state, but
-it costs some CPU. Anyone who can send to this host's RPC topic can send
-``hello`` messages; above this rate they are refused (the peer sees
-``[busy]`` and retries) before any work. Legitimate handshakes are rare: a
-session is reused for ``session_lifetime`` seconds and concurrent
-migrations to one host share one handshake.
+over an epoch of a third of ``max_evidence_age``) and keeps no state, so a
+flood of forged ``hello`` messages neither uses the TPM nor pushes out
+real handshakes; it costs some CPU. Set a limit to bound that CPU: above
+it ``hello`` messages are refused (``[busy]``) before any work, and
+initiators retry after a short pause, so a flood above the limit also
+delays real handshakes while it lasts.
 
 Possible values:
 

@@ -43,8 +43,9 @@ LOG = logging.getLogger(__name__)
 #: session_lifetime`` sets it on a compute host).
 DEFAULT_SESSION_LIFETIME = 300.0
 #: Incoming handshakes answered per second by default (``[vtpm_migration]
-#: max_handshake_rate``); 0 means unlimited.
-DEFAULT_HANDSHAKE_RATE = 50.0
+#: max_handshake_rate``); 0 means unlimited (a ``hello`` costs no TPM
+#: command and keeps no state).
+DEFAULT_HANDSHAKE_RATE = 0.0
 #: Responder sessions outlive the initiator's lifetime by this much, so a
 #: migration that started just before expiry can finish.
 RESPONDER_GRACE = 120.0
@@ -174,20 +175,26 @@ class Channel:
         """Phase 1 with *peer*; a peer that is busy (above its handshake
         rate, e.g. during a flood of forged hellos) is asked again after a
         short, growing pause."""
+        restarted = False
         for pause in BUSY_RETRY_PAUSES + (None,):
             initiator = handshake.Initiator(self.tpm, self.policy,
                                             self.clocks, self.local, peer)
             try:
                 reply = self.raw_call(peer, initiator.hello())
                 attest = initiator.process_hello_reply(reply)
+                return initiator.process_attest_reply(
+                    self.raw_call(peer, attest))
             except errors.PeerRefused as exc:
-                busy = (exc.kwargs.get('peer_code')
-                        == errors.HandshakeRateExceeded.code)
-                if not busy or pause is None:
+                code = exc.kwargs.get('peer_code')
+                if code == errors.SessionError.code and not restarted:
+                    # The responder's state changed under its epoch (or
+                    # the handshake outlived it): once more, at once.
+                    restarted = True
+                    continue
+                if code != errors.HandshakeRateExceeded.code or \
+                        pause is None:
                     raise
                 time.sleep(pause * (1 + random.random()))  # noqa: S311
-                continue
-            return initiator.process_attest_reply(self.raw_call(peer, attest))
         raise AssertionError('unreachable')
 
     def _current_session(self, peer: str) -> session_mod.Session | None:

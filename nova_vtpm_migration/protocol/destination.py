@@ -270,34 +270,37 @@ class DestinationRole:
             receipts.signer_evidence(local.identity, local.signing_key))
 
     def request_rollback(self, migration_id: str, reason: str) -> None:
-        """Ask the source of an incoming migration to abort it, then drop
-        what arrived.
+        """Ask the source of an incoming migration to abort it.
 
         The request travels on this host's own attested session with the
         source, sealed (MAC, sequence number), and only to the source TPM
         the migration is bound to; the source decides (see
-        :meth:`.source.SourceRole.on_rollback`).
+        :meth:`.source.SourceRole.on_rollback`) and, when it aborts, tells
+        this host to drop what arrived (``abort``). A key that arrived is
+        never dropped on this host's own say: if the source refuses or
+        cannot be reached it stays PENDING until the outcome is known
+        (settling asks the source), so the key is never lost. A slot that
+        holds no key yet is simply released.
 
-        :raises ProtocolError: the source refused or cannot be reached
-            (what arrived is dropped anyway unless it committed).
+        :raises ProtocolError: the source refused or cannot be reached.
         """
         ctx = self.ctx
         row = ctx.journal.get(migration_id, _ROLE)
-        if row is None:
+        if row is None or row.state in (_D.ABORTED.value,
+                                        _D.COMMITTED.value):
             return
-        try:
-            if row.state != _D.ABORTED.value:
-                ctx.channel.call(row.peer, 'rollback', {
-                    'migration_id': migration_id,
-                    'reason': ''.join(c for c in reason
-                                      if c.isprintable())[:256]},
-                    expect_ak=row.peer_ak_name)
-        finally:
+        if row.state == _D.RESERVED.value:
             with ctx.state_lock:
                 current = ctx.journal.get(migration_id, _ROLE)
-                if current is not None and current.state in (
-                        _D.RESERVED.value, _D.INSTALLED.value):
+                if current is not None and \
+                        current.state == _D.RESERVED.value:
                     self.abort_local(current)
+            return
+        ctx.channel.call(row.peer, 'rollback', {
+            'migration_id': migration_id,
+            'reason': ''.join(c for c in reason
+                              if c.isprintable())[:256]},
+            expect_ak=row.peer_ak_name)
 
     def commit_local(self, row: journal_mod.MigrationRow) -> None:
         """``INSTALLED -> COMMITTED``: the received key becomes ACTIVE."""

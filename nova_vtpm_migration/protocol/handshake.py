@@ -86,6 +86,8 @@ _INITIATOR_KEYS: wire.Schema = {
     if name != 'quote'}
 #: Session ids of finished handshakes kept against replays, at most.
 MAX_CONSUMED = 4096
+#: Appended to an AK name to keep the last clock of its epoch quotes.
+EPOCH_CLOCK_SUFFIX = b"/epoch"
 
 
 class ClockStore(ty.Protocol):
@@ -157,13 +159,13 @@ def verify_peer_keys(identity: evidence.HostIdentity,
 
 
 def _check_quote(quote: evidence.Quote, identity: evidence.HostIdentity,
-                 ak_name: bytes, qualifying_data: bytes, policy: ty.Any,
+                 clock_key: bytes, qualifying_data: bytes, policy: ty.Any,
                  clocks: ClockStore) -> evidence.ClockInfo:
-    previous = clocks.get_peer_clock(ak_name)
+    previous = clocks.get_peer_clock(clock_key)
     with names.checked('quote'):
         clock = verify.verify_quote(quote, identity, qualifying_data,
                                     policy, previous)
-    clocks.set_peer_clock(ak_name, clock)
+    clocks.set_peer_clock(clock_key, clock)
     return clock
 
 
@@ -279,8 +281,10 @@ class Initiator:
         ak_name, peer_host = verify_peer_keys(identity, signing_key,
                                               self._policy, host=self._host)
         quote = messages.quote_from_wire(theirs['quote'])
+        # Epoch quotes are older than fresh ones of the same TPM: their
+        # clocks are tracked apart.
         clock = _check_quote(
-            quote, identity, ak_name,
+            quote, identity, ak_name + EPOCH_CLOCK_SUFFIX,
             _epoch_qualifier(body['ephemeral'], theirs['epoch_nonce']),
             self._policy, self._clocks)
         self._policy.check_evidence_age(time.monotonic() - self._started)
@@ -420,6 +424,23 @@ class Responder:
                                              'is over); start again')
         return epoch
 
+    def _check_own_state(self, epoch: Epoch) -> None:
+        """This host's PCRs are still those its epoch quote showed (one
+        ``TPM2_PCR_Read`` per finished handshake, none per ``hello``):
+        otherwise the epoch ends and the initiator attests again, so it
+        sees the current state.
+
+        :raises SessionError: the PCRs changed.
+        """
+        if dict(self._tpm.pcr_values()) == dict(epoch.quote.pcr_values):
+            return
+        with self._lock:
+            self._epochs.pop(epoch.epoch_id, None)
+        LOG.warning('PCR values changed since the responder epoch was '
+                    'quoted; starting a new one')
+        raise errors.SessionError(reason="this host's measured state "
+                                         'changed; attest again')
+
     def process_hello(self, data: bytes) -> bytes:
         """Answer ``hello`` with this host's encrypted evidence.
 
@@ -531,6 +552,7 @@ class Responder:
             quote, identity, ak_name,
             crypto.transcript_hash('quote-initiator', t2, keys_part),
             self._policy, self._clocks)
+        self._check_own_state(epoch)
         t3 = _t3(t2, crypto.sha256(body['evidence']))
         keys = crypto.derive_session_keys(z, t3)
         with self._lock:

@@ -329,6 +329,25 @@ class SimCluster:
                     sim.tpm, host, sim.swtpm.ca.bundle_pem())
             return self._certificates[key]
 
+    def install_ak_certificate(self, name: str,
+                               state_path: str | os.PathLike[str],
+                               host: str | None = None) -> pathlib.Path:
+        """Install host ``name``'s AK certificate (for ``host``, default
+        ``name``) where a host configured with ``[vtpm_migration]
+        state_path = state_path`` looks for it, as ``enroll --install``
+        does."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        from nova_vtpm_migration.compute import layout
+
+        path = pathlib.Path(state_path) / layout.AK_CERTIFICATE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(x509.load_der_x509_certificate(
+            self.ak_certificate(name, host)).public_bytes(
+                serialization.Encoding.PEM))
+        return path
+
     # -- trust policy ---------------------------------------------------------
 
     def policy_document(self, *, name: str = 'golden') -> PolicyDocument:

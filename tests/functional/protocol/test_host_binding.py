@@ -28,7 +28,6 @@ from nova_vtpm_migration.protocol import errors
 from nova_vtpm_migration.protocol import states
 from nova_vtpm_migration.tpm import errors as tpm_errors
 from tests.functional.protocol import conftest
-from tests.support import attestation
 
 _K = states.KeyState
 
@@ -88,8 +87,7 @@ def test_another_tpm_certified_for_the_host_is_refused_mid_migration(
     """
     src, dst, other = (cluster.nodes[n] for n in ('src', 'dst', 'other'))
     pinned = src.engine.attest_peer('dst').peer_ak_name
-    certificate = attestation.default_ca().enroll(
-        other.sim.tpm, 'dst', cluster.sim.policy_document()['ek_ca_bundle'])
+    certificate = cluster.sim.ak_certificate('other', host='dst')
     impostor = cluster.sim.engine(
         'dst', cluster.transport, tpm=other.sim.tpm,
         state_dir=cluster.sim.state_dir('impostor'),
@@ -123,8 +121,9 @@ def test_rollback_only_from_the_destination_and_before_commit(
     with pytest.raises(errors.PeerRefused, match='abort_refused'):
         dst.engine.request_rollback(mid, 'late')
     src.engine.source._abort_guard = None
-    # request_rollback dropped what arrived only if the source aborted.
-    assert dst.engine.keystore.state(inst) is _K.PENDING
+    # Refused: the key that arrived stays (PENDING) rather than being lost.
+    assert conftest.usable_keys(cluster, inst) == {'src': 'LOCKED',
+                                                   'dst': 'PENDING'}
     src.engine.commit(mid)
     with pytest.raises(errors.PeerRefused, match='abort_refused'):
         dst.engine.channel.call('src', 'rollback', body)

@@ -25,6 +25,7 @@ from nova_vtpm_migration.protocol import errors
 from nova_vtpm_migration.protocol import messages
 from nova_vtpm_migration.protocol import wire
 
+V = messages.VERSION
 MID = '12345678-1234-4234-8234-123456789abc'
 SCHEMA: wire.Schema = {
     'n': wire.Int(0, 10),
@@ -140,15 +141,15 @@ def test_unknown_version() -> None:
 
 
 @pytest.mark.parametrize('value,error', [
-    ({'v': messages.VERSION, 'type': 'nope', 'body': {}}, errors.UnknownMessageType),
-    ({'v': messages.VERSION, 'type': 'status'}, errors.MissingField),
-    ({'v': messages.VERSION, 'type': 'status', 'body': {'migration_id': MID}, 'x': 1},
+    ({'v': V, 'type': 'nope', 'body': {}}, errors.UnknownMessageType),
+    ({'v': V, 'type': 'status'}, errors.MissingField),
+    ({'v': V, 'type': 'status', 'body': {'migration_id': MID}, 'x': 1},
      errors.UnknownField),
     ({'v': '1', 'type': 'status', 'body': {'migration_id': MID}},
      errors.WrongFieldType),
-    ({'v': messages.VERSION, 'type': 'status', 'body': {'migration_id': MID.upper()}},
+    ({'v': V, 'type': 'status', 'body': {'migration_id': MID.upper()}},
      errors.FieldOutOfRange),
-    ({'v': messages.VERSION, 'type': 'status',
+    ({'v': V, 'type': 'status',
       'body': {'migration_id': '../../../../etc/passwd-xxxxxxxxxxxxx'}},
      errors.FieldOutOfRange),
     ([1], errors.WrongFieldType),
@@ -196,6 +197,6 @@ _json = st.recursive(
 @hypothesis.given(_json, st.sampled_from(sorted(messages.SCHEMAS)))
 def test_fuzz_structured(body: object, msg_type: str) -> None:
     try:
-        messages.decode(_raw({'v': messages.VERSION, 'type': msg_type, 'body': body}))
+        messages.decode(_raw({'v': V, 'type': msg_type, 'body': body}))
     except _DOCUMENTED:
         pass
