@@ -60,6 +60,9 @@ class Node:
     #: Replaces the host TPM object (compromised host software).
     tpm: ty.Any = None
     oracle: engine_mod.OutcomeOracle = engine_mod.presumed_abort
+    #: The AK certificate the host presents (default: its own, from the
+    #: test attestation CA).
+    ak_certificate: bytes | None = None
 
     def __post_init__(self) -> None:
         self.open()
@@ -70,7 +73,9 @@ class Node:
             policy=self.policy or self.cluster.policy,
             state_dir=self.state_dir,
             session_lifetime=self.cluster.session_lifetime,
-            outcome_oracle=self.oracle)
+            outcome_oracle=self.oracle,
+            ak_certificate=(self.ak_certificate
+                            or self.cluster.sim.ak_certificate(self.name)))
         self.cluster.transport.register(self.name, self.engine.handle)
 
     def crash(self) -> None:
