@@ -409,8 +409,16 @@ class ComputeHost:
         engine = self._ready()
         try:
             self._check_arrival(engine, instance_uuid, migration_uuid)
-        except Exception:
-            engine.abort(migration_uuid, reason='refused at arrival')
+        except Exception as exc:
+            # The source aborts (Nova has not handed the guest over) and
+            # tells this host to drop the key; if it cannot be reached the
+            # key stays PENDING here until settled, never lost.
+            try:
+                engine.request_rollback(migration_uuid,
+                                        reason=f'refused at arrival: {exc}')
+            except Exception:  # noqa: BLE001 - the refusal is what matters
+                LOG.exception('Source %s did not abort refused migration '
+                              '%s', source, migration_uuid)
             raise
         kek = engine.take_pending_key(instance_uuid, migration_uuid)
         blobs = engine.take_state_blobs(instance_uuid, migration_uuid)

@@ -122,6 +122,8 @@ def source_check(vtpm: Host, instance: ty.Any,
     """
     if not is_protected(instance) or not migrate_data.has_vtpm:
         return
+    # The source's own setting decides how libvirt streams the memory.
+    check_memory_protection(instance)
     dest = vtpm.expected_destination(instance.uuid)
     if dest is None:
         exc = errors.NotAttested(source=vtpm.host, instance=instance.uuid)
@@ -249,10 +251,16 @@ class LibvirtNovaView:
         self._host = host
         self._hostname = hostname
 
-    @staticmethod
-    def _moving_away(context: ty.Any, instance_uuid: str) -> list[ty.Any]:
-        return list(objects.MigrationList.get_in_progress_by_instance(
-            context, instance_uuid, migration_type='live-migration'))
+    def _moving_away(self, context: ty.Any,
+                     instance_uuid: str) -> list[ty.Any]:
+        """Nova's live migrations of the instance from this host that are
+        not finished (``accepted`` included: the conductor's destination
+        pre-check runs before Nova calls a migration in progress)."""
+        return list(objects.MigrationList.get_by_filters(context, {
+            'instance_uuid': instance_uuid,
+            'source_compute': self._hostname,
+            'migration_type': 'live-migration',
+            'status': sorted(_MOVING_STATES)}))
 
     def check_attest_request(self, instance_uuid: str,
                              destination: str) -> None:
