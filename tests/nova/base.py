@@ -263,7 +263,7 @@ class VtpmServersBase(PluginDriverMixin, libvirt_base.LibvirtMigrationMixin,
     # -- the plugin's side of a compute --------------------------------------
 
     def vtpm_host(self, hostname):
-        """The compute's :class:`~nova_vtpm_migration.compute.host.ComputeHost`."""
+        """The compute's ``ComputeHost`` (the plugin's host object)."""
         return self.engines.adapters[hostname]
 
     def answer_protocol_for(self, hostname, handler):

@@ -26,7 +26,6 @@ import json
 import os
 import time
 
-import fixtures
 from nova import context as nova_context
 from nova import objects
 import oslo_messaging as messaging
@@ -174,9 +173,10 @@ class NamedPolicyTest(base.VtpmServersBase):
         return self.host_tpms.tpm(host).identity().ek_fingerprint
 
     def test_forged_attest_call_cannot_drop_the_flavors_policy(self):
-        """The flavor names 'pair' (an EK allow-list of src and dest). A bus attacker asks the source to attest 'other' for the
-        instance, with and without a policy argument: the source applies
-        the flavor's policy anyway, or refuses the unknown argument."""
+        """The flavor names 'pair' (an EK allow-list of src and dest). A
+        bus attacker asks the source to attest 'other' for the instance,
+        with and without a policy argument: the source applies the
+        flavor's policy anyway, or refuses the unknown argument."""
         self._named_policy('pair', ek_fingerprints=[
             self._ek_fingerprint('src'), self._ek_fingerprint('dest')])
         secret = self.start_pair({flavor_policy.POLICY_SPEC: 'pair'})
