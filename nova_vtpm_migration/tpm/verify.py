@@ -162,7 +162,9 @@ def _pcr_dict(values: PcrValues) -> dict[int, bytes]:
 # -- identity and credential -------------------------------------------------
 
 #: EK templates accepted (TCG EK Credential Profile, low range).
-EK_TEMPLATES = ('EK-RSA2048', 'EK-ECC256')
+EK_TEMPLATES = ('EK-RSA2048', 'EK-ECC256', 'EK-HIGH-RSA2048',
+                'EK-HIGH-ECC256', 'EK-HIGH-ECC384', 'EK-HIGH-ECC521',
+                'EK-HIGH-RSA3072', 'EK-HIGH-RSA4096')
 
 def check_ek_matches_certificate(certificate: bytes, ek_public: bytes) -> None:
     """Check that the EK public area holds the certificate's public key.
@@ -215,7 +217,8 @@ def _certificate(der: bytes) -> _Cert:
 
 def _check_ek_template(ek_public: bytes, pub: types.TPM2B_PUBLIC) -> None:
     """The EK public area must be a TCG default EK template (RSA 2048 or
-    ECC P-256, low range) apart from its ``unique`` field.
+    ECC P-256 of the low range, or a high-range template but SM2) apart
+    from its ``unique`` field.
 
     Binding every field, not only the key, keeps identities and audit
     records non-malleable, and ``TPM2_MakeCredential`` relies on the
