@@ -152,27 +152,30 @@ def _crl(ca: tuple[bytes, bytes], serial: int,
 
 def test_revoked_certificate_is_refused(
         ca: tuple[bytes, bytes], identity: evidence.HostIdentity) -> None:
+    # (the time the certificate is issued, not the module's import)
+    now = datetime.datetime.now(datetime.UTC)
     ident = _with_cert(identity, ca)
     serial = x509.load_der_x509_certificate(
         ident.ak_certificate).serial_number
-    crl = _crl(ca, serial, NOW - datetime.timedelta(minutes=1))
+    crl = _crl(ca, serial, now - datetime.timedelta(minutes=1))
     with pytest.raises(errors.AkCertificateError, match='revoked'):
         akcert.verify(ident, _cas(ca), [crl])
     # A record made before the revocation still verifies at its time.
     akcert.verify(ident, _cas(ca), [crl],
-                  now=NOW - datetime.timedelta(minutes=2))
+                  now=now - datetime.timedelta(minutes=2))
     # A CRL not signed by the issuer does not count.
-    other = _crl(akcert.make_ca('unit attestation CA'), serial, NOW)
+    other = _crl(akcert.make_ca('unit attestation CA'), serial, now)
     akcert.verify(ident, _cas(ca), [other])
 
 
 def test_expired_certificate_verifies_at_the_time_of_use(
         ca: tuple[bytes, bytes], identity: evidence.HostIdentity) -> None:
+    now = datetime.datetime.now(datetime.UTC)
     ident = _with_cert(identity, ca, days=1)
-    later = NOW + datetime.timedelta(days=3)
+    later = now + datetime.timedelta(days=3)
     with pytest.raises(errors.AkCertificateError, match='no valid chain'):
         akcert.verify(ident, _cas(ca), now=later)
-    assert akcert.verify(ident, _cas(ca), now=NOW) == 'host-a'
+    assert akcert.verify(ident, _cas(ca), now=now) == 'host-a'
 
 
 def test_activation_proof_is_bound_to_host_and_ak(
