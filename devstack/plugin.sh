@@ -229,12 +229,22 @@ function _vtpm_migration_ek_ca_bundle {
     fi
 }
 
-# enroll_nova_vtpm_migration: this host's enrollment record, then the trust
-# policy with this host as the golden host
+# _vtpm_migration_nova_host: Nova's host name of this compute ([DEFAULT]
+# host, else the host name Nova uses by default)
+function _vtpm_migration_nova_host {
+    local host
+    host=$(iniget "$NOVA_CONF" DEFAULT host)
+    echo "${host:-$(hostname)}"
+}
+
+# enroll_nova_vtpm_migration: this host's enrollment record, its AK
+# certificate from the attestation CA, then the trust policy with this host
+# as the golden host
 function enroll_nova_vtpm_migration {
     is_service_enabled n-cpu || return 0
-    local host record bundle
+    local host record bundle nova_host attestation
     host=$(hostname -s)
+    nova_host=$(_vtpm_migration_nova_host)
     record=$VTPM_MIGRATION_ENROLLMENT_DIR/$host.json
     bundle=$(_vtpm_migration_ek_ca_bundle)
     [[ -n "$bundle" ]] || die $LINENO "VTPM_MIGRATION_EK_CA_BUNDLE must" \
@@ -243,8 +253,21 @@ function enroll_nova_vtpm_migration {
 
     echo_summary "Enrolling this host's TPM for vTPM live migration"
     "$VTPM_MIGRATION_CLI" --config-file "$NOVA_CONF" --format json \
-        enroll --host "$host" --output "$record" \
+        enroll --host "$nova_host" --output "$record" \
         || die $LINENO "nova-vtpm-migration enroll failed"
+
+    # The attestation CA (created once) certifies this host's AK for its
+    # Nova host name; the certificate goes to <state_path>.
+    if [[ ! -e "$VTPM_MIGRATION_ATTESTATION_CA_DIR/ca-key.pem" ]]; then
+        "$VTPM_MIGRATION_CLI" --config-file "$NOVA_CONF" --format json \
+            ca init --ca-dir "$VTPM_MIGRATION_ATTESTATION_CA_DIR" \
+            || die $LINENO "nova-vtpm-migration ca init failed"
+    fi
+    "$VTPM_MIGRATION_CLI" --config-file "$NOVA_CONF" --format json \
+        ca enroll-local --ca-dir "$VTPM_MIGRATION_ATTESTATION_CA_DIR" \
+        --ek-ca-bundle "$bundle" --host "$nova_host" \
+        || die $LINENO "nova-vtpm-migration ca enroll-local failed"
+    attestation=${VTPM_MIGRATION_ATTESTATION_CA_BUNDLE:-$VTPM_MIGRATION_ATTESTATION_CA_DIR/ca-cert.pem}
 
     # With the allow-list, only the TPMs whose records are in the
     # enrollment directory are trusted; without it, any TPM whose EK
@@ -259,7 +282,8 @@ function enroll_nova_vtpm_migration {
 
     echo_summary "Generating the vTPM migration trust policy"
     "$VTPM_MIGRATION_CLI" --config-file "$NOVA_CONF" --format json \
-        policy generate --ca-bundle "$bundle" --name "$host" \
+        policy generate --ca-bundle "$bundle" \
+        --attestation-ca "$attestation" --name "$host" \
         "${allow[@]}" --output "$VTPM_MIGRATION_POLICY_FILE" \
         || die $LINENO "nova-vtpm-migration policy generate failed"
 }
@@ -293,7 +317,8 @@ function stop_nova_vtpm_migration {
 
 # cleanup_nova_vtpm_migration: remove what the plugin created
 function cleanup_nova_vtpm_migration {
-    sudo rm -rf "$VTPM_MIGRATION_STATE_PATH" "$VTPM_MIGRATION_EK_CA_DIR"
+    sudo rm -rf "$VTPM_MIGRATION_STATE_PATH" "$VTPM_MIGRATION_EK_CA_DIR" \
+        "$VTPM_MIGRATION_ATTESTATION_CA_DIR"
     sudo rm -f "$VTPM_MIGRATION_POLICY_FILE"
 }
 

@@ -29,6 +29,8 @@
 #
 #   NVM_FUZZ_EXAMPLES     examples per fuzz weight unit (default 1150,
 #                         about 105,000 inputs)
+#   NVM_FUZZ_SEED         replay the fuzz inputs of an earlier campaign
+#                         (default: a fresh random seed, printed)
 #   NVM_LOAD_MIGRATIONS   concurrent migrations per round (default 50)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -52,7 +54,11 @@ run() {
     [[ $rc -ne 0 ]] && failed=1
 }
 
-NVM_FUZZ_EXAMPLES=${NVM_FUZZ_EXAMPLES:-1150} \
+# Fresh random inputs on every campaign; the seed is printed so that a
+# finding can be replayed (NVM_FUZZ_SEED=<seed>) and pinned.
+SEED=${NVM_FUZZ_SEED:-$(od -An -N6 -tu8 /dev/urandom | tr -d ' ')}
+echo "=== fuzz seed $SEED (replay: NVM_FUZZ_SEED=$SEED make campaign)"
+NVM_FUZZ_SEED=$SEED NVM_FUZZ_EXAMPLES=${NVM_FUZZ_EXAMPLES:-1150} \
 NVM_FUZZ_REPORT="$OUT/fuzz.json" \
     run fuzz tests/fuzz "$@"
 
@@ -75,7 +81,8 @@ def load(name):
 print('=== campaign figures')
 fuzz = load('fuzz.json')
 if fuzz:
-    print(f"inputs fuzzed: {fuzz['total']} in {fuzz['seconds']} s; known "
+    print(f"inputs fuzzed: {fuzz['total']} in {fuzz['seconds']} s "
+          f"(seed {fuzz.get('seed')}); known "
           f"findings hit: {fuzz.get('findings') or 'none'}")
 matrix = load('matrix.json')
 if matrix:

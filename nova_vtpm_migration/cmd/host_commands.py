@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from oslo_config import cfg
 
 from nova_vtpm_migration import exception
+from nova_vtpm_migration.cmd import ca_commands
 from nova_vtpm_migration.cmd import output
 from nova_vtpm_migration.tpm import config as tpm_config
 from nova_vtpm_migration.tpm import host as host_mod
@@ -39,7 +40,8 @@ from nova_vtpm_migration.tpm import objects
 from nova_vtpm_migration.tpm import policy as policy_mod
 from nova_vtpm_migration.tpm import verify
 
-ENROLLMENT_VERSION = 1
+ENROLLMENT_VERSION = ca_commands.ENROLLMENT_VERSION
+read_enrollment = ca_commands.read_enrollment
 DEFAULT_PCRS = (0, 1, 2, 3, 4, 5, 6, 7)
 
 
@@ -58,12 +60,26 @@ def _pcr_list(text: str) -> tuple[int, ...]:
 def add_parsers(sub: ty.Any) -> None:
     """Add the ``enroll`` and ``policy`` commands to *sub*."""
     p = sub.add_parser('enroll', help="show and record this host's TPM "
-                                      'identity (EK certificate, AK)')
+                                      'identity (EK certificate, AK); '
+                                      "answer the attestation CA's "
+                                      'challenge; install the AK '
+                                      'certificate')
     p.add_argument('--host', default=None,
-                   help='host name to record (default: this host name)')
+                   help="this host's Nova host name, [DEFAULT] host "
+                        '(default: the host name)')
     p.add_argument('--output', default=None,
-                   help='write the enrollment record (JSON) to this file')
+                   help='write the enrollment record (or, with --activate, '
+                        'the response) to this file')
+    step = p.add_mutually_exclusive_group()
+    step.add_argument('--activate', metavar='CHALLENGE', default=None,
+                      help='answer the challenge file of "ca challenge" '
+                           'with the TPM (needs --output)')
+    step.add_argument('--install', metavar='CERTIFICATE', default=None,
+                      help='check the AK certificate of "ca issue" and '
+                           'install it as [vtpm_migration] '
+                           'ak_certificate_file')
     p.set_defaults(handler=enroll)
+    ca_commands.add_parsers(sub)
 
     policy = sub.add_parser('policy', help='trust policy files')
     psub = policy.add_subparsers(dest='policy_command', metavar='ACTION')
@@ -72,6 +88,9 @@ def add_parsers(sub: ty.Any) -> None:
                                          "host's PCR values")
     g.add_argument('--ca-bundle', required=True,
                    help='PEM file of the trusted EK CA certificates')
+    g.add_argument('--attestation-ca', required=True,
+                   help='PEM file of the attestation CA certificate(s) '
+                        "that certify hosts' AKs")
     g.add_argument('--pcrs', type=_pcr_list, default=DEFAULT_PCRS,
                    help='comma-separated sha256 PCR indices (default 0-7)')
     g.add_argument('--name', default=None,
@@ -87,6 +106,13 @@ def add_parsers(sub: ty.Any) -> None:
     c = psub.add_parser('check', help='validate a policy file')
     c.add_argument('path', help='the policy file')
     c.set_defaults(handler=policy_check)
+    u = psub.add_parser('upgrade', help='convert a version 1 policy (add '
+                                        'the attestation CA)')
+    u.add_argument('path', help='the version 1 policy file')
+    u.add_argument('--attestation-ca', required=True,
+                   help='PEM file of the attestation CA certificate(s)')
+    u.add_argument('--output', required=True, help='policy file to write')
+    u.set_defaults(handler=policy_upgrade)
 
 
 def _host_tpm(conf: cfg.ConfigOpts,
@@ -102,7 +128,15 @@ def _write_json(path: str, document: ty.Any) -> None:
 
 
 def enroll(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
-    """Show this host's TPM identity and optionally write its record."""
+    """Show this host's TPM identity and optionally write its record (or
+    run the ``--activate``/``--install`` step)."""
+    if args.activate:
+        if not args.output:
+            raise exception.ConfigurationError(
+                reason='--activate needs --output (the response file)')
+        return ca_commands.activate(conf, args)
+    if args.install:
+        return ca_commands.install(conf, args)
     tpm = _host_tpm(conf)
     try:
         ident = tpm.identity()
@@ -132,44 +166,25 @@ def enroll(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
     return 0
 
 
-def read_enrollment(path: str) -> dict[str, ty.Any]:
-    """Read and check an enrollment record written by ``enroll``.
-
-    :raises exception.ConfigurationError: unreadable or malformed.
-    """
+def _pems(path: str) -> list[str]:
     try:
-        record = json.loads(pathlib.Path(path).read_text())
+        pem = pathlib.Path(path).read_text()
     except OSError as exc:
         raise exception.ConfigurationError(
-            reason=f'cannot read enrollment record {path}: '
-                   f'{exc.strerror}') from exc
-    except ValueError as exc:
-        raise exception.ConfigurationError(
-            reason=f'enrollment record {path} is not JSON: {exc}') from exc
-    if not isinstance(record, dict) or \
-            record.get('version') != ENROLLMENT_VERSION or \
-            not isinstance(record.get('ek_fingerprint'), str):
-        raise exception.ConfigurationError(
-            reason=f'{path} is not a version {ENROLLMENT_VERSION} '
-                   'enrollment record')
-    return record
-
-
-def policy_generate(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
-    """Write a trust policy from this host's current PCR values."""
-    try:
-        pem = pathlib.Path(args.ca_bundle).read_text()
-    except OSError as exc:
-        raise exception.ConfigurationError(
-            reason=f'cannot read CA bundle {args.ca_bundle}: '
-                   f'{exc.strerror}') from exc
+            reason=f'cannot read CA bundle {path}: {exc.strerror}') from exc
     try:
         cas = x509.load_pem_x509_certificates(pem.encode())
     except ValueError as exc:
         raise exception.ConfigurationError(
-            reason=f'{args.ca_bundle} holds no PEM certificates') from exc
-    ca_pems = [c.public_bytes(serialization.Encoding.PEM).decode()
-               for c in cas]
+            reason=f'{path} holds no PEM certificates') from exc
+    return [c.public_bytes(serialization.Encoding.PEM).decode()
+            for c in cas]
+
+
+def policy_generate(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
+    """Write a trust policy from this host's current PCR values."""
+    ca_pems = _pems(args.ca_bundle)
+    attestation_pems = _pems(args.attestation_ca)
     fingerprints = None
     if args.enrollment:
         fingerprints = [read_enrollment(p)['ek_fingerprint']
@@ -182,10 +197,11 @@ def policy_generate(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
         tpm.ctx.close()
     name = args.name or socket.gethostname()
     document = policy_mod.TrustPolicy.document(
-        ca_pems, [(name, values)], ek_fingerprints=fingerprints,
+        ca_pems, [(name, values)], attestation_ca_pems=attestation_pems,
+        ek_fingerprints=fingerprints,
         max_evidence_age=args.max_evidence_age)
-    # The golden host itself must pass the policy it writes.
-    verify.verify_identity(ident, policy_mod.TrustPolicy.from_dict(
+    # The golden host's TPM itself must pass the policy it writes.
+    verify.verify_ek_identity(ident, policy_mod.TrustPolicy.from_dict(
         document, source=args.output))
     _write_json(args.output, document)
     output.emit({'policy': args.output, 'golden_set': name,
@@ -194,6 +210,25 @@ def policy_generate(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
                  'ek_allow_list': (len(fingerprints)
                                    if fingerprints is not None else None)},
                 args.format)
+    return 0
+
+
+def policy_upgrade(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
+    """Convert a version 1 policy: everything kept, attestation CA added."""
+    try:
+        old = json.loads(pathlib.Path(args.path).read_text())
+    except OSError as exc:
+        raise exception.PolicyFileError(path=args.path,
+                                        reason=exc.strerror) from exc
+    except ValueError as exc:
+        raise exception.PolicyFileError(path=args.path,
+                                        reason=f'not JSON: {exc}') from exc
+    document = policy_mod.upgrade(old, _pems(args.attestation_ca))
+    _write_json(args.output, document)
+    output.emit({'policy': args.output, 'from_version': old.get('version'),
+                 'version': document['version'],
+                 'attestation_ca_certificates': len(
+                     document['attestation_ca_bundle'])}, args.format)
     return 0
 
 
@@ -209,6 +244,11 @@ def policy_check(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
         'golden_sets': [g.name for g in pol.golden_sets],
         'ek_ca_certificates': [c.subject.rfc4514_string()
                                for c in pol.ek_ca_certificates],
+        'attestation_ca_certificates': [
+            c.subject.rfc4514_string()
+            for c in pol.attestation_ca_certificates],
+        'crls': len(pol.crls),
+        'min_firmware_version': pol.min_firmware_version,
         'ek_allow_list': (len(pol.ek_fingerprints)
                           if pol.ek_fingerprints is not None else None),
         'max_evidence_age': pol.max_evidence_age,

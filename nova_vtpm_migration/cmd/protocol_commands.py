@@ -32,6 +32,7 @@ import typing as ty
 from cryptography import x509
 from oslo_config import cfg
 
+from nova_vtpm_migration import exception
 from nova_vtpm_migration.cmd import output
 from nova_vtpm_migration.compute import host as compute_host
 from nova_vtpm_migration.compute import layout
@@ -87,6 +88,10 @@ def add_parsers(sub: ty.Any) -> None:
     ex.set_defaults(handler=receipts_export)
     v = rsub.add_parser('verify', help='verify a record offline against '
                                        'the trust policy')
+    v.add_argument('--at', default='record', metavar='TIME',
+                   help="judge the certificates at this time: 'record' "
+                        "(default: when the record was made), 'now', or "
+                        'an ISO 8601 time')
     v.add_argument('record', help='a record file, or a migration id of '
                                   'this host')
     v.set_defaults(handler=receipts_verify)
@@ -187,6 +192,8 @@ def _summary(record: ty.Mapping[str, ty.Any]) -> dict[str, ty.Any]:
     return {
         'migration_id': manifest['migration_id'],
         'instance': manifest['instance_uuid'],
+        'source_host': manifest['source_host'],
+        'dest_host': manifest['dest_host'],
         'source_ak_name': manifest['source_ak_name'].hex(),
         'dest_ak_name': manifest['dest_ak_name'].hex(),
         'binding_key_name': manifest['binding_key_name'].hex(),
@@ -232,14 +239,29 @@ def receipts_export(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
     return 0
 
 
+def _judgement_time(text: str) -> datetime.datetime | None:
+    if text == 'record':
+        return None
+    if text == 'now':
+        return datetime.datetime.now(datetime.UTC)
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise exception.ConfigurationError(
+            reason=f"--at: not 'record', 'now' or an ISO 8601 time: "
+                   f'{text!r}') from exc
+    return when if when.tzinfo else when.replace(tzinfo=datetime.UTC)
+
+
 def receipts_verify(conf: cfg.ConfigOpts, args: argparse.Namespace) -> int:
     """Verify a record offline with the trust policy alone."""
     path = pathlib.Path(args.record)
     data = (path.read_bytes() if path.exists()
             else _record_bytes(conf, args.record))
     policy = tpm_config.trust_policy(conf)
+    at = _judgement_time(args.at)
     try:
-        record = receipts.verify_record(data, policy)
+        record = receipts.verify_record(data, policy, at=at)
     except (protocol_errors.ProtocolError,
             tpm_errors.VerificationError) as exc:
         output.emit({'record': args.record, 'verdict': 'INVALID',

@@ -55,10 +55,15 @@ from nova_vtpm_migration.compute import self_attestation
 from nova_vtpm_migration.compute import vault as vault_mod
 from nova_vtpm_migration.protocol import engine as engine_mod
 from nova_vtpm_migration.protocol import errors as protocol_errors
+from nova_vtpm_migration.protocol import messages
+from nova_vtpm_migration.protocol import receipts
+from nova_vtpm_migration.protocol import states
+from nova_vtpm_migration.protocol import wire
 from nova_vtpm_migration.rpc import rpcapi
 from nova_vtpm_migration.rpc import server as rpc_server
 from nova_vtpm_migration.rpc import transport as rpc_transport
 from nova_vtpm_migration.tpm import config as tpm_config
+from nova_vtpm_migration.tpm import enrollment
 from nova_vtpm_migration.tpm import policy as policy_mod
 from nova_vtpm_migration.tpm import verify
 
@@ -68,15 +73,43 @@ LOG = logging.getLogger(__name__)
 class NovaView(ty.Protocol):
     """What the host object needs from Nova and libvirt on this host.
 
-    Implemented by :class:`nova_vtpm_migration.virt.libvirt.live_migration.
+    Every request of a peer is checked against Nova's own records through
+    it, never against what the request says. Implemented by
+    :class:`nova_vtpm_migration.virt.libvirt.live_migration.
     LibvirtNovaView`.
     """
+
+    def check_attest_request(self, instance_uuid: str,
+                             destination: str) -> None:
+        """Raise ``UnexpectedDestination`` unless Nova is live-migrating
+        the instance away from this host, to *destination* or to a host
+        it has not chosen yet (the pre-check runs before it records it).
+        """
+        ...
 
     def check_outgoing(self, instance_uuid: str, migration_uuid: str,
                        destination: str) -> None:
         """Raise ``UnexpectedDestination`` unless Nova's record is an
         in-progress live migration of the instance from this host to
         exactly *destination*."""
+        ...
+
+    def check_incoming(self, instance_uuid: str, migration_uuid: str,
+                       source: str) -> None:
+        """Raise ``UnexpectedDestination`` unless Nova's record is an
+        in-progress live migration of the instance from exactly *source*
+        to this host."""
+        ...
+
+    def flavor_policy(self, instance_uuid: str) -> str | None:
+        """The named trust policy of the instance's flavor (from Nova's
+        database), or ``None`` for the default policy."""
+        ...
+
+    def may_abort(self, migration_uuid: str, instance_uuid: str) -> bool:
+        """Whether a move of which this host is the source may still be
+        aborted: Nova has not handed the guest over (it runs here and the
+        migration is not completing)."""
         ...
 
     def read_libvirt_secret(self, instance_uuid: str) -> bytes:
@@ -119,8 +152,8 @@ class ComputeHost:
         self._server: ty.Any = None
         self._serving = threading.Event()
         self._lock = threading.Lock()
-        # instance uuid -> (attested destination, monotonic time)
-        self._expected: dict[str, tuple[str, float]] = {}
+        # instance uuid -> (attested destination, its AK name, when)
+        self._expected: dict[str, tuple[str, bytes, float]] = {}
         self._fresh_until = 0.0
         self._settle_lock = threading.Lock()
         self._settler: threading.Thread | None = None
@@ -135,21 +168,29 @@ class ComputeHost:
         policy, host TPM, and the journal, key store and vault under
         ``state_path`` (where the operator CLI looks).
 
-        :raises Exception: the policy, TPM or state cannot be used.
+        :raises Exception: the policy, TPM, AK certificate or state cannot
+            be used.
         """
         policy = tpm_config.trust_policy(conf)
+        certificate = layout.read_ak_certificate(conf)
         tpm = tpm_config.host_tpm(conf, policy)
         return cls.from_parts(conf, host, tpm, policy,
-                              layout.engine_state_dir(conf), transport)
+                              layout.engine_state_dir(conf), certificate,
+                              transport)
 
     @classmethod
     def from_parts(cls, conf: cfg.ConfigOpts, host: str, tpm: ty.Any,
                    policy: policy_mod.TrustPolicy, state_dir: str,
+                   ak_certificate: bytes,
                    transport: ty.Any = None) -> 'ComputeHost':
         """Build the service from explicit parts (several computes in one
-        process, as in the functional tests)."""
+        process, as in the functional tests).
+
+        :raises errors.VerificationError: the AK certificate is not this
+            TPM's or not for *host*.
+        """
         built = cls(conf, host, transport)
-        built._build(tpm, policy, state_dir)
+        built._build(tpm, policy, state_dir, ak_certificate)
         return built
 
     @classmethod
@@ -163,7 +204,11 @@ class ComputeHost:
         return failed
 
     def _build(self, tpm: ty.Any, policy: policy_mod.TrustPolicy,
-               state_dir: str) -> None:
+               state_dir: str, ak_certificate: bytes) -> None:
+        # This TPM's AK, certified for this host: a clear error at start
+        # rather than peers refusing every handshake later.
+        certificate = enrollment.check_installable(
+            tpm.identity(), ak_certificate, self.host)
         if self._transport is None:
             self._transport = messaging.get_rpc_transport(self.conf)
         self._api = rpcapi.VtpmMigrationAPI(self._transport)
@@ -175,9 +220,11 @@ class ComputeHost:
             rpc_transport.RpcTransport(self._api),
             session_lifetime=group.session_lifetime,
             handshake_rate=group.max_handshake_rate,
-            outcome_oracle=self._outcome, state_lock=state_lock)
+            outcome_oracle=self._outcome, state_lock=state_lock,
+            ak_certificate=certificate, abort_guard=self._may_abort)
         self.vault = vault_mod.SecretVault(keystore, state_lock, self.host)
-        self._self = self_attestation.SelfAttestation(tpm, policy)
+        self._self = self_attestation.SelfAttestation(tpm, policy,
+                                                      certificate, self.host)
         self._failure = None
 
     # -- lifecycle ---------------------------------------------------------
@@ -260,6 +307,13 @@ class ComputeHost:
         return self._nova.outcome(row.migration_id, row.instance_uuid,
                                   after_restart)
 
+    def _may_abort(self, row: ty.Any) -> bool:
+        """A destination's rollback request is honoured only while Nova has
+        not handed the guest over."""
+        if self._nova is None:
+            return False
+        return self._nova.may_abort(row.migration_id, row.instance_uuid)
+
     def settle(self) -> None:
         """Finish unfinished migrations that can be finished while running
         (decided outcomes not delivered; moves Nova recorded as over)."""
@@ -329,16 +383,19 @@ class ComputeHost:
 
     # -- destination side --------------------------------------------------
 
-    def attest_source(self, instance_uuid: str, source: str,
-                      policy: str | None) -> dict[str, ty.Any]:
+    def attest_source(self, instance_uuid: str,
+                      source: str) -> dict[str, ty.Any]:
         """Destination pre-check: have *source* attest this host (phase 1).
+
+        The source derives the trust policy from the instance's flavor and
+        checks Nova's record itself.
 
         :raises PeerWithoutPlugin: the source does not answer.
         :raises VirtIntegrationError: attestation failed.
         """
         return ty.cast(dict[str, ty.Any], self._control(
             'attest_destination', source, instance_uuid=instance_uuid,
-            destination=self.host, policy=policy))
+            destination=self.host))
 
     def receive_key(self, instance_uuid: str, migration_uuid: str,
                     source: str) -> bytes:
@@ -350,6 +407,19 @@ class ComputeHost:
         self._control('send_key', source, instance_uuid=instance_uuid,
                       migration_uuid=migration_uuid, destination=self.host)
         engine = self._ready()
+        try:
+            self._check_arrival(engine, instance_uuid, migration_uuid)
+        except Exception as exc:
+            # The source aborts (Nova has not handed the guest over) and
+            # tells this host to drop the key; if it cannot be reached the
+            # key stays PENDING here until settled, never lost.
+            try:
+                engine.request_rollback(migration_uuid,
+                                        reason=f'refused at arrival: {exc}')
+            except Exception:  # noqa: BLE001 - the refusal is what matters
+                LOG.exception('Source %s did not abort refused migration '
+                              '%s', source, migration_uuid)
+            raise
         kek = engine.take_pending_key(instance_uuid, migration_uuid)
         blobs = engine.take_state_blobs(instance_uuid, migration_uuid)
         if envelope.BLOB not in blobs:
@@ -361,36 +431,68 @@ class ComputeHost:
         self._vault().store(instance_uuid, sealed)
         return secret
 
+    def _check_arrival(self, engine: engine_mod.MigrationEngine,
+                       instance_uuid: str, migration_uuid: str) -> None:
+        """The key came from the TPM certified for the source of Nova's
+        record, and that source satisfies the flavor's named policy."""
+        row = engine.journal.get(migration_uuid, states.Role.DESTINATION)
+        if row is None or row.instance_uuid != instance_uuid:
+            raise errors.VirtIntegrationError(
+                reason=f'no key of instance {instance_uuid} arrived with '
+                       f'migration {migration_uuid}')
+        assert self._nova is not None
+        self._nova.check_incoming(instance_uuid, migration_uuid,
+                                  row.context.get('source_host', ''))
+        name = self._nova.flavor_policy(instance_uuid)
+        if name:
+            source = engine.journal.get_record(migration_uuid,
+                                               'source_evidence')
+            if source is None:
+                raise errors.VirtIntegrationError(
+                    reason=f'no source evidence for {migration_uuid}')
+            signer = wire.decode(source, receipts.SIGNER)
+            pcrs = {int(i): bytes.fromhex(v)
+                    for i, v in row.context.get('peer_pcrs', [])}
+            self._check_named_policy(
+                name, messages.identity_from_wire(signer['identity']),
+                pcrs, row.context.get('source_host', ''))
+
     def abort_incoming(self, instance_uuid: str, migration_uuid: str,
                        source: str) -> None:
-        """Destination rollback: drop what arrived, tell the source.
+        """Destination rollback: drop what arrived, ask the source to abort.
 
         The source coordinates the outcome; asking it covers Nova's
         pre_live_migration failure path, in which the source driver's
-        ``rollback_live_migration_at_source`` is not called.
+        ``rollback_live_migration_at_source`` is not called. The request
+        travels sealed on this host's own attested session with the
+        source's TPM, and the source honours it only while Nova has not
+        handed the guest over.
         """
+        engine = self._ready()
         try:
-            self._control('abort_migration', source,
-                          instance_uuid=instance_uuid,
-                          migration_uuid=migration_uuid)
+            engine.request_rollback(migration_uuid, reason='nova rollback')
         finally:
-            self._abort(migration_uuid)
+            self._vault().reconcile()
 
     # -- source side -------------------------------------------------------
 
     def expected_destination(self, instance_uuid: str) -> str | None:
         """Return the destination attested for *instance_uuid*, if fresh."""
+        entry = self._attested(instance_uuid)
+        return None if entry is None else entry[0]
+
+    def _attested(self, instance_uuid: str) -> tuple[str, bytes] | None:
         if not self.available:
             return None
         with self._lock:
             entry = self._expected.get(instance_uuid)
         if entry is None:
             return None
-        dest, when = entry
+        dest, ak_name, when = entry
         if (time.monotonic() - when
                 > self.conf.vtpm_migration.session_lifetime):
             return None
-        return dest
+        return dest, ak_name
 
     def commit(self, instance_uuid: str, migration_uuid: str) -> None:
         """Source post-migration: commit the key move."""
@@ -428,22 +530,38 @@ class ComputeHost:
                 host=self.host, reason='it is recovering after a restart')
         return engine
 
-    def handle_attest(self, instance_uuid: str, destination: str,
-                      policy: str | None) -> dict[str, ty.Any]:
-        """Run phase 1 towards *destination*; remember it for the instance."""
+    def handle_attest(self, instance_uuid: str,
+                      destination: str) -> dict[str, ty.Any]:
+        """Run phase 1 towards *destination*; remember its TPM identity for
+        the instance.
+
+        Harmless by construction: it only attests the host certified for
+        *destination*, for an instance Nova is moving away from here, under
+        the policy of the instance's flavor (from Nova's database).
+        """
         engine = self._serving_controls()
+        assert self._nova is not None
+        self._nova.check_attest_request(instance_uuid, destination)
+        policy = self._nova.flavor_policy(instance_uuid)
         LOG.info('Attesting destination %s for instance %s', destination,
                  instance_uuid)
         session = engine.attest_peer(destination)
         if policy:
-            self._check_named_policy(policy, session)
+            self._check_session_policy(policy, session)
         with self._lock:
-            self._expected[instance_uuid] = (destination, time.monotonic())
+            self._expected[instance_uuid] = (
+                destination, session.peer_ak_name, time.monotonic())
         return {'peer': destination,
                 'ek': session.peer_identity.ek_fingerprint[:16],
                 'policy': policy or 'default'}
 
-    def _check_named_policy(self, name: str, session: ty.Any) -> None:
+    def _check_session_policy(self, name: str, session: ty.Any) -> None:
+        self._check_named_policy(name, session.peer_identity,
+                                 dict(session.peer_pcr_values),
+                                 session.peer_host)
+
+    def _check_named_policy(self, name: str, identity: ty.Any,
+                            pcrs: dict[int, bytes], host: str) -> None:
         group = self.conf.vtpm_migration
         path = group.named_policies.get(name)
         if path is None:
@@ -452,21 +570,22 @@ class ComputeHost:
                        f'named_policies')
         named = policy_mod.TrustPolicy.load(
             path, default_max_age=group.evidence_max_age)
-        verify.verify_identity(session.peer_identity, named)
-        named.check_pcr_values(dict(session.peer_pcr_values))
+        verify.verify_identity(identity, named, host=host)
+        named.check_pcr_values(pcrs)
 
     def handle_send_key(self, instance_uuid: str, migration_uuid: str,
                         destination: str) -> dict[str, ty.Any]:
         """Run phase 2 towards *destination* if it is the attested one and
         the one of Nova's migration record."""
         engine = self._serving_controls()
-        expected = self.expected_destination(instance_uuid)
-        if expected != destination:
+        attested = self._attested(instance_uuid)
+        if attested is None or attested[0] != destination:
             raise errors.UnexpectedDestination(
                 dest=destination, instance=instance_uuid,
-                expected=expected or 'none')
+                expected=attested[0] if attested else 'none')
         assert self._nova is not None
         self._nova.check_outgoing(instance_uuid, migration_uuid, destination)
+        policy = self._nova.flavor_policy(instance_uuid)
         vault = self._vault()
         if vault.holds(instance_uuid):
             # The vault's envelope moves as it is: no plaintext here.
@@ -480,13 +599,10 @@ class ComputeHost:
                 del secret
         handle = engine.migrate_key(
             instance_uuid, destination, migration_uuid,
-            state_blobs={envelope.BLOB: sealed})
+            state_blobs={envelope.BLOB: sealed}, expect_ak=attested[1],
+            check_session=(None if not policy else
+                           lambda s: self._check_session_policy(policy, s)))
         return {'migration': handle.migration_id, 'peer': handle.peer}
-
-    def handle_abort(self, instance_uuid: str, migration_uuid: str) -> None:
-        """Abort on behalf of the destination's rollback."""
-        self._serving_controls()
-        self.abort(instance_uuid, migration_uuid)
 
     # -- the vault (vTPM secrets sealed at rest) ---------------------------
 

@@ -26,11 +26,45 @@ import os
 
 from oslo_config import cfg
 
+from nova_vtpm_migration import exception
 from nova_vtpm_migration.protocol import engine as engine_mod
 from nova_vtpm_migration.protocol import journal as journal_mod
+from nova_vtpm_migration.tpm import akcert
+from nova_vtpm_migration.tpm import errors as tpm_errors
 
 #: Sub-directory of ``state_path`` holding the journal and the key store.
 ENGINE_DIR = 'engine'
+#: Default file of this host's AK certificate, under ``state_path``.
+AK_CERTIFICATE_FILE = 'ak-certificate.pem'
+
+
+def ak_certificate_path(conf: cfg.ConfigOpts) -> str:
+    """Where this host's AK certificate is installed."""
+    group = conf.vtpm_migration
+    return str(group.ak_certificate_file or os.path.join(
+        group.state_path, AK_CERTIFICATE_FILE))
+
+
+def read_ak_certificate(conf: cfg.ConfigOpts) -> bytes:
+    """This host's AK certificate (DER).
+
+    :raises exception.ConfigurationError: not installed or not a
+        certificate (the message says how to enroll).
+    """
+    path = ak_certificate_path(conf)
+    try:
+        with open(path, 'rb') as f:
+            data = f.read()
+    except OSError as exc:
+        raise exception.ConfigurationError(
+            reason=f'this host has no AK certificate at {path} '
+                   f'({exc.strerror}): enroll it with the attestation CA '
+                   '(nova-vtpm-migration enroll)') from exc
+    try:
+        return akcert.load(data)
+    except tpm_errors.AkCertificateError as exc:
+        raise exception.ConfigurationError(
+            reason=f'{path}: {exc}') from exc
 
 
 def engine_state_dir(conf: cfg.ConfigOpts) -> str:

@@ -21,6 +21,7 @@ the policy every peer will hold it to. It is a scheduling hint, never a
 substitute for the peer-to-peer attestation of the protocol.
 """
 
+import dataclasses
 import os
 import typing as ty
 
@@ -33,11 +34,16 @@ class SelfAttestation:
 
     :param tpm: this host's ``nova_vtpm_migration.tpm.host.HostTpm``.
     :param policy: the ``TrustPolicy`` peers apply to this host.
+    :param ak_certificate: this host's AK certificate.
+    :param host: the host name peers expect it to certify.
     """
 
-    def __init__(self, tpm: ty.Any, policy: ty.Any) -> None:
+    def __init__(self, tpm: ty.Any, policy: ty.Any, ak_certificate: bytes,
+                 host: str) -> None:
         self.tpm = tpm
         self.policy = policy
+        self.ak_certificate = ak_certificate
+        self.host = host
         self._clock: evidence.ClockInfo | None = None
 
     def check(self) -> None:
@@ -47,9 +53,10 @@ class SelfAttestation:
             evidence violates the policy (the error names the rule).
         :raises nova_vtpm_migration.tpm.errors.TpmError: the TPM failed.
         """
-        identity = self.tpm.identity()
-        verify.verify_identity(identity, self.policy)
+        identity = dataclasses.replace(self.tpm.identity(),
+                                       ak_certificate=self.ak_certificate)
+        verify.verify_identity(identity, self.policy, host=self.host)
         nonce = os.urandom(32)
         quote = self.tpm.quote(nonce)
-        self._clock = verify.verify_quote(quote, identity.ak_public, nonce,
+        self._clock = verify.verify_quote(quote, identity, nonce,
                                           self.policy, self._clock)

@@ -188,16 +188,44 @@ trust_opts = [
         help="""
 Path of the attestation (trust) policy file.
 
-The policy names the trusted EK certificate authorities, an optional
-allow-list of host EK fingerprints, the PCR selection and the allowed PCR
-values (several golden sets may be given) and the maximum evidence age. A
+The policy names the attestation CA (which certifies each compute host's
+AK for its host name), the trusted EK certificate authorities, optional
+revocation lists, an optional allow-list of host EK fingerprints, the PCR
+selection and the allowed PCR values (several golden sets may be given),
+an optional minimum TPM firmware version and the maximum evidence age. A
 peer that violates any rule is refused, with the rule named in the error.
-``nova-vtpm-migration policy generate`` writes one from a golden host.
+``nova-vtpm-migration policy generate`` writes one from a golden host;
+``nova-vtpm-migration policy upgrade`` converts a version 1 policy.
 
 Possible values:
 
 * An absolute path to a JSON policy file (see
   ``etc/vtpm-migration-policy.json.sample``).
+
+Related options:
+
+* ``ak_certificate_file``
+"""),
+    cfg.StrOpt('ak_certificate_file',
+        help="""
+Path of this host's AK certificate (PEM or DER).
+
+The operator's attestation CA issues it at enrollment (``nova-vtpm-migration
+enroll``, ``ca challenge``, ``enroll --activate``, ``ca issue``): it binds
+this host's TPM attestation key to its EK and to this host's Nova host name
+(``[DEFAULT] host``). Peers accept this host only for the host name it
+certifies, so a migration's key and memory go only to the host Nova chose.
+Without it the host's vTPM migration service does not start.
+
+Possible values:
+
+* Unset (default): ``<state_path>/ak-certificate.pem``.
+* An absolute path.
+
+Related options:
+
+* ``policy_file``
+* ``state_path``
 """),
     cfg.IntOpt('session_lifetime',
         default=300,
@@ -208,7 +236,10 @@ Seconds during which an attested host-pair session may be reused.
 Evacuating a host migrates many instances to the same destination; within
 this window the dual attestation (phase 1) is not repeated, but every
 migration still gets its own nonces and keys and the destination's binding
-key still only works while its PCRs are as attested.
+key still only works while its PCRs are as attested. A session never
+starts a migration once its evidence is older than two thirds of the
+policy's ``max_evidence_age`` (the responder's amortised quote may be up to
+a third older), whatever this value.
 
 Possible values:
 
@@ -220,18 +251,19 @@ Related options:
 * ``evidence_max_age``
 """),
     cfg.IntOpt('max_handshake_rate',
-        default=50,
+        default=0,
         min=0,
         help="""
 Incoming phase-1 handshakes (``hello`` messages) this host answers per
-second, with bursts of as many.
+second, with bursts of as many; ``0`` (the default) answers all.
 
-Answering a ``hello`` costs a TPM quote. Anyone who can send to this host's
-RPC topic can send ``hello`` messages; above this rate they are refused
-(the peer sees ``[busy]``) before the TPM is used, so that a flood does not
-starve the TPM commands of attested migrations and guest starts. Legitimate
-handshakes are rare: a session is reused for ``session_lifetime`` seconds
-and concurrent migrations to one host share one handshake.
+Answering a ``hello`` costs no TPM command (the host's quote is amortised
+over an epoch of a third of ``max_evidence_age``) and keeps no state, so a
+flood of forged ``hello`` messages neither uses the TPM nor pushes out
+real handshakes; it costs some CPU. Set a limit to bound that CPU: above
+it ``hello`` messages are refused (``[busy]``) before any work, and
+initiators retry after a short pause, so a flood above the limit also
+delays real handshakes while it lasts.
 
 Possible values:
 
@@ -335,6 +367,26 @@ Possible values:
 ]
 
 nova_opts = [
+    cfg.BoolOpt('require_native_tls',
+        default=True,
+        help="""
+Refuse live migrations of instances whose flavor has
+``vtpm_migration:attested=required`` unless ``[libvirt]
+live_migration_with_native_tls`` is on.
+
+The protocol sends the vTPM secret only to the TPM certified for the
+destination host Nova chose, but the guest's memory (and whatever the guest
+unsealed from its vTPM) is streamed by libvirt/QEMU. With native TLS,
+libvirt checks the destination's certificate for the same host name, so
+the memory goes only to that host too. Turn this off only where the
+migration network is otherwise protected; the pre-check error names this
+option.
+
+Possible values:
+
+* ``True`` (default): refuse, with a pre-check error.
+* ``False``: allow (memory protected by other means, or not at all).
+"""),
     cfg.IntOpt('settle_interval',
         default=120,
         min=0,

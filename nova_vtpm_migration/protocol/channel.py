@@ -23,6 +23,7 @@ their :class:`~.context.HostContext`; they never see a transport.
 
 import collections
 import collections.abc
+import random
 import threading
 import time
 import typing as ty
@@ -42,17 +43,23 @@ LOG = logging.getLogger(__name__)
 #: session_lifetime`` sets it on a compute host).
 DEFAULT_SESSION_LIFETIME = 300.0
 #: Incoming handshakes answered per second by default (``[vtpm_migration]
-#: max_handshake_rate``); 0 means unlimited.
-DEFAULT_HANDSHAKE_RATE = 50.0
+#: max_handshake_rate``); 0 means unlimited (a ``hello`` costs no TPM
+#: command and keeps no state).
+DEFAULT_HANDSHAKE_RATE = 0.0
 #: Responder sessions outlive the initiator's lifetime by this much, so a
 #: migration that started just before expiry can finish.
 RESPONDER_GRACE = 120.0
-#: Handshakes waiting for their ``attest`` message, at most.
-MAX_PENDING_HANDSHAKES = 64
-#: Seconds a handshake may wait for its ``attest`` message.
-PENDING_HANDSHAKE_TTL = 60.0
 #: Responder sessions kept, at most (the oldest are dropped first).
 MAX_RESPONDER_SESSIONS = 256
+#: A new migration may start on a session whose evidence is younger than
+#: this fraction of the policy's ``max_evidence_age`` (the responder's
+#: epoch quote may be a third older; see :mod:`.handshake`).
+FRESH_FRACTION = 2.0 / 3.0
+#: Allowance for message delays when a responder judges that age.
+FRESHNESS_SLACK = 10.0
+#: Pauses (seconds, randomly stretched up to twice) before asking a busy
+#: peer again for a handshake.
+BUSY_RETRY_PAUSES = (0.05, 0.2, 0.5, 1.0)
 
 
 class Channel:
@@ -63,21 +70,27 @@ class Channel:
     :param clocks: where the last-seen clock of each peer AK is kept (the
         journal).
     :param transport: how to reach peers.
+    :param host: this host's name (its AK certificate names it).
+    :param ak_certificate: this host's DER AK certificate.
     :param session_lifetime: seconds an attested session is reused
-        (0: one handshake per migration).
+        (0: one handshake per migration); never longer than the policy's
+        evidence age allows.
     :param handshake_rate: incoming handshakes answered per second
         (0: unlimited).
     """
 
     def __init__(self, tpm: ty.Any, policy: ty.Any,
                  clocks: handshake.ClockStore,
-                 transport: transport_mod.Transport,
+                 transport: transport_mod.Transport, host: str,
+                 ak_certificate: bytes,
                  session_lifetime: float = DEFAULT_SESSION_LIFETIME,
                  handshake_rate: float = DEFAULT_HANDSHAKE_RATE) -> None:
         self.tpm = tpm
         self.policy = policy
         self.clocks = clocks
         self.transport = transport
+        self.host = host
+        self.ak_certificate = ak_certificate
         self.session_lifetime = float(session_lifetime)
         self._hellos = ratelimit.TokenBucket(handshake_rate)
         self._lock = threading.RLock()
@@ -89,23 +102,37 @@ class Channel:
         self._handshakes: dict[str, threading.Lock] = {}
         #: peer -> (when, error) of the last failed phase 1 with it.
         self._failures: dict[str, tuple[float, Exception]] = {}
-        self._pending: collections.OrderedDict[
-            bytes, tuple[handshake.Responder, float]] = (
-            collections.OrderedDict())
+        self.responder = handshake.Responder(tpm, policy, clocks,
+                                             lambda: self.local)
 
     @property
     def local(self) -> handshake.LocalEvidence:
         """This host's public TPM evidence (collected once)."""
         with self._lock:
             if self._local is None:
-                self._local = handshake.local_evidence(self.tpm)
+                self._local = handshake.local_evidence(
+                    self.tpm, self.ak_certificate, self.host)
             return self._local
+
+    @property
+    def reuse_limit(self) -> float:
+        """Seconds a session of this host starts new migrations: the
+        session lifetime, capped by the policy's evidence age."""
+        return min(self.session_lifetime,
+                   float(self.policy.max_evidence_age) * FRESH_FRACTION)
+
+    def fresh_enough(self, sess: session_mod.Session) -> bool:
+        """Whether a responder session may start a new migration (its
+        evidence is within the policy's age, allowing for delays)."""
+        return sess.valid and sess.age <= (
+            self.policy.max_evidence_age * FRESH_FRACTION + FRESHNESS_SLACK)
 
     # -- initiator ------------------------------------------------------
 
     def attest(self, peer: str, fresh: bool = False) -> session_mod.Session:
         """Return an attested session with ``peer``, running phase 1 if
-        there is none younger than the session lifetime.
+        there is none younger than :attr:`reuse_limit`. The peer must be
+        certified for the host name *peer*.
 
         Concurrent callers share one handshake: those that waited for it
         get its session, or its error.
@@ -133,13 +160,7 @@ class Channel:
                     raise failed[1]
             started = time.monotonic()
             try:
-                initiator = handshake.Initiator(self.tpm, self.policy,
-                                                self.clocks, self.local,
-                                                peer)
-                reply = self.raw_call(peer, initiator.hello())
-                attest = initiator.process_hello_reply(reply)
-                new = initiator.process_attest_reply(
-                    self.raw_call(peer, attest))
+                new = self._handshake(peer)
             except Exception as exc:
                 self._failures[peer] = (time.monotonic(), exc)
                 raise
@@ -150,10 +171,36 @@ class Channel:
                 self._failures.pop(peer, None)
             return new
 
+    def _handshake(self, peer: str) -> session_mod.Session:
+        """Phase 1 with *peer*; a peer that is busy (above its handshake
+        rate, e.g. during a flood of forged hellos) is asked again after a
+        short, growing pause."""
+        restarted = False
+        for pause in BUSY_RETRY_PAUSES + (None,):
+            initiator = handshake.Initiator(self.tpm, self.policy,
+                                            self.clocks, self.local, peer)
+            try:
+                reply = self.raw_call(peer, initiator.hello())
+                attest = initiator.process_hello_reply(reply)
+                return initiator.process_attest_reply(
+                    self.raw_call(peer, attest))
+            except errors.PeerRefused as exc:
+                code = exc.kwargs.get('peer_code')
+                if code == errors.SessionError.code and not restarted:
+                    # The responder's state changed under its epoch (or
+                    # the handshake outlived it): once more, at once.
+                    restarted = True
+                    continue
+                if code != errors.HandshakeRateExceeded.code or \
+                        pause is None:
+                    raise
+                time.sleep(pause * (1 + random.random()))  # noqa: S311
+        raise AssertionError('unreachable')
+
     def _current_session(self, peer: str) -> session_mod.Session | None:
         with self._lock:
             current = self._out.get(peer)
-        if current is None or current.expired(self.session_lifetime):
+        if current is None or current.expired(self.reuse_limit):
             return None
         return current
 
@@ -166,7 +213,6 @@ class Channel:
         with self._lock:
             self._out.clear()
             self._in.clear()
-            self._pending.clear()
             self._failures.clear()
 
     def raw_call(self, peer: str, request: bytes) -> bytes:
@@ -242,7 +288,7 @@ class Channel:
         """Answer a peer's ``hello`` (phase 1, first round trip).
 
         :raises HandshakeRateExceeded: above the handshake rate; refused
-            before any TPM work.
+            before any work.
         """
         if not self._hellos.take():
             # Logged once per 100 refusals, so that a flood does not flood
@@ -252,37 +298,16 @@ class Channel:
                             'second (%d refused so far)', self._hellos.rate,
                             self._hellos.refused)
             raise errors.HandshakeRateExceeded(rate=self._hellos.rate)
-        responder = handshake.Responder(self.tpm, self.policy, self.clocks,
-                                        self.local)
-        reply = responder.process_hello(request)
-        with self._lock:
-            self._expire_pending()
-            self._pending[responder.session_id] = (responder,
-                                                   time.monotonic())
-            while len(self._pending) > MAX_PENDING_HANDSHAKES:
-                self._pending.popitem(last=False)
-        return reply
+        return self.responder.process_hello(request)
 
     def on_attest(self, msg: messages.Message) -> bytes:
         """Finish a handshake this host answered (second round trip)."""
-        with self._lock:
-            self._expire_pending()
-            entry = self._pending.pop(msg.body['session_id'], None)
-        if entry is None:
-            raise errors.SessionError(reason='no handshake pending for '
-                                             'this session id')
-        reply, sess = entry[0].process_attest(msg)
+        reply, sess = self.responder.process_attest(msg)
         with self._lock:
             self._in[sess.session_id] = sess
             while len(self._in) > MAX_RESPONDER_SESSIONS:
                 self._in.popitem(last=False)
         return reply
-
-    def _expire_pending(self) -> None:
-        now = time.monotonic()
-        for sid in [s for s, (_r, t) in self._pending.items()
-                    if now - t > PENDING_HANDSHAKE_TTL]:
-            del self._pending[sid]
 
     def session_for(self, session_id: bytes) -> session_mod.Session:
         """The responder session a sealed request names.

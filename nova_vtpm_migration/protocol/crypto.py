@@ -17,9 +17,10 @@
 
 * transcript hashing: SHA-256 over a label and length-prefixed parts, so
   no two different part lists hash the same;
-* the key schedule: HKDF-SHA256 over the ephemeral ECDH secret and both
-  credential secrets, salted with the full phase-1 transcript hash, into
-  direction-separated MAC keys and key-confirmation keys;
+* the key schedule: HKDF-SHA256 over the ECDH secret, salted with
+  transcript hashes: the handshake keys that encrypt each side's evidence
+  in phase 1, then direction-separated MAC keys and the key-confirmation
+  key of the session;
 * HMAC-SHA256 and AES-256-GCM helpers.
 """
 
@@ -106,19 +107,31 @@ class SessionKeys:
     confirm_r: bytes = dataclasses.field(repr=False)
 
 
-def derive_session_keys(ecdh_secret: bytes, initiator_credential: bytes,
-                        responder_credential: bytes,
+def derive_session_keys(ecdh_secret: bytes,
                         transcript: bytes) -> SessionKeys:
     """Derive the session keys.
 
-    :param ecdh_secret: the ephemeral ECDH shared secret.
-    :param initiator_credential: the secret the initiator's TPM activated.
-    :param responder_credential: the secret the responder's TPM activated.
+    :param ecdh_secret: the ECDH shared secret of the handshake.
     :param transcript: hash of the complete phase-1 transcript (salt).
     """
-    ikm = ecdh_secret + initiator_credential + responder_credential
-    okm = hkdf_sha256(ikm, transcript, b'session-keys/v1', 3 * KEY_SIZE)
+    okm = hkdf_sha256(ecdh_secret, transcript, b'session-keys/v2',
+                      3 * KEY_SIZE)
     return SessionKeys(i2r=okm[0:32], r2i=okm[32:64], confirm_r=okm[64:96])
+
+
+def derive_handshake_key(ecdh_secret: bytes, transcript: bytes,
+                         label: str) -> tuple[bytes, bytes]:
+    """The AES-256-GCM key and nonce that encrypt one side's phase-1
+    evidence (each key encrypts exactly one message).
+
+    :param ecdh_secret: the ECDH shared secret of the handshake.
+    :param transcript: hash of the transcript so far (salt).
+    :param label: which side's evidence (``responder``/``initiator``).
+    """
+    okm = hkdf_sha256(ecdh_secret, transcript,
+                      b'handshake-' + label.encode('ascii') + b'/v2',
+                      KEY_SIZE + GCM_NONCE_SIZE)
+    return okm[:KEY_SIZE], okm[KEY_SIZE:]
 
 
 def payload_key(data_key: bytes, migration_hash: bytes) -> bytes:

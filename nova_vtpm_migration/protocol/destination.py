@@ -105,6 +105,15 @@ class DestinationRole:
         ctx = self.ctx
         body = msg.body
         mid, instance = body['migration_id'], body['instance_uuid']
+        if not ctx.channel.fresh_enough(sess):
+            # The initiator attests again and retries (its call() does).
+            raise errors.SessionError(reason='the session\'s evidence is '
+                                             'too old for a new migration')
+        if body['source_host'] != sess.peer_host:
+            raise errors.PeerIdentityMismatch(
+                reason=f"source {body['source_host']!r} is not the host "
+                       f'its TPM identity is certified for '
+                       f'({sess.peer_host!r})')
         if ctx.journal.is_seen(mid):
             raise errors.MigrationIdReused(migration_id=mid)
         key_state = ctx.keystore.state(instance)
@@ -124,6 +133,10 @@ class DestinationRole:
                 mid, _ROLE, _D.RESERVED.value, instance,
                 body['source_host'], context={
                     'peer_ak_name': sess.peer_ak_name.hex(),
+                    'source_host': sess.peer_host,
+                    'dest_host': ctx.channel.local.host,
+                    'peer_pcrs': [[i, v.hex()]
+                                  for i, v in sess.peer_pcr_values],
                     'version': sess.version,
                     'source_nonce': body['nonce'].hex(),
                     'dest_nonce': dest_nonce.hex(),
@@ -133,6 +146,11 @@ class DestinationRole:
                                     key.certify_attest.hex(),
                                     key.certify_signature.hex()],
                 })
+            # The source's evidence, for the complete record at commit.
+            ctx.journal.put_record(mid, 'source_evidence', wire.encode(
+                receipts.signer_evidence(sess.peer_identity,
+                                         sess.peer_signing_key),
+                receipts.SIGNER))
         LOG.info('Migration %s: reserved a slot for instance %s', mid,
                  instance)
         return reply
@@ -145,6 +163,7 @@ class DestinationRole:
         return transfer.MigrationContext(
             migration_id=row.migration_id,
             instance_uuid=row.instance_uuid, version=c['version'],
+            source_host=c['source_host'], dest_host=c['dest_host'],
             source_ak_name=row.peer_ak_name,
             dest_ak_name=sess.local_ak_name,
             source_nonce=bytes.fromhex(c['source_nonce']),
@@ -221,6 +240,8 @@ class DestinationRole:
                                  receipts.SIGNED_RECEIPT)
             with self.ctx.journal.transaction():
                 self.ctx.journal.put_record(mid, 'receipt_committed', signed)
+                self.ctx.journal.put_record(mid, 'record', self._record(
+                    mid, receipt, signature))
                 if row.state == _D.INSTALLED.value:
                     self.commit_local(row)
         elif row.state == _D.INSTALLED.value:
@@ -230,6 +251,56 @@ class DestinationRole:
         return messages.encode('commit_reply', {
             'migration_id': mid, 'receipt': receipt,
             'receipt_signature': signature})
+
+    def _record(self, mid: str, receipt: dict[str, ty.Any],
+                signature: bytes) -> bytes:
+        """The complete audit record kept by the destination: the
+        source-signed manifest, this host's committed receipt and both
+        signers' evidence."""
+        journal = self.ctx.journal
+        manifest = journal.get_record(mid, 'manifest')
+        source = journal.get_record(mid, 'source_evidence')
+        if manifest is None or source is None:
+            raise errors.JournalError(reason=f'records of {mid} missing')
+        signed = wire.decode(manifest, receipts.SIGNED_MANIFEST)
+        local = self.ctx.channel.local
+        return receipts.build_record(
+            signed['manifest'], signed['signature'], receipt, signature,
+            wire.decode(source, receipts.SIGNER),
+            receipts.signer_evidence(local.identity, local.signing_key))
+
+    def request_rollback(self, migration_id: str, reason: str) -> None:
+        """Ask the source of an incoming migration to abort it.
+
+        The request travels on this host's own attested session with the
+        source, sealed (MAC, sequence number), and only to the source TPM
+        the migration is bound to; the source decides (see
+        :meth:`.source.SourceRole.on_rollback`) and, when it aborts, tells
+        this host to drop what arrived (``abort``). A key that arrived is
+        never dropped on this host's own say: if the source refuses or
+        cannot be reached it stays PENDING until the outcome is known
+        (settling asks the source), so the key is never lost. A slot that
+        holds no key yet is simply released.
+
+        :raises ProtocolError: the source refused or cannot be reached.
+        """
+        ctx = self.ctx
+        row = ctx.journal.get(migration_id, _ROLE)
+        if row is None or row.state in (_D.ABORTED.value,
+                                        _D.COMMITTED.value):
+            return
+        if row.state == _D.RESERVED.value:
+            with ctx.state_lock:
+                current = ctx.journal.get(migration_id, _ROLE)
+                if current is not None and \
+                        current.state == _D.RESERVED.value:
+                    self.abort_local(current)
+            return
+        ctx.channel.call(row.peer, 'rollback', {
+            'migration_id': migration_id,
+            'reason': ''.join(c for c in reason
+                              if c.isprintable())[:256]},
+            expect_ak=row.peer_ak_name)
 
     def commit_local(self, row: journal_mod.MigrationRow) -> None:
         """``INSTALLED -> COMMITTED``: the received key becomes ACTIVE."""

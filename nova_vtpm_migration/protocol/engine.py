@@ -44,6 +44,7 @@ from nova_vtpm_migration.protocol import messages
 from nova_vtpm_migration.protocol import session as session_mod
 from nova_vtpm_migration.protocol import source
 from nova_vtpm_migration.protocol import transport as transport_mod
+from nova_vtpm_migration.tpm import errors as tpm_errors
 
 LOG = logging.getLogger(__name__)
 
@@ -114,6 +115,11 @@ class MigrationEngine:
     :param state_lock: the lock serialising custody changes on this host
         (default: a new one); pass the one other users of the key store
         (the compute host's vault) hold.
+    :param ak_certificate: this host's DER AK certificate (from the
+        attestation CA, certifying *host*).
+    :param abort_guard: whether a destination's rollback request may
+        abort a migration this host coordinates (see
+        :meth:`.source.SourceRole.on_rollback`).
     """
 
     def __init__(self, host: str, tpm: ty.Any, policy: ty.Any,
@@ -124,10 +130,12 @@ class MigrationEngine:
                      channel_mod.DEFAULT_SESSION_LIFETIME),
                  outcome_oracle: OutcomeOracle = no_oracle,
                  handshake_rate: float = channel_mod.DEFAULT_HANDSHAKE_RATE,
-                 state_lock: 'threading.RLock | None' = None) -> None:
+                 state_lock: 'threading.RLock | None' = None,
+                 ak_certificate: bytes = b'',
+                 abort_guard: source.AbortGuard | None = None) -> None:
         self.outcome_oracle = outcome_oracle
         self.channel = channel_mod.Channel(
-            tpm, policy, journal, transport,
+            tpm, policy, journal, transport, host, ak_certificate,
             session_lifetime=session_lifetime,
             handshake_rate=handshake_rate)
         #: What the roles see of this host (shared by both).
@@ -135,7 +143,7 @@ class MigrationEngine:
             host=host, tpm=tpm, policy=policy, journal=journal,
             keystore=keystore, state_lock=state_lock or threading.RLock(),
             channel=self.channel)
-        self.source = source.SourceRole(self.ctx)
+        self.source = source.SourceRole(self.ctx, abort_guard)
         self.destination = destination.DestinationRole(
             self.ctx, self.source.decision)
 
@@ -230,13 +238,17 @@ class MigrationEngine:
         except errors.HandshakeRateExceeded as exc:
             return _error_inner(exc)   # logged by the channel, sparingly
         except exception.VtpmMigrationException as exc:
+            # The peer is not authenticated: the full reason stays here.
             LOG.warning('Refused a request: %s', exc)
-            return _error_inner(exc)
+            return _error_inner(exc, disclose=False)
         except Exception:
             LOG.exception('Internal error handling a request')
             return _internal_error()
         try:
-            reply = self.destination.dispatch(sess, inner)
+            if inner.type == 'rollback':
+                reply = self.source.on_rollback(sess, inner)
+            else:
+                reply = self.destination.dispatch(sess, inner)
         except exception.VtpmMigrationException as exc:
             LOG.warning('Refused %s from %s: %s', inner.type, sess.peer, exc)
             reply = _error_inner(exc)
@@ -249,12 +261,20 @@ class MigrationEngine:
 
     def migrate_key(self, instance_uuid: str, peer: str,
                     migration_id: str | None = None,
-                    state_blobs: dict[str, bytes] | None = None
+                    state_blobs: dict[str, bytes] | None = None,
+                    expect_ak: bytes = b'',
+                    check_session: source.SessionCheck | None = None
                     ) -> 'source.MigrationHandle':
         """Phases 1 and 2 as source; see :meth:`.source.SourceRole.migrate`.
         """
         return self.source.migrate(instance_uuid, peer, migration_id,
-                                   state_blobs)
+                                   state_blobs, expect_ak, check_session)
+
+    def request_rollback(self, migration_id: str,
+                         reason: str = 'requested') -> None:
+        """Destination: ask the source to abort an incoming migration; see
+        :meth:`.destination.DestinationRole.request_rollback`."""
+        self.destination.request_rollback(migration_id, reason)
 
     def commit(self, migration_id: str) -> dict[str, ty.Any]:
         """Commit a transferred migration; returns the signed receipt."""
@@ -325,10 +345,23 @@ class MigrationEngine:
         return result
 
 
-def _error_inner(exc: exception.VtpmMigrationException) -> bytes:
-    """The ``error`` message of a refusal (code and printable text)."""
+def _error_inner(exc: exception.VtpmMigrationException,
+                 disclose: bool = True) -> bytes:
+    """The ``error`` message of a refusal (code and printable text).
+
+    :param disclose: the peer is authenticated and may read the reason.
+        Otherwise the message names the kind of refusal (and the policy
+        rule) but nothing of the policy's contents (golden PCR values,
+        allow-lists) or of this host's evidence.
+    """
     code = getattr(exc, 'code', type(exc).__name__)
-    text = ''.join(c for c in str(exc) if c.isprintable())[:1024]
+    if disclose:
+        text = str(exc)
+    elif isinstance(exc, tpm_errors.PolicyViolation):
+        text = f'refused: trust policy rule {exc.kwargs.get("rule")}'
+    else:
+        text = f'refused: {type(exc).__name__}'
+    text = ''.join(c for c in text if c.isprintable())[:1024]
     return messages.encode('error', {'code': str(code)[:64],
                                      'message': text})
 

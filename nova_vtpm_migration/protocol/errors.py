@@ -153,6 +153,13 @@ class PeerIdentityMismatch(AuthenticationFailed):
     code = 'identity_mismatch'
 
 
+class AbortRefused(ProtocolError):
+    """A destination's rollback request was refused by the source."""
+
+    msg_fmt = _('Abort of migration %(migration_id)s refused: %(reason)s')
+    code = 'abort_refused'
+
+
 class ReplayDetected(ProtocolError):
     """A message or sequence number was seen before."""
 

@@ -16,10 +16,13 @@
 """Message types, their schemas and the message envelope.
 
 A message is the canonical encoding of ``{"v": <version>, "type": <type>,
-"body": {...}}``. Phase-1 messages travel in the clear (they carry only
-public evidence and are bound into TPM quotes); every later message is the
-``payload`` of a ``sealed`` envelope MACed under the session key of its
-direction (see :mod:`.session`).
+"body": {...}}``. In phase 1 only nonces, ephemeral public keys, the
+session id and a cookie travel in the clear; each side's TPM evidence
+(identity, AK certificate, quotes with their PCR values) travels encrypted
+under a handshake key from the ECDH exchange (:data:`RESPONDER_EVIDENCE`,
+:data:`INITIATOR_EVIDENCE`, see :mod:`.handshake`). Every later message is
+the ``payload`` of a ``sealed`` envelope MACed under the session key of
+its direction (see :mod:`.session`).
 """
 
 import collections.abc
@@ -31,9 +34,10 @@ from nova_vtpm_migration.protocol import errors
 from nova_vtpm_migration.protocol import wire
 from nova_vtpm_migration.tpm import evidence
 
-#: The protocol version this code speaks.
-VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+#: The protocol version this code speaks (2: host-bound identities, phase-1
+#: evidence encrypted, no online credential round trip).
+VERSION = 2
+SUPPORTED_VERSIONS = (2,)
 #: The only cipher suite: ECDH P-256 + HKDF-SHA256 + HMAC-SHA256 +
 #: AES-256-GCM, TPM ECDSA P-256/SHA-256 quotes and signatures.
 SUITE = 'p256-hkdf-sha256-aes256gcm-ecdsa'
@@ -59,6 +63,7 @@ IDENTITY: wire.Schema = {
     'ek_certificate': _B(1, 4096),
     'ek_public': _B(1, 1024),
     'ak_public': _B(1, 1024),
+    'ak_certificate': _B(1, 4096),
 }
 CERTIFIED_KEY: wire.Schema = {
     'public': _B(1, 1024),
@@ -81,11 +86,44 @@ WRAPPED_KEY: wire.Schema = {
     'ciphertext': _B(1, 1024),
 }
 
+HOST = _S(min=1, max=255)
+#: The responder's phase-1 evidence (encrypted in ``hello_reply``): its
+#: identity and signing key, and the quote of its current epoch, whose
+#: qualifying data binds the epoch's ECDH key.
+RESPONDER_EVIDENCE: wire.Schema = {
+    'identity': _O(IDENTITY),
+    'signing_key': _O(CERTIFIED_KEY),
+    'epoch_nonce': NONCE,
+    'quote': _O(QUOTE),
+}
+#: The initiator's phase-1 evidence (encrypted in ``attest``); its quote
+#: covers the transcript so far.
+INITIATOR_EVIDENCE: wire.Schema = {
+    'identity': _O(IDENTITY),
+    'signing_key': _O(CERTIFIED_KEY),
+    'quote': _O(QUOTE),
+}
+#: What the responder keeps of a handshake, encrypted under its own key
+#: and echoed by the initiator in ``attest`` (the responder holds no
+#: per-handshake state).
+COOKIE: wire.Schema = {
+    'session_id': SESSION_ID,
+    'epoch_id': _B(exact=16),
+    'created': _I(min=0),
+    'ephemeral': POINT,
+    'hello_hash': HASH,
+    'core_hash': HASH,
+    'evidence_hash': HASH,
+    'version': _I(1, 255),
+}
+
 #: The manifest the source signs with its TPM signing key.
 MANIFEST: wire.Schema = {
     'version': _I(1, 255),
     'migration_id': UUID,
     'instance_uuid': UUID,
+    'source_host': HOST,
+    'dest_host': HOST,
     'source_ak_name': NAME,
     'dest_ak_name': NAME,
     'source_nonce': NONCE,
@@ -103,6 +141,8 @@ RECEIPT: wire.Schema = {
     'status': _S(choices=RECEIPT_STATUSES),
     'migration_id': UUID,
     'instance_uuid': UUID,
+    'source_host': HOST,
+    'dest_host': HOST,
     'source_ak_name': NAME,
     'dest_ak_name': NAME,
     'source_nonce': NONCE,
@@ -131,14 +171,12 @@ DECISIONS = ('commit', 'abort', 'pending', 'unknown')
 
 #: Body schema of every message type.
 SCHEMAS: dict[str, wire.Schema] = {
-    # Phase 1 (clear text, bound into TPM quotes).
+    # Phase 1: evidence encrypted under the handshake keys.
     'hello': {
         'versions': _L(_I(1, 255), max=8),
         'suites': _L(_S(max=64), max=8),
         'nonce': NONCE,
         'ephemeral': POINT,
-        'identity': _O(IDENTITY),
-        'signing_key': _O(CERTIFIED_KEY),
     },
     'hello_reply': {
         'versions': _L(_I(1, 255), max=8),
@@ -148,20 +186,16 @@ SCHEMAS: dict[str, wire.Schema] = {
         'session_id': SESSION_ID,
         'nonce': NONCE,
         'ephemeral': POINT,
-        'identity': _O(IDENTITY),
-        'signing_key': _O(CERTIFIED_KEY),
-        'quote': _O(QUOTE),
-        'credential': _O(CREDENTIAL),
+        'evidence': _B(1, 16384),
+        'cookie': _B(1, 1024),
     },
     'attest': {
         'session_id': SESSION_ID,
-        'quote': _O(QUOTE),
-        'proof': MAC,
-        'credential': _O(CREDENTIAL),
+        'evidence': _B(1, 16384),
+        'cookie': _B(1, 1024),
     },
     'attest_reply': {
         'session_id': SESSION_ID,
-        'proof': MAC,
         'confirm': MAC,
     },
     # The authenticated envelope of every later message.
@@ -218,6 +252,16 @@ SCHEMAS: dict[str, wire.Schema] = {
         'migration_id': UUID,
         'state': STATE,
     },
+    # The destination asks the source (its coordinator) to abort, from
+    # its own attested session with the source.
+    'rollback': {
+        'migration_id': UUID,
+        'reason': _S(min=0, max=256),
+    },
+    'rollback_reply': {
+        'migration_id': UUID,
+        'state': STATE,
+    },
     'status': {
         'migration_id': UUID,
     },
@@ -241,14 +285,16 @@ REPLIES = {
     'transfer': 'transfer_reply',
     'commit': 'commit_reply',
     'abort': 'abort_reply',
+    'rollback': 'rollback_reply',
     'status': 'status_reply',
 }
 PHASE1_TYPES = frozenset({'hello', 'hello_reply', 'attest',
                           'attest_reply'})
 SEALED_TYPES = frozenset({'prepare', 'prepare_reply', 'transfer',
                           'transfer_reply', 'commit', 'commit_reply',
-                          'abort', 'abort_reply', 'status',
-                          'status_reply', 'error'})
+                          'abort', 'abort_reply', 'rollback',
+                          'rollback_reply', 'status', 'status_reply',
+                          'error'})
 
 _ENVELOPE_KEYS = frozenset({'v', 'type', 'body'})
 

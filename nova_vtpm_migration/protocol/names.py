@@ -58,9 +58,13 @@ def object_name(public: bytes, field: str = 'public') -> bytes:
     """
     try:
         pub, used = tpm2_pytss.TPM2B_PUBLIC.unmarshal(public)
+        if used != len(public):
+            raise errors.FieldOutOfRange(field=field,
+                                         reason='trailing bytes')
+        # An unknown name algorithm fails here (tpm2-pytss raises
+        # ValueError), not at unmarshalling.
+        return bytes(pub.get_name())
     except (tpm2_pytss.TSS2_Exception, ValueError, TypeError):
         raise errors.FieldOutOfRange(field=field,
-                                     reason='not a TPM2B_PUBLIC') from None
-    if used != len(public):
-        raise errors.FieldOutOfRange(field=field, reason='trailing bytes')
-    return bytes(pub.get_name())
+                                     reason='not a TPM2B_PUBLIC with a '
+                                            'known name algorithm') from None

@@ -20,11 +20,16 @@ The source signs a *manifest* of each transfer with its TPM signing key
 after phase 2, ``committed`` after the commit) that name the manifest's
 hash and both hosts' nonces. A *record* bundles a manifest, a receipt and
 both signers' public evidence (EK certificate, EK and AK public areas, the
-AK-certified signing key); :func:`verify_record` checks it with nothing but
-the trust policy, e.g. years later in an audit.
+AK certificate naming the host, the AK-certified signing key);
+:func:`verify_record` checks it with nothing but the trust policy, e.g.
+years later in an audit: the AK certificate proves offline that the AK
+belongs to that EK and that host (a software AK next to genuine EK
+certificates does not verify), and the certificates are judged at the
+time the record was made, so a record outlives their expiry.
 """
 
 import collections.abc
+import datetime
 import typing as ty
 
 from nova_vtpm_migration.protocol import crypto
@@ -87,12 +92,14 @@ def signer_evidence(identity: evidence.HostIdentity,
 
 
 def _verify_signed(data: bytes, signature: bytes, signer: Body,
-                   expected_ak_name: bytes, policy: ty.Any,
-                   what: str) -> None:
+                   expected_ak_name: bytes, expected_host: str,
+                   policy: ty.Any, what: str,
+                   at: datetime.datetime | None) -> None:
     identity = messages.identity_from_wire(signer['identity'])
     key = messages.certified_from_wire(signer['signing_key'])
     try:
-        ak_name = handshake.verify_peer_keys(identity, key, policy)
+        ak_name, _host = handshake.verify_peer_keys(
+            identity, key, policy, host=expected_host, now=at)
         if ak_name != expected_ak_name:
             raise errors.ReceiptInvalid(
                 reason=f'{what} names another AK than its signer')
@@ -104,24 +111,32 @@ def _verify_signed(data: bytes, signature: bytes, signer: Body,
 
 
 def verify_manifest(manifest: Body, signature: bytes, source: Body,
-                    policy: ty.Any) -> None:
-    """Verify a manifest's signature from the source's evidence alone.
+                    policy: ty.Any,
+                    at: datetime.datetime | None = None) -> None:
+    """Verify a manifest's signature from the source's evidence alone:
+    signed by the TPM of the host the manifest names as source.
 
     :param source: the source's :data:`SIGNER` evidence.
+    :param at: judge certificates at this time (default: now).
     :raises ReceiptInvalid: anything does not verify.
     """
     _verify_signed(wire.encode(manifest, messages.MANIFEST), signature,
-                   source, manifest['source_ak_name'], policy, 'manifest')
+                   source, manifest['source_ak_name'],
+                   manifest['source_host'], policy, 'manifest', at)
 
 
 def verify_receipt(receipt: Body, signature: bytes, dest: Body,
-                   policy: ty.Any) -> None:
-    """Verify a receipt's signature from the destination's evidence alone.
+                   policy: ty.Any,
+                   at: datetime.datetime | None = None) -> None:
+    """Verify a receipt's signature from the destination's evidence alone:
+    signed by the TPM of the host the receipt names as destination.
 
+    :param at: judge certificates at this time (default: now).
     :raises ReceiptInvalid: anything does not verify.
     """
     _verify_signed(wire.encode(receipt, messages.RECEIPT), signature,
-                   dest, receipt['dest_ak_name'], policy, 'receipt')
+                   dest, receipt['dest_ak_name'], receipt['dest_host'],
+                   policy, 'receipt', at)
 
 
 def check_receipt_matches(receipt: Body, manifest: Body,
@@ -133,8 +148,9 @@ def check_receipt_matches(receipt: Body, manifest: Body,
     if receipt['status'] != status:
         raise errors.ReceiptInvalid(
             reason=f"receipt status {receipt['status']}, expected {status}")
-    for name in ('migration_id', 'instance_uuid', 'source_ak_name',
-                 'dest_ak_name', 'source_nonce', 'dest_nonce'):
+    for name in ('migration_id', 'instance_uuid', 'source_host',
+                 'dest_host', 'source_ak_name', 'dest_ak_name',
+                 'source_nonce', 'dest_nonce'):
         if receipt[name] != manifest[name]:
             raise errors.ReceiptInvalid(
                 reason=f'receipt and manifest differ in {name}')
@@ -154,15 +170,29 @@ def build_record(manifest: Body, manifest_signature: bytes, receipt: Body,
                         'source': source, 'dest': dest}, RECORD)
 
 
-def verify_record(data: bytes, policy: ty.Any,
-                  status: str = 'committed') -> dict[str, ty.Any]:
-    """Verify an audit record offline.
+def record_time(record: Body) -> datetime.datetime:
+    """When a (decoded) record was made: its receipt's time."""
+    try:
+        return datetime.datetime.fromtimestamp(record['receipt']['created_at'],
+                                               datetime.UTC)
+    except (OverflowError, OSError, ValueError):
+        raise errors.ReceiptInvalid(
+            reason='the receipt time is out of range') from None
 
-    Checks both signers' EK chains and AK-certified signing keys against
-    ``policy``, both signatures, that each AK name in the manifest is its
+
+def verify_record(data: bytes, policy: ty.Any, status: str = 'committed',
+                  at: datetime.datetime | None = None) -> dict[str, ty.Any]:
+    """Verify an audit record offline, from the record and the trust
+    anchors of ``policy`` alone.
+
+    Checks both signers' EK chains, AK certificates (the AK of that EK,
+    certified for the host the manifest names) and AK-certified signing
+    keys, both signatures, that each AK name in the manifest is its
     signer's, and that the receipt acknowledges exactly this manifest
-    (hash, ids, nonces) with ``status``.
+    (hash, ids, hosts, nonces) with ``status``.
 
+    :param at: judge the certificates at this time (default: when the
+        record was made, so that records outlive certificate expiry).
     :returns: the decoded record.
     :raises ReceiptInvalid: anything does not verify.
     :raises MalformedMessage: the record is not a valid encoding.
@@ -170,13 +200,15 @@ def verify_record(data: bytes, policy: ty.Any,
     record = wire.decode(data, RECORD)
     manifest, receipt = record['manifest'], record['receipt']
     messages.check_uuid(manifest['migration_id'], 'migration_id')
-    if names.object_name(record['source']['identity']['ak_public']) \
+    when = at or record_time(record)
+    if names.object_name(record['source']['identity']['ak_public'],
+                         'source.identity.ak_public') \
             != manifest['source_ak_name']:
         raise errors.ReceiptInvalid(reason='manifest signer is not its '
                                            'source')
     verify_manifest(manifest, record['manifest_signature'],
-                    record['source'], policy)
+                    record['source'], policy, when)
     verify_receipt(receipt, record['receipt_signature'], record['dest'],
-                   policy)
+                   policy, when)
     check_receipt_matches(receipt, manifest, status)
     return record

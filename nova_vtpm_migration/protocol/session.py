@@ -51,6 +51,9 @@ class Session:
     :ivar peer_identity: the peer's verified TPM identity.
     :ivar peer_signing_key: the peer's verified, AK-certified signing key.
     :ivar peer_pcr_values: the PCR values of the peer's verified quote.
+    :ivar peer_host: the host name the peer's AK certificate certifies.
+    :ivar peer_clock: the TPM clock of the peer's verified quote (its
+        evidence's age is judged against it later).
     """
 
     session_id: bytes
@@ -76,6 +79,13 @@ class Session:
     call_lock: threading.Lock = dataclasses.field(
         default_factory=threading.Lock, repr=False)
     valid: bool = True
+    peer_host: str = ''
+    peer_clock: evidence.ClockInfo | None = None
+
+    @property
+    def age(self) -> float:
+        """Seconds since the session was established."""
+        return time.monotonic() - self.established_at
 
     def expired(self, lifetime: float) -> bool:
         """Whether the session is older than ``lifetime`` seconds or was

@@ -48,6 +48,11 @@ _ROLE = states.Role.SOURCE
 SIGNED_MANIFEST = receipts.SIGNED_MANIFEST
 SIGNED_RECEIPT = receipts.SIGNED_RECEIPT
 
+#: ``guard(row) -> bool``: whether a destination's rollback may abort.
+AbortGuard = ty.Callable[[journal_mod.MigrationRow], bool]
+#: ``check(session)``: raises unless the session may carry this key.
+SessionCheck = ty.Callable[[session_mod.Session], None]
+
 
 @dataclasses.dataclass(frozen=True)
 class MigrationHandle:
@@ -72,10 +77,15 @@ class SourceRole:
     :class:`~.engine.MigrationEngine`).
 
     :param ctx: the host's protocol state.
+    :param abort_guard: ``guard(row)`` tells whether a destination's
+        ``rollback`` request may abort the migration of *row* (the caller
+        checks that the guest was not handed over); ``None`` allows it.
     """
 
-    def __init__(self, ctx: context_mod.HostContext) -> None:
+    def __init__(self, ctx: context_mod.HostContext,
+                 abort_guard: AbortGuard | None = None) -> None:
         self.ctx = ctx
+        self._abort_guard = abort_guard
         #: The session each unfinished migration ran on; its outcome
         #: messages use it too (one attestation per migration even with a
         #: session lifetime of 0), unless the peer forgot it.
@@ -97,22 +107,34 @@ class SourceRole:
 
     def migrate(self, instance_uuid: str, peer: str,
                 migration_id: str | None, state_blobs: dict[str, bytes]
-                | None) -> MigrationHandle:
+                | None, expect_ak: bytes = b'',
+                check_session: SessionCheck | None = None
+                ) -> MigrationHandle:
         """Run phases 1 and 2: afterwards the destination holds the key
         ``PENDING`` and this host ``LOCKED``.
 
         On any failure the migration is aborted (best effort) and the
         error re-raised; the key is ``ACTIVE`` again unless the abort could
         not be delivered after the transfer (then recovery finishes it).
+        Asked again for a migration that already transferred to *peer*,
+        it returns that migration (the destination may ask twice).
 
+        :param expect_ak: the peer AK attested earlier (at Nova's
+            pre-check): the key moves to that TPM only.
+        :param check_session: called with every session the key's
+            messages use (e.g. a named trust policy's extra checks).
         :raises InstanceBusy: the key is not ``ACTIVE`` here.
         :raises MigrationIdReused: ``migration_id`` was used before.
+        :raises PeerIdentityMismatch: the peer is not ``expect_ak``.
         """
         mid = messages.check_uuid(migration_id or str(uuid.uuid4()),
                                   'migration_id')
         messages.check_uuid(instance_uuid, 'instance_uuid')
         blobs = dict(state_blobs or {})
         ctx = self.ctx
+        done = self._transferred(mid, instance_uuid, peer)
+        if done is not None:
+            return done
         with ctx.state_lock:
             if ctx.keystore.state(instance_uuid) is not states.KeyState.ACTIVE:
                 raise errors.InstanceBusy(
@@ -123,7 +145,8 @@ class SourceRole:
                 ctx.journal.create_migration(mid, _ROLE, _S.NEW.value,
                                            instance_uuid, peer)
         try:
-            return self._run(mid, instance_uuid, peer, blobs)
+            return self._run(mid, instance_uuid, peer, blobs, expect_ak,
+                             check_session)
         except Exception as exc:
             LOG.warning('Migration %s of instance %s to %s failed: %s',
                         mid, instance_uuid, peer, exc)
@@ -134,23 +157,48 @@ class SourceRole:
                             'will finish it): %s', mid, abort_exc)
             raise
 
+    def _transferred(self, mid: str, instance_uuid: str,
+                     peer: str) -> MigrationHandle | None:
+        """The migration *mid* if it already transferred this instance's
+        key to *peer* (a repeated request), else ``None``."""
+        row = self.ctx.journal.get(mid, _ROLE)
+        if row is None or row.state != _S.TRANSFERRED.value or \
+                row.instance_uuid != instance_uuid or row.peer != peer:
+            return None
+        receipt = wire.decode(self._record(mid, 'receipt_installed'),
+                              SIGNED_RECEIPT)['receipt']
+        return MigrationHandle(migration_id=mid, instance_uuid=instance_uuid,
+                               peer=peer, manifest=self._manifest(mid),
+                               receipt=receipt)
+
     def _run(self, mid: str, instance_uuid: str, peer: str,
-             blobs: dict[str, bytes]) -> MigrationHandle:
+             blobs: dict[str, bytes], expect_ak: bytes,
+             check_session: SessionCheck | None) -> MigrationHandle:
         ctx = self.ctx
         started = time.monotonic()
         fresh = ctx.channel.session_lifetime <= 0
         sess = ctx.channel.attest(peer, fresh=fresh)
+        # The peer's AK is pinned for the whole migration: a
+        # re-attestation (peer forgot the session, or it expired) must
+        # find the same TPM, and the one attested at the pre-check.
+        pinned = expect_ak or sess.peer_ak_name
+        if sess.peer_ak_name != pinned:
+            raise errors.PeerIdentityMismatch(
+                reason=f'{peer} presents another TPM identity than the one '
+                       'attested before')
+        if check_session is not None:
+            check_session(sess)
         self._set(mid, _S.ATTESTED, peer_ak_name=sess.peer_ak_name.hex())
         phase1 = time.monotonic()
         source_nonce = crypto.random_bytes(crypto.NONCE_SIZE)
-        # The peer's AK is pinned for the whole migration: a
-        # re-attestation (peer forgot the session) must find the same TPM.
-        pinned = sess.peer_ak_name
         self._sessions[mid] = sess
-        reply, prepare_raw, sess = ctx.channel.call(peer, 'prepare', {
+        reply, prepare_raw, used = ctx.channel.call(peer, 'prepare', {
             'seq': 1, 'migration_id': mid, 'instance_uuid': instance_uuid,
             'source_host': ctx.host, 'nonce': source_nonce}, session=sess,
             expect_ak=pinned)
+        if used is not sess and check_session is not None:
+            check_session(used)
+        sess = used
         body = reply.body
         if body['migration_id'] != mid:
             raise errors.UnexpectedMessage(type='prepare_reply',
@@ -158,10 +206,12 @@ class SourceRole:
         binding_key = messages.certified_from_wire(body['binding_key'])
         transfer.verify_binding_key(binding_key, sess.peer_identity,
                                     sess.peer_pcr_values, prepare_raw,
-                                    body['nonce'], ctx.policy)
+                                    body['nonce'], ctx.policy,
+                                    peer_clock=sess.peer_clock)
         mig = transfer.MigrationContext(
             migration_id=mid, instance_uuid=instance_uuid,
-            version=sess.version, source_ak_name=sess.local_ak_name,
+            version=sess.version, source_host=ctx.channel.local.host,
+            dest_host=sess.peer_host, source_ak_name=sess.local_ak_name,
             dest_ak_name=sess.peer_ak_name, source_nonce=source_nonce,
             dest_nonce=body['nonce'], binding_key=binding_key,
             migration_hash=transfer.migration_hash(prepare_raw, reply.raw))
@@ -324,6 +374,40 @@ class SourceRole:
         self._sessions.pop(mid, None)
         LOG.info('Migration %s aborted; key of instance %s is ACTIVE on '
                  'this host', mid, row.instance_uuid)
+
+    # -- a destination's rollback ----------------------------------------
+
+    def on_rollback(self, sess: session_mod.Session,
+                    msg: messages.Message) -> bytes:
+        """A destination asks this host (its source) to abort.
+
+        Only the destination's own TPM identity may ask (the session's
+        AK is the one the migration is bound to), only before the commit,
+        and only while the abort guard (Nova: the guest was not handed
+        over) allows it; a refusal leaves everything as it is.
+
+        :raises UnknownMigration: no such migration here.
+        :raises PeerIdentityMismatch: another host asks.
+        :raises AbortRefused: committing, or the guard refuses.
+        """
+        mid = msg.body['migration_id']
+        row = self._row(mid)
+        if row.peer_ak_name != sess.peer_ak_name:
+            raise errors.PeerIdentityMismatch(
+                reason=f'migration {mid} has another destination')
+        if row.state in (_S.COMMITTING.value, _S.COMMITTED.value):
+            raise errors.AbortRefused(migration_id=mid,
+                                      reason=f'it is {row.state}')
+        if row.state != _S.ABORTED.value:
+            if self._abort_guard is not None and \
+                    not self._abort_guard(row):
+                raise errors.AbortRefused(
+                    migration_id=mid,
+                    reason='the guest may have been handed over')
+            self.abort(mid, reason='destination rollback: '
+                       + msg.body['reason'])
+        return messages.encode('rollback_reply', {
+            'migration_id': mid, 'state': self._row(mid).state[:16]})
 
     # -- status (answering a destination) ----------------------------------
 

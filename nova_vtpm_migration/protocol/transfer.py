@@ -57,6 +57,8 @@ class MigrationContext:
     migration_id: str
     instance_uuid: str
     version: int
+    source_host: str
+    dest_host: str
     source_ak_name: bytes
     dest_ak_name: bytes
     source_nonce: bytes
@@ -66,7 +68,9 @@ class MigrationContext:
 
     def to_json(self) -> dict[str, ty.Any]:
         """Public, JSON-serialisable form (for the journal context)."""
-        return {'source_ak_name': self.source_ak_name.hex(),
+        return {'source_host': self.source_host,
+                'dest_host': self.dest_host,
+                'source_ak_name': self.source_ak_name.hex(),
                 'dest_ak_name': self.dest_ak_name.hex(),
                 'source_nonce': self.source_nonce.hex(),
                 'dest_nonce': self.dest_nonce.hex(),
@@ -101,16 +105,23 @@ def verify_binding_key(key: evidence.CertifiedKey,
                        peer_identity: evidence.HostIdentity,
                        peer_pcr_values: tuple[tuple[int, bytes], ...],
                        prepare_raw: bytes, dest_nonce: bytes,
-                       policy: ty.Any) -> None:
+                       policy: ty.Any,
+                       peer_clock: evidence.ClockInfo | None = None) -> None:
     """Check the destination's binding key against phase-1 evidence.
 
+    :param peer_clock: the TPM clock of the destination's phase-1 quote;
+        the certification (a fresh TPM statement) must come from the same
+        boot and within the policy's ``max_evidence_age`` of it, which
+        bounds the age of the evidence the key is released on.
     :raises VerificationError: not certified by the attested AK for this
-        migration, not fixedTPM/PCR-bound, or bound to other PCR values.
+        migration, not fixedTPM/PCR-bound, bound to other PCR values, or
+        the phase-1 evidence is too old.
     """
     with names.checked('binding key'):
         verify.verify_binding_key(key, peer_identity.ak_public,
                                   binding_qualifier(prepare_raw, dest_nonce),
-                                  policy, peer_pcr_values)
+                                  policy, peer_pcr_values,
+                                  evidence_clock=peer_clock)
 
 
 def build_transfer(tpm: ty.Any, ctx: MigrationContext, secret: bytes,
@@ -137,6 +148,8 @@ def build_transfer(tpm: ty.Any, ctx: MigrationContext, secret: bytes,
         'version': ctx.version,
         'migration_id': ctx.migration_id,
         'instance_uuid': ctx.instance_uuid,
+        'source_host': ctx.source_host,
+        'dest_host': ctx.dest_host,
         'source_ak_name': ctx.source_ak_name,
         'dest_ak_name': ctx.dest_ak_name,
         'source_nonce': ctx.source_nonce,
@@ -171,6 +184,7 @@ def check_manifest(ctx: MigrationContext, body: dict[str, ty.Any],
     expected = {
         'version': ctx.version, 'migration_id': ctx.migration_id,
         'instance_uuid': ctx.instance_uuid,
+        'source_host': ctx.source_host, 'dest_host': ctx.dest_host,
         'source_ak_name': ctx.source_ak_name,
         'dest_ak_name': ctx.dest_ak_name,
         'source_nonce': ctx.source_nonce, 'dest_nonce': ctx.dest_nonce,
@@ -227,6 +241,7 @@ def build_receipt(ctx: MigrationContext, status: str,
         'version': ctx.version, 'status': status,
         'migration_id': ctx.migration_id,
         'instance_uuid': ctx.instance_uuid,
+        'source_host': ctx.source_host, 'dest_host': ctx.dest_host,
         'source_ak_name': ctx.source_ak_name,
         'dest_ak_name': ctx.dest_ak_name,
         'source_nonce': ctx.source_nonce, 'dest_nonce': ctx.dest_nonce,

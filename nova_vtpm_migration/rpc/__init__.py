@@ -26,7 +26,7 @@ vtpm_migration``) carries:
   :class:`~nova_vtpm_migration.protocol.transport.Transport` is built on
   it (:mod:`.transport`);
 * the control calls a destination makes to the source of a migration
-  (``attest_destination``, ``send_key``, ``abort_migration``), which
+  (``attest_destination``, ``send_key``), which
   trigger protocol runs the source coordinates and checks itself.
 
 No request context travels (:mod:`.serializer`); the protocol

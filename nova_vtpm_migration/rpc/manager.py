@@ -26,18 +26,14 @@ from nova_vtpm_migration.rpc import rpcapi
 class ControlHandler(ty.Protocol):
     """What serves the control calls (the compute host object)."""
 
-    def handle_attest(self, instance_uuid: str, destination: str,
-                      policy: str | None) -> dict[str, ty.Any]:
+    def handle_attest(self, instance_uuid: str,
+                      destination: str) -> dict[str, ty.Any]:
         """Run phase 1 with *destination* for the instance."""
         ...
 
     def handle_send_key(self, instance_uuid: str, migration_uuid: str,
                         destination: str) -> dict[str, ty.Any]:
         """Run phase 2 towards *destination*."""
-        ...
-
-    def handle_abort(self, instance_uuid: str, migration_uuid: str) -> None:
-        """Abort a migration this host coordinates."""
         ...
 
 
@@ -71,11 +67,9 @@ class VtpmMigrationManager:
         return self._handler(request)
 
     def attest_destination(self, ctxt: object, instance_uuid: str,
-                           destination: str,
-                           policy: str | None) -> dict[str, ty.Any]:
+                           destination: str) -> dict[str, ty.Any]:
         """Run phase 1 with the calling destination (version 1.1)."""
-        return self._controls().handle_attest(instance_uuid, destination,
-                                              policy)
+        return self._controls().handle_attest(instance_uuid, destination)
 
     def send_key(self, ctxt: object, instance_uuid: str,
                  migration_uuid: str,
@@ -83,8 +77,3 @@ class VtpmMigrationManager:
         """Run phase 2 towards the calling destination (version 1.1)."""
         return self._controls().handle_send_key(instance_uuid,
                                                 migration_uuid, destination)
-
-    def abort_migration(self, ctxt: object, instance_uuid: str,
-                        migration_uuid: str) -> None:
-        """Abort on behalf of the destination's rollback (version 1.1)."""
-        self._controls().handle_abort(instance_uuid, migration_uuid)

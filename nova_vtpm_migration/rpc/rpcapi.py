@@ -41,12 +41,16 @@ class VtpmMigrationAPI:
       :mod:`nova_vtpm_migration.protocol.messages`) to a host and returns
       its reply. New protocol messages are versioned inside the protocol
       (its ``v`` field), so they do not need a new RPC version.
-    * 1.1 - ``attest_destination``, ``send_key`` and ``abort_migration``:
-      the control calls a migration's destination makes to its source.
-      They were a separate API before (namespace
-      ``vtpm_migration_compute`` on topic ``<rpc_topic>.compute``, sent
-      with Nova's request context); no context is sent now and the source
-      checks Nova's records with its own.
+    * 1.1 - ``attest_destination`` and ``send_key``: the control calls a
+      migration's destination makes to its source. They were a separate
+      API before (namespace ``vtpm_migration_compute`` on topic
+      ``<rpc_topic>.compute``, with a caller-chosen trust policy and an
+      unauthenticated ``abort_migration``, sent with Nova's request
+      context). Both are harmless by construction: the source checks
+      Nova's record and the flavor itself, with its own context, and
+      moves a key only to the TPM certified for Nova's destination. A
+      destination's abort request is a sealed protocol message
+      (``rollback``) now.
 
     :param transport: an oslo.messaging RPC transport (default: the one
         of ``[DEFAULT] transport_url``).
@@ -88,8 +92,7 @@ class VtpmMigrationAPI:
         return reply
 
     def attest_destination(self, source: str, instance_uuid: str,
-                           destination: str,
-                           policy: str | None) -> dict[str, ty.Any]:
+                           destination: str) -> dict[str, ty.Any]:
         """Ask *source* to run phase 1 with *destination* (the caller).
 
         :returns: a public summary of the attested session.
@@ -97,8 +100,7 @@ class VtpmMigrationAPI:
         """
         return ty.cast(dict[str, ty.Any], self._call(
             source, CONTROL_VERSION, 'attest_destination',
-            instance_uuid=instance_uuid, destination=destination,
-            policy=policy))
+            instance_uuid=instance_uuid, destination=destination))
 
     def send_key(self, source: str, instance_uuid: str, migration_uuid: str,
                  destination: str) -> dict[str, ty.Any]:
@@ -111,13 +113,3 @@ class VtpmMigrationAPI:
             source, CONTROL_VERSION, 'send_key',
             instance_uuid=instance_uuid, migration_uuid=migration_uuid,
             destination=destination))
-
-    def abort_migration(self, source: str, instance_uuid: str,
-                        migration_uuid: str) -> None:
-        """Ask *source* to abort the migration (it coordinates the outcome).
-
-        :raises oslo_messaging.RPCVersionCapError: capped below 1.1.
-        """
-        self._call(source, CONTROL_VERSION, 'abort_migration',
-                   instance_uuid=instance_uuid,
-                   migration_uuid=migration_uuid)

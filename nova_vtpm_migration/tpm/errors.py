@@ -88,6 +88,21 @@ class EkCertificateError(VerificationError):
     msg_fmt = _('EK certificate rejected: %(reason)s')
 
 
+class AkCertificateError(VerificationError):
+    """The AK certificate does not chain to the attestation CA or does not
+    certify this AK (and its EK)."""
+
+    msg_fmt = _('AK certificate rejected: %(reason)s')
+
+
+class HostBindingError(VerificationError):
+    """The TPM identity is certified for another host than the expected
+    one."""
+
+    msg_fmt = _('Host %(expected)s was expected, but the TPM identity '
+                'presented is certified for %(actual)s')
+
+
 class CredentialError(VerificationError):
     """The AK is not proven to reside in the same TPM as the EK."""
 

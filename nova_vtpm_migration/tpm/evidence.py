@@ -27,16 +27,21 @@ import hashlib
 
 @dataclasses.dataclass(frozen=True)
 class HostIdentity:
-    """A host's TPM identity: EK certificate, EK public area and AK.
+    """A host's TPM identity: EK certificate, EK public area and AK, and
+    the AK certificate that binds them to the host's name.
 
     :ivar ek_certificate: DER-encoded EK certificate read from TPM NV.
     :ivar ek_public: marshalled ``TPM2B_PUBLIC`` of the EK.
     :ivar ak_public: marshalled ``TPM2B_PUBLIC`` of the attestation key.
+    :ivar ak_certificate: DER AK certificate from the operator's
+        attestation CA (:mod:`nova_vtpm_migration.tpm.akcert`); empty
+        until the host is enrolled.
     """
 
     ek_certificate: bytes
     ek_public: bytes
     ak_public: bytes
+    ak_certificate: bytes = b''
 
     @property
     def ek_fingerprint(self) -> str:

@@ -17,22 +17,31 @@
 A :class:`TrustPolicy` is loaded from a versioned JSON document::
 
     {
-      "version": 1,
+      "version": 2,
+      "attestation_ca_bundle": ["-----BEGIN CERTIFICATE-----..."],
       "ek_ca_bundle": ["-----BEGIN CERTIFICATE-----...", "..."],
+      "crls": ["-----BEGIN X509 CRL-----..."],
       "ek_fingerprints": ["<sha256 hex of a DER EK certificate>"],
       "pcr_bank": "sha256",
       "pcr_selection": [0, 1, 2, 3, 7],
       "golden_sets": [
         {"name": "firmware-1.2", "pcrs": {"0": "<hex>", "7": ["<hex>"]}}
       ],
+      "min_firmware_version": 4296310784,
       "max_evidence_age": 60
     }
 
-``ek_ca_bundle`` is either a list of PEM certificates or the path of a PEM
-bundle file (relative paths are relative to the policy file). Every
-certificate in it is trusted; it must include the intermediate CAs that
-issue EK certificates (EK certificates come without their chain).
-``ek_fingerprints`` is optional (no allow-list). Every golden set names the
+``attestation_ca_bundle`` holds the operator's attestation CA(s), which
+issue the AK certificates binding each compute's host name to its TPM
+(:mod:`~nova_vtpm_migration.tpm.akcert`). ``ek_ca_bundle`` holds the TPM
+vendors' EK CAs, including the intermediates (EK certificates come without
+their chain). Each bundle is either a list of PEM certificates or the path
+of a PEM file (relative paths are relative to the policy file); so is
+the optional ``crls`` (revocation lists of any of these CAs).
+``ek_fingerprints`` is optional (no allow-list); ``min_firmware_version``
+is optional (the TPM firmware version every quote must reach). A version 1
+document (no attestation CA) is refused with the command that upgrades it
+(``nova-vtpm-migration policy upgrade``). Every golden set names the
 allowed value(s) of every selected PCR; a host is in policy when its PCR
 values match at least one set. Each violated rule raises its own
 :class:`~nova_vtpm_migration.tpm.errors.PolicyViolation`.
@@ -52,7 +61,9 @@ import jsonschema
 from nova_vtpm_migration import exception
 from nova_vtpm_migration.tpm import errors
 
-POLICY_VERSION = 1
+POLICY_VERSION = 2
+#: The previous document version, which :func:`upgrade` converts.
+LEGACY_VERSION = 1
 PCR_BANK = 'sha256'
 #: ``TPM2_ALG_SHA256``.
 TPM2_ALG_SHA256 = 0x000B
@@ -61,18 +72,24 @@ TPM2_CC_POLICY_PCR = 0x0000017F
 _MAX_PCR = 23
 _HEX64 = '^[0-9a-fA-F]{64}$'
 _PCR_KEY = '^([0-9]|1[0-9]|2[0-3])$'
+_PEMS = {'oneOf': [
+    {'type': 'string', 'minLength': 1},
+    {'type': 'array', 'minItems': 1,
+     'items': {'type': 'string', 'minLength': 1}},
+]}
 
 SCHEMA: dict[str, ty.Any] = {
     'type': 'object',
     'additionalProperties': False,
-    'required': ['version', 'ek_ca_bundle', 'pcr_selection', 'golden_sets'],
+    'required': ['version', 'attestation_ca_bundle', 'ek_ca_bundle',
+                 'pcr_selection', 'golden_sets'],
     'properties': {
         'version': {'const': POLICY_VERSION},
-        'ek_ca_bundle': {'oneOf': [
-            {'type': 'string', 'minLength': 1},
-            {'type': 'array', 'minItems': 1,
-             'items': {'type': 'string', 'minLength': 1}},
-        ]},
+        'attestation_ca_bundle': _PEMS,
+        'ek_ca_bundle': _PEMS,
+        'crls': _PEMS,
+        'min_firmware_version': {'type': 'integer', 'minimum': 0,
+                                 'maximum': 2 ** 64 - 1},
         'ek_fingerprints': {'type': 'array', 'minItems': 1,
                             'items': {'type': 'string', 'pattern': _HEX64}},
         'pcr_bank': {'const': PCR_BANK},
@@ -166,6 +183,11 @@ class TrustPolicy:
 
     :ivar ek_ca_certificates: trusted EK CA certificates (roots and
         intermediates).
+    :ivar attestation_ca_certificates: the attestation CA(s) whose AK
+        certificates bind host names to TPMs.
+    :ivar crls: revocation lists of any of these CAs.
+    :ivar min_firmware_version: lowest accepted TPM firmware version
+        (``TPMS_ATTEST.firmwareVersion``), or ``None``.
     :ivar ek_fingerprints: allowed EK certificate SHA-256 fingerprints, or
         ``None`` for no allow-list.
     :ivar pcr_selection: quoted sha256 PCR indices, ascending.
@@ -180,6 +202,9 @@ class TrustPolicy:
     max_evidence_age: int = 60
     pcr_bank: str = PCR_BANK
     version: int = POLICY_VERSION
+    attestation_ca_certificates: tuple[x509.Certificate, ...] = ()
+    crls: tuple[x509.CertificateRevocationList, ...] = ()
+    min_firmware_version: int | None = None
 
     @classmethod
     def from_dict(cls, data: ty.Any, *, source: str = '<policy>',
@@ -197,28 +222,53 @@ class TrustPolicy:
         def bad(reason: str) -> exception.PolicyFileError:
             return exception.PolicyFileError(path=source, reason=reason)
 
+        if isinstance(data, dict) and data.get('version') == LEGACY_VERSION:
+            raise bad('a version 1 policy has no attestation CA, so it '
+                      'cannot bind host names to TPMs; convert it with '
+                      '"nova-vtpm-migration policy upgrade '
+                      f'{source} --attestation-ca <PEM> --output <file>" '
+                      'and enroll every host with that CA')
         try:
             jsonschema.validate(data, SCHEMA)
         except jsonschema.ValidationError as exc:
             where = '/'.join(str(p) for p in exc.absolute_path) or '(root)'
             raise bad(f'{where}: {exc.message}') from exc
         selection = tuple(sorted(data['pcr_selection']))
-        bundle = data['ek_ca_bundle']
-        if isinstance(bundle, str):
+
+        def pems(key: str) -> bytes:
+            bundle = data[key]
+            if not isinstance(bundle, str):
+                return '\n'.join(bundle).encode()
             path = pathlib.Path(bundle)
             if not path.is_absolute() and base_dir is not None:
                 path = pathlib.Path(base_dir) / path
             try:
-                pem = path.read_bytes()
+                return path.read_bytes()
             except OSError as exc:
-                raise bad(f'cannot read ek_ca_bundle {path}: '
+                raise bad(f'cannot read {key} {path}: '
                           f'{exc.strerror}') from exc
-        else:
-            pem = '\n'.join(bundle).encode()
-        try:
-            cas = tuple(x509.load_pem_x509_certificates(pem))
-        except ValueError as exc:
-            raise bad(f'ek_ca_bundle: not PEM certificates ({exc})') from exc
+
+        def certificates(key: str) -> tuple[x509.Certificate, ...]:
+            try:
+                return tuple(x509.load_pem_x509_certificates(pems(key)))
+            except ValueError as exc:
+                raise bad(f'{key}: not PEM certificates ({exc})') from exc
+
+        cas = certificates('ek_ca_bundle')
+        attestation_cas = certificates('attestation_ca_bundle')
+        crls: list[x509.CertificateRevocationList] = []
+        if 'crls' in data:
+            text = pems('crls').decode(errors='replace')
+            blocks = [b for b in text.split('-----END X509 CRL-----')
+                      if 'BEGIN X509 CRL' in b]
+            try:
+                crls = [x509.load_pem_x509_crl(
+                    (b.strip() + '\n-----END X509 CRL-----\n').encode())
+                    for b in blocks]
+            except ValueError as exc:
+                raise bad(f'crls: not PEM CRLs ({exc})') from exc
+            if not crls:
+                raise bad('crls: no PEM CRL')
         sets = []
         for raw in data['golden_sets']:
             pcrs = {int(k): frozenset(bytes.fromhex(v) for v in (
@@ -236,7 +286,10 @@ class TrustPolicy:
                              if fps is not None else None),
             pcr_selection=selection,
             golden_sets=tuple(sets),
-            max_evidence_age=data.get('max_evidence_age', default_max_age))
+            max_evidence_age=data.get('max_evidence_age', default_max_age),
+            attestation_ca_certificates=attestation_cas,
+            crls=tuple(crls),
+            min_firmware_version=data.get('min_firmware_version'))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *,
@@ -262,6 +315,7 @@ class TrustPolicy:
     @classmethod
     def from_golden(cls, ca_pems: collections.abc.Sequence[str],
                     pcr_values: collections.abc.Mapping[int, bytes], *,
+                    attestation_ca_pems: collections.abc.Sequence[str],
                     ek_fingerprints: collections.abc.Iterable[str] | None
                     = None, name: str = 'golden',
                     max_evidence_age: int = 60) -> 'TrustPolicy':
@@ -269,29 +323,40 @@ class TrustPolicy:
 
         :param ca_pems: trusted EK CA certificates (PEM).
         :param pcr_values: the golden host's PCR index -> value.
+        :param attestation_ca_pems: the attestation CA(s) (PEM).
         :param ek_fingerprints: optional EK allow-list.
         :param name: name of the single golden set.
         :param max_evidence_age: maximum evidence age in seconds.
         """
         return cls.from_dict(cls.document(
-            ca_pems, [(name, pcr_values)], ek_fingerprints=ek_fingerprints,
+            ca_pems, [(name, pcr_values)],
+            attestation_ca_pems=attestation_ca_pems,
+            ek_fingerprints=ek_fingerprints,
             max_evidence_age=max_evidence_age))
 
     @staticmethod
     def document(ca_pems: collections.abc.Sequence[str],
                  golden: collections.abc.Sequence[
                      tuple[str, collections.abc.Mapping[int, bytes]]], *,
+                 attestation_ca_pems: collections.abc.Sequence[str],
                  ek_fingerprints: collections.abc.Iterable[str] | None
-                 = None, max_evidence_age: int = 60) -> dict[str, ty.Any]:
+                 = None, max_evidence_age: int = 60,
+                 crl_pems: collections.abc.Sequence[str] = (),
+                 min_firmware_version: int | None = None
+                 ) -> dict[str, ty.Any]:
         """The JSON document of a policy (see :meth:`from_dict`).
 
         :param ca_pems: trusted EK CA certificates (PEM).
         :param golden: (name, PCR index -> value) of every golden set.
+        :param attestation_ca_pems: the attestation CA(s) (PEM).
         :param ek_fingerprints: optional EK allow-list.
         :param max_evidence_age: maximum evidence age in seconds.
+        :param crl_pems: optional revocation lists (PEM).
+        :param min_firmware_version: optional lowest TPM firmware version.
         """
         doc: dict[str, ty.Any] = {
             'version': POLICY_VERSION,
+            'attestation_ca_bundle': list(attestation_ca_pems),
             'ek_ca_bundle': list(ca_pems),
             'pcr_bank': PCR_BANK,
             'pcr_selection': sorted(golden[0][1]),
@@ -303,7 +368,23 @@ class TrustPolicy:
         }
         if ek_fingerprints is not None:
             doc['ek_fingerprints'] = sorted(ek_fingerprints)
+        if crl_pems:
+            doc['crls'] = list(crl_pems)
+        if min_firmware_version is not None:
+            doc['min_firmware_version'] = min_firmware_version
         return doc
+
+    def check_firmware_version(self, version: int) -> None:
+        """Refuse a TPM whose firmware is older than the policy allows.
+
+        :raises errors.PolicyViolation: rule ``min_firmware_version``.
+        """
+        if (self.min_firmware_version is not None
+                and version < self.min_firmware_version):
+            raise errors.PolicyViolation(
+                rule='min_firmware_version',
+                expected=f'>= {self.min_firmware_version:#x}',
+                actual=f'{version:#x}')
 
     def ek_fingerprint_violations(self, fingerprint: str
                                   ) -> list[errors.PolicyViolation]:
@@ -364,3 +445,27 @@ class TrustPolicy:
             raise errors.PolicyViolation(
                 rule='max_evidence_age',
                 expected=f'0..{self.max_evidence_age}s', actual=f'{age:.1f}s')
+
+
+def upgrade(document: ty.Any,
+            attestation_ca_pems: collections.abc.Sequence[str]
+            ) -> dict[str, ty.Any]:
+    """Convert a version 1 policy document to the current version.
+
+    Everything is kept; the attestation CA(s) that certify the hosts' AKs
+    are added (the one thing version 1 lacks).
+
+    :raises exception.PolicyFileError: not a version 1 document.
+    """
+    if not isinstance(document, dict) or \
+            document.get('version') != LEGACY_VERSION:
+        raise exception.PolicyFileError(
+            path='<policy>', reason=f'not a version {LEGACY_VERSION} '
+                                    'policy document')
+    if not attestation_ca_pems:
+        raise exception.PolicyFileError(
+            path='<policy>', reason='no attestation CA certificate')
+    upgraded = dict(document, version=POLICY_VERSION,
+                    attestation_ca_bundle=list(attestation_ca_pems))
+    TrustPolicy.from_dict(upgraded)   # valid as the new version
+    return upgraded

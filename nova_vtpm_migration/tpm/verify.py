@@ -23,6 +23,7 @@ structures and for ``MakeCredential``. Every check failure raises its own
 
 import collections.abc
 import datetime
+import hashlib
 import hmac
 import os
 import typing as ty
@@ -40,6 +41,7 @@ from tpm2_pytss import types
 from tpm2_pytss import utils as tss_utils
 from tpm2_pytss.internal import templates as ek_templates
 
+from nova_vtpm_migration.tpm import akcert
 from nova_vtpm_migration.tpm import errors
 from nova_vtpm_migration.tpm import evidence
 from nova_vtpm_migration.tpm import objects
@@ -160,7 +162,9 @@ def _pcr_dict(values: PcrValues) -> dict[int, bytes]:
 # -- identity and credential -------------------------------------------------
 
 #: EK templates accepted (TCG EK Credential Profile, low range).
-EK_TEMPLATES = ('EK-RSA2048', 'EK-ECC256')
+EK_TEMPLATES = ('EK-RSA2048', 'EK-ECC256', 'EK-HIGH-RSA2048',
+                'EK-HIGH-ECC256', 'EK-HIGH-ECC384', 'EK-HIGH-ECC521',
+                'EK-HIGH-RSA3072', 'EK-HIGH-RSA4096')
 
 def check_ek_matches_certificate(certificate: bytes, ek_public: bytes) -> None:
     """Check that the EK public area holds the certificate's public key.
@@ -213,7 +217,8 @@ def _certificate(der: bytes) -> _Cert:
 
 def _check_ek_template(ek_public: bytes, pub: types.TPM2B_PUBLIC) -> None:
     """The EK public area must be a TCG default EK template (RSA 2048 or
-    ECC P-256, low range) apart from its ``unique`` field.
+    ECC P-256 of the low range, or a high-range template but SM2) apart
+    from its ``unique`` field.
 
     Binding every field, not only the key, keeps identities and audit
     records non-malleable, and ``TPM2_MakeCredential`` relies on the
@@ -234,9 +239,76 @@ def _check_ek_template(ek_public: bytes, pub: types.TPM2B_PUBLIC) -> None:
                f'({", ".join(EK_TEMPLATES)})')
 
 
+#: Extended key usage of TCG EK certificates (EK Credential Profile).
+TCG_KP_EK_CERTIFICATE = x509.ObjectIdentifier('2.23.133.8.1')
+#: TCG attribute tpmManufacturer of the EK certificate's SAN directory
+#: name (EK Credential Profile): present in every conforming EK
+#: certificate.
+TCG_AT_TPM_MANUFACTURER = x509.ObjectIdentifier('2.23.133.2.1')
+#: The qualified name of the endorsement hierarchy (its handle).
+_ENDORSEMENT_QN = (0x4000000B).to_bytes(4, 'big')
+#: ``TPM2_ALG_SHA256``, the name algorithm prefix of names.
+_SHA256_ALG = (0x000B).to_bytes(2, 'big')
+
+
+def _check_ek_profile(cert: x509.Certificate) -> None:
+    """The certificate is an EK certificate (TCG EK Credential Profile),
+    not merely a certificate from a CA the policy trusts.
+
+    Required: not a CA; an extended key usage, when present, includes
+    ``tcg-kp-EKCertificate`` (2.23.133.8.1) and one is present unless the
+    subjectAltName names the TPM (``tcg-at-tpmManufacturer``); key usage,
+    when present, allows ``keyEncipherment`` (RSA EK) or ``keyAgreement``
+    (ECC EK).
+
+    :raises errors.EkCertificateError: otherwise (e.g. a TLS server
+        certificate from a bundled CA).
+    """
+    ext = cert.extensions
+    try:
+        if ext.get_extension_for_class(x509.BasicConstraints).value.ca:
+            raise errors.EkCertificateError(reason='a CA certificate is '
+                                                   'not an EK certificate')
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        eku = ext.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        eku = None
+    if eku is not None and TCG_KP_EK_CERTIFICATE not in eku:
+        raise errors.EkCertificateError(
+            reason='not an EK certificate: its extended key usage lacks '
+                   'tcg-kp-EKCertificate (2.23.133.8.1)')
+    if eku is None and not _names_tpm(cert):
+        raise errors.EkCertificateError(
+            reason='not an EK certificate: no tcg-kp-EKCertificate '
+                   'extended key usage and no TPM manufacturer in its '
+                   'subjectAltName')
+    try:
+        usage = ext.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    if not (usage.key_encipherment or usage.key_agreement):
+        raise errors.EkCertificateError(
+            reason='not an EK certificate: key usage allows neither '
+                   'keyEncipherment nor keyAgreement')
+
+
+def _names_tpm(cert: x509.Certificate) -> bool:
+    try:
+        san = cert.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    return any(attr.oid == TCG_AT_TPM_MANUFACTURER
+               for name in san.get_values_for_type(x509.DirectoryName)
+               for attr in name)
+
+
 def _verify_chain(cert: x509.Certificate,
                   cas: collections.abc.Sequence[x509.Certificate],
-                  now: datetime.datetime | None) -> None:
+                  now: datetime.datetime | None
+                  ) -> list[x509.Certificate]:
     if not cas:
         raise errors.EkCertificateError(reason='the policy has no EK CA')
     # Every certificate of the bundle is a trust anchor (an
@@ -254,29 +326,34 @@ def _verify_chain(cert: x509.Certificate,
     if now is not None:
         builder = builder.time(now)
     try:
-        builder.build_client_verifier().verify(cert, list(cas))
+        chain = builder.build_client_verifier().verify(cert, list(cas))
     except verification.VerificationError as exc:
         raise errors.EkCertificateError(
             reason=f'no valid chain to a trusted EK CA: {exc}') from exc
+    return list(chain.chain)
 
 
-def verify_identity(identity: evidence.HostIdentity,
-                    policy: policy_mod.TrustPolicy, *,
-                    now: datetime.datetime | None = None) -> None:
-    """Verify a host identity against the trust policy.
+def verify_ek_identity(identity: evidence.HostIdentity,
+                       policy: policy_mod.TrustPolicy, *,
+                       now: datetime.datetime | None = None) -> None:
+    """Verify the TPM part of an identity (what the attestation CA checks
+    before it certifies an AK).
 
-    Checks the EK certificate chain to the policy's CA bundle (with
-    validity periods), that the EK public area matches the certificate,
-    the EK allow-list, and that the AK is a restricted ECC P-256 signing
-    key. That the AK lives in the same TPM as the EK is proven separately
-    with :func:`make_credential`.
+    Checks the EK certificate chain to the policy's EK CAs (with validity
+    periods at *now*), that it is an EK certificate (TCG profile), not
+    revoked by the policy's CRLs, that the EK public area matches it, the
+    EK allow-list, and that the AK is a restricted ECC P-256 signing key.
 
-    :raises errors.EkCertificateError: chain or EK mismatch.
+    :raises errors.EkCertificateError: chain, profile, revocation or EK
+        mismatch.
     :raises errors.PolicyViolation: EK not in the allow-list.
     :raises errors.CredentialError: the AK is not an attestation key.
     """
     cert = _certificate(identity.ek_certificate).cert
-    _verify_chain(cert, policy.ek_ca_certificates, now)
+    chain = _verify_chain(cert, policy.ek_ca_certificates, now)
+    _check_ek_profile(cert)
+    akcert.check_revocation(chain, policy.crls, errors.EkCertificateError,
+                            now)
     check_ek_matches_certificate(identity.ek_certificate, identity.ek_public)
     policy.check_ek_fingerprint(identity.ek_fingerprint)
     ak = _public(identity.ak_public, errors.CredentialError, 'AK')
@@ -286,6 +363,39 @@ def verify_identity(identity: evidence.HostIdentity,
     if scheme.scheme != _ALG.ECDSA or \
             scheme.details.anySig.hashAlg != _ALG.SHA256:
         raise errors.CredentialError(reason='AK scheme is not ECDSA/SHA-256')
+
+
+def verify_identity(identity: evidence.HostIdentity,
+                    policy: policy_mod.TrustPolicy, *,
+                    host: str | None = None,
+                    now: datetime.datetime | None = None) -> str:
+    """Verify a host identity against the trust policy.
+
+    :func:`verify_ek_identity`, then the AK certificate
+    (:func:`nova_vtpm_migration.tpm.akcert.verify`): it chains to the
+    policy's attestation CA, certifies exactly this AK and EK certificate
+    and, when *host* is given, exactly that host. The certificate is the
+    offline proof that the AK lives in the TPM of that EK (the attestation
+    CA checked it with a credential at enrollment).
+
+    :param host: the host name the identity must be certified for.
+    :param now: judge validity at this time (an audit of an old record).
+    :returns: the certified host name.
+    :raises errors.VerificationError: the first failed check
+        (``HostBindingError`` for another host).
+    """
+    verify_ek_identity(identity, policy, now=now)
+    return akcert.verify(identity, policy.attestation_ca_certificates,
+                         policy.crls, host=host, now=now)
+
+
+def qualified_signer(identity: evidence.HostIdentity) -> bytes:
+    """The qualified name of an AK created under its host's EK (what the
+    TPM puts into ``TPMS_ATTEST.qualifiedSigner``)."""
+    ek_name = objects.public_name(identity.ek_public)
+    ek_qn = _SHA256_ALG + hashlib.sha256(_ENDORSEMENT_QN + ek_name).digest()
+    return _SHA256_ALG + hashlib.sha256(
+        ek_qn + objects.public_name(identity.ak_public)).digest()
 
 
 def make_credential(identity: evidence.HostIdentity,
@@ -346,23 +456,38 @@ def check_clock(current: evidence.ClockInfo,
             return
 
 
-def verify_quote(quote: evidence.Quote, ak_public: bytes,
+def verify_quote(quote: evidence.Quote,
+                 ak_public: bytes | evidence.HostIdentity,
                  qualifying_data: bytes, policy: policy_mod.TrustPolicy,
                  previous: evidence.ClockInfo | None
                  ) -> evidence.ClockInfo:
     """Verify a quote and the PCR values it claims.
 
     :param quote: the quote.
-    :param ak_public: the peer's AK (proven with a credential).
+    :param ak_public: the peer's (verified) identity, or only its AK; with
+        the identity the quote's ``qualifiedSigner`` must be the AK under
+        that EK.
     :param qualifying_data: the nonce the verifier asked for.
-    :param policy: the trust policy (PCR selection and golden values).
+    :param policy: the trust policy (PCR selection, golden values,
+        minimum firmware version).
     :param previous: clock of the last accepted evidence of this AK.
     :returns: the clock of this quote, to pass as ``previous`` next time.
     :raises errors.VerificationError: the first failed check.
     """
+    identity = (ak_public if isinstance(ak_public, evidence.HostIdentity)
+                else None)
+    if identity is not None:
+        ak_public = identity.ak_public
+    assert isinstance(ak_public, bytes)
     att = _verify_attest(quote.attest, quote.signature, ak_public,
                          qualifying_data, constants.TPM2_ST.ATTEST_QUOTE,
                          'quote', errors.QuoteError)
+    if identity is not None and not hmac.compare_digest(
+            bytes(att.qualifiedSigner), qualified_signer(identity)):
+        raise errors.QuoteError(
+            reason='the quote was not signed by this AK under this EK '
+                   '(qualifiedSigner)')
+    policy.check_firmware_version(int(att.firmwareVersion))
     info = att.attested.quote
     selected = info.pcrSelect.marshal()
     wanted = policy_mod.pcr_selection_bytes(policy.pcr_selection)
@@ -426,7 +551,9 @@ def check_binding_public(pub: types.TPM2B_PUBLIC) -> None:
 def verify_binding_key(key: evidence.CertifiedKey, ak_public: bytes,
                        qualifying_data: bytes,
                        policy: policy_mod.TrustPolicy,
-                       pcr_values: PcrValues) -> None:
+                       pcr_values: PcrValues,
+                       evidence_clock: evidence.ClockInfo | None = None
+                       ) -> None:
     """Verify a certified binding key.
 
     :param key: the key and its certification.
@@ -435,10 +562,27 @@ def verify_binding_key(key: evidence.CertifiedKey, ak_public: bytes,
     :param policy: the trust policy.
     :param pcr_values: the PCR values of the peer's verified quote; the
         key's authPolicy must be PolicyPCR over exactly these.
+    :param evidence_clock: the clock of that quote: the certification
+        must be from the same TPM boot and at most the policy's
+        ``max_evidence_age`` later (the quote is that fresh when the key
+        is released on it).
     :raises errors.VerificationError: the first failed check.
     """
-    pub, _ = _verify_certified(key, ak_public, qualifying_data,
-                               'binding key')
+    pub, att = _verify_certified(key, ak_public, qualifying_data,
+                                 'binding key')
+    if evidence_clock is not None:
+        now = clock_info(att)
+        if (now.reset_count, now.restart_count) != (
+                evidence_clock.reset_count, evidence_clock.restart_count):
+            raise errors.QuoteError(
+                reason='the TPM restarted since it was attested; attest '
+                       'it again')
+        age_ms = now.clock - evidence_clock.clock
+        if not 0 <= age_ms <= policy.max_evidence_age * 1000:
+            raise errors.PolicyViolation(
+                rule='max_evidence_age',
+                expected=f'0..{policy.max_evidence_age}s',
+                actual=f'{age_ms / 1000:.1f}s since the quote')
     check_binding_public(pub)
     values = _pcr_dict(pcr_values)
     if tuple(sorted(values)) != policy.pcr_selection:
@@ -520,5 +664,6 @@ def verify_signature(signing_public: bytes, message: bytes,
 
 __all__: ty.Sequence[str] = (
     'check_binding_public', 'check_clock', 'check_ek_matches_certificate',
-    'clock_info', 'make_credential', 'verify_binding_key', 'verify_identity',
+    'clock_info', 'make_credential', 'qualified_signer',
+    'verify_binding_key', 'verify_ek_identity', 'verify_identity',
     'verify_quote', 'verify_signature', 'verify_signing_key', 'wrap')

@@ -21,9 +21,21 @@ import os
 import time
 import typing as ty
 
+import hypothesis
+
 from tests.fuzz import fuzzlib
 
 _STARTED = time.monotonic()
+
+
+def pytest_collection_modifyitems(items: list[ty.Any]) -> None:
+    """Every fuzz test draws from the run's seed, if it has one."""
+    if fuzzlib.SEED is None:
+        return
+    for item in items:
+        function = getattr(item, 'function', None)
+        if getattr(function, 'is_hypothesis_test', False):
+            hypothesis.seed(fuzzlib.SEED)(function)
 
 
 def pytest_terminal_summary(terminalreporter: ty.Any) -> None:
@@ -37,6 +49,12 @@ def pytest_terminal_summary(terminalreporter: ty.Any) -> None:
     terminalreporter.write_line(
         f'{"total inputs":40s} {total:8d}  ({elapsed:.0f} s, budget '
         f'{fuzzlib.BASE}/unit)')
+    if fuzzlib.SEED is None:
+        terminalreporter.write_line('seed: none (the same inputs every run)')
+    else:
+        terminalreporter.write_line(
+            f'seed: {fuzzlib.SEED} (replay: NVM_FUZZ_SEED={fuzzlib.SEED} '
+            f'NVM_FUZZ_EXAMPLES={fuzzlib.BASE} pytest tests/fuzz)')
     for finding, count in sorted(fuzzlib.FINDINGS.items()):
         terminalreporter.write_line(f'known finding hit {count} times: '
                                     f'{finding}')
@@ -44,5 +62,6 @@ def pytest_terminal_summary(terminalreporter: ty.Any) -> None:
     if report:
         with open(report, 'w') as f:
             json.dump({'total': total, 'seconds': round(elapsed, 1),
+                       'seed': fuzzlib.SEED,
                        'per_target': dict(fuzzlib.COUNTS),
                        'findings': dict(fuzzlib.FINDINGS)}, f, indent=1)

@@ -40,6 +40,12 @@ from nova_vtpm_migration.protocol import wire
 
 #: Examples per weight unit.
 BASE = int(os.environ.get('NVM_FUZZ_EXAMPLES', '60'))
+#: The run's seed (``NVM_FUZZ_SEED``; ``make campaign`` draws a fresh one
+#: and prints it). Without one, every run draws the same inputs (``make
+#: test`` stays reproducible); with one, the inputs of that seed, so a
+#: finding of a campaign is replayed with the seed it printed.
+SEED: int | None = (int(os.environ['NVM_FUZZ_SEED'])
+                    if os.environ.get('NVM_FUZZ_SEED') else None)
 #: Executed inputs per test (printed at the end of the run).
 COUNTS: collections.Counter[str] = collections.Counter()
 #: Inputs that hit a known, reported finding (see :data:`KNOWN`).
@@ -68,8 +74,7 @@ def budget(weight: float = 1.0) -> hypothesis.settings:
     """Hypothesis settings with weight x the base example budget."""
     return hypothesis.settings(
         max_examples=max(10, int(BASE * weight)), deadline=None,
-        database=None, derandomize=os.environ.get('NVM_FUZZ_SEED') is None
-        and BASE <= 200,
+        database=None, derandomize=SEED is None,
         suppress_health_check=list(hypothesis.HealthCheck))
 
 

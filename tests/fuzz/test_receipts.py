@@ -23,8 +23,10 @@ error; a record is only accepted if it is the original one.
 """
 
 import collections.abc
+import dataclasses
 import json
 import os
+import time
 import typing as ty
 import uuid
 
@@ -41,6 +43,7 @@ from nova_vtpm_migration.tpm import policy as policy_mod
 from tests.functional import swtpm_fixtures
 from tests.functional.swtpm_fixtures import swtpm_ca  # noqa: F401
 from tests.fuzz import fuzzlib
+from tests.support import attestation
 from tests.support import swtpm
 
 os.environ.setdefault('TSS2_LOG', 'all+NONE')
@@ -55,17 +58,21 @@ def signed(swtpm_ca: swtpm.SwtpmCA  # noqa: F811
                                                    clone=True))
     try:
         tpm = sim.tpm
-        policy = policy_mod.TrustPolicy.from_golden(swtpm_ca.bundle_pem(),
-                                                    tpm.pcr_values())
-        identity = tpm.identity()
+        policy = attestation.golden_policy(swtpm_ca.bundle_pem(),
+                                           tpm.pcr_values())
+        identity = dataclasses.replace(
+            tpm.identity(), ak_certificate=attestation.default_ca().enroll(
+                tpm, 'fuzzrcpt', swtpm_ca.bundle_pem()))
         signer = receipts.signer_evidence(
             identity,
             tpm.certified_signing_key(crypto.SIGNING_KEY_QUALIFIER))
         ak = names.object_name(identity.ak_public)
-        common = {'version': 1, 'migration_id': str(uuid.uuid4()),
-                  'instance_uuid': str(uuid.uuid4()), 'source_ak_name': ak,
-                  'dest_ak_name': ak, 'source_nonce': b'\x01' * 32,
-                  'dest_nonce': b'\x02' * 32, 'created_at': 1700000000}
+        common = {'version': 2, 'migration_id': str(uuid.uuid4()),
+                  'instance_uuid': str(uuid.uuid4()),
+                  'source_host': 'fuzzrcpt', 'dest_host': 'fuzzrcpt',
+                  'source_ak_name': ak, 'dest_ak_name': ak,
+                  'source_nonce': b'\x01' * 32, 'dest_nonce': b'\x02' * 32,
+                  'created_at': int(time.time())}
         manifest = dict(common, binding_key_name=ak,
                         wrapped_key_hash=b'\x03' * 32,
                         ciphertext_hash=b'\x04' * 32, blob_names=['permall'])

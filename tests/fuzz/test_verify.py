@@ -39,6 +39,7 @@ from nova_vtpm_migration.tpm import verify
 from tests.functional import swtpm_fixtures
 from tests.functional.swtpm_fixtures import swtpm_ca  # noqa: F401
 from tests.fuzz import fuzzlib
+from tests.support import attestation
 from tests.support import swtpm
 
 os.environ.setdefault('TSS2_LOG', 'all+NONE')
@@ -68,11 +69,13 @@ def ev(swtpm_ca: swtpm.SwtpmCA  # noqa: F811
     try:
         tpm = sim.tpm
         pcrs = tpm.pcr_values()
-        policy = policy_mod.TrustPolicy.from_golden(swtpm_ca.bundle_pem(),
-                                                    pcrs)
+        policy = attestation.golden_policy(swtpm_ca.bundle_pem(), pcrs)
         msg = b'fuzzed message'
+        identity = dataclasses.replace(
+            tpm.identity(), ak_certificate=attestation.default_ca().enroll(
+                tpm, 'fuzz', swtpm_ca.bundle_pem()))
         result = Evidence(
-            identity=tpm.identity(), quote=tpm.quote(QD),
+            identity=identity, quote=tpm.quote(QD),
             binding=tpm.certified_binding_key(QD),
             signing=tpm.certified_signing_key(crypto.SIGNING_KEY_QUALIFIER),
             message=msg, signature=tpm.sign(msg), policy=policy, pcrs=pcrs)

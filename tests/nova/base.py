@@ -127,6 +127,9 @@ class VtpmServersBase(PluginDriverMixin, libvirt_base.LibvirtMigrationMixin,
 
     def setUp(self):
         self.flags(swtpm_enabled=True, group='libvirt')
+        # Required for vtpm_migration:attested=required flavors
+        # ([vtpm_migration] require_native_tls).
+        self.flags(live_migration_with_native_tls=True, group='libvirt')
         self.flags(supported_tpm_secret_security=['user', 'host'],
                    group='libvirt')
         self.flags(backend=KEY_MANAGER, group='key_manager')
@@ -256,6 +259,29 @@ class VtpmServersBase(PluginDriverMixin, libvirt_base.LibvirtMigrationMixin,
             self.assertEqual([], leaked, 'vTPM secret found on the bus')
             self.assertNotIn(form, self.logs.text,
                              'vTPM secret found in the logs')
+
+    # -- the plugin's side of a compute --------------------------------------
+
+    def vtpm_host(self, hostname):
+        """The compute's ``ComputeHost`` (the plugin's host object)."""
+        return self.engines.adapters[hostname]
+
+    def answer_protocol_for(self, hostname, handler):
+        """Protocol messages addressed to *hostname* are answered by
+        *handler* (request bytes -> reply bytes) instead of its engine, as
+        when an attacker holding the bus credentials serves (or a
+        compromised compute relays) that host's RPC queue."""
+        server = self.vtpm_host(hostname)._server
+        endpoint = server.dispatcher.endpoints[0]
+        self.addCleanup(setattr, endpoint, '_handler', endpoint._handler)
+        endpoint._handler = handler
+
+    def relay_protocol(self, hostname, to):
+        """*hostname* forwards every protocol message to host *to* over
+        the bus and returns its replies."""
+        api = self.vtpm_host(hostname)._api
+        self.answer_protocol_for(
+            hostname, lambda request: api.exchange(to, request))
 
     # -- host TPM / engine state -------------------------------------------
 

@@ -33,9 +33,9 @@ from nova.tests.fixtures import libvirt as fakelibvirt
 from oslo_utils.fixture import uuidsentinel as uuids
 
 from nova_vtpm_migration.compute import errors
-from nova_vtpm_migration.tpm import policy as policy_mod
 from nova_vtpm_migration.virt import flavor_policy
 from tests.nova import base
+from tests.support import attestation
 
 
 class AttestedLiveMigrationTest(base.VtpmServersBase):
@@ -134,7 +134,7 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         self.assert_no_leak(secret)
 
     def _named_policy(self, name, pcr7):
-        doc = policy_mod.TrustPolicy.document(
+        doc = attestation.policy_document(
             self.host_tpms.ca.bundle_pem(),
             [(name, {0: bytes(32), 7: pcr7})])
         path = os.path.join(self.host_tpms.root, f'{name}.json')
@@ -195,16 +195,20 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
         self.assert_no_leak(secret)
 
     def test_key_pull_without_nova_migration_is_refused(self):
-        """Attack: an attested host asks for a key it is not moving.
+        """Attack: a trusted host asks for a key Nova is not moving to it.
 
-        "evil" runs the plugin and passes attestation, but Nova is not
-        live-migrating the instance to it: the source refuses to wrap the
-        key for it, with or without a (forged) migration id.
+        "evil" runs the plugin and would pass attestation, but Nova is not
+        live-migrating the instance: the source refuses to attest it for
+        the instance, and to wrap the key for it or for any other host,
+        with or without a (forged) migration id.
         """
         secret = self.start_pair()
         self.start_compute('evil')
         evil = self.computes['evil'].driver._vtpm
-        evil.attest_source(self.server['id'], 'src', None)
+
+        ex = self.assertRaises(errors.VirtIntegrationError,
+                               evil.attest_source, self.server['id'], 'src')
+        self.assertIn('no live migration of it from this host', str(ex))
 
         def send_key(migration, destination):
             return evil._control('send_key', 'src',
@@ -213,16 +217,15 @@ class AttestedLiveMigrationTest(base.VtpmServersBase):
                                  destination=destination)
 
         for forged in (uuids.forged_migration, self.server['id']):
-            ex = self.assertRaises(errors.VirtIntegrationError, send_key,
-                                   forged, 'evil')
-            self.assertIn('MigrationNotFound', str(ex))
-        # And claiming to be another host does not match the attestation.
-        ex = self.assertRaises(errors.VirtIntegrationError, send_key,
-                               uuids.forged_migration, 'dest')
-        self.assertIn('UnexpectedDestination', str(ex))
+            for claimed in ('evil', 'dest'):
+                ex = self.assertRaises(errors.VirtIntegrationError,
+                                       send_key, forged, claimed)
+                self.assertIn('UnexpectedDestination', str(ex))
 
         self.assertEqual({}, self.rows('src'))
         self.assertEqual({}, self.keys('evil'))
+        self.assertIsNone(self.vtpm_host('src').expected_destination(
+            self.server['id']))
         self.assertEqual(secret, self.held_secret('src', self.server))
         self.assert_no_leak(secret)
 

@@ -22,8 +22,12 @@ A :class:`SimCluster` owns what all tiers have in common:
   time (:meth:`SimCluster.start`), each with the ``TpmContext`` and the
   ``HostTpm`` a host uses on it (:class:`SimTpm`);
 * one temporary root with a state directory per host;
-* the trust policy admitting them, as document and object: the CA bundle
-  and the PCR values of a fresh swtpm for the cluster's PCR selection;
+* the trust policy admitting them, as document and object: the CA bundle,
+  the test attestation CA (:mod:`tests.support.attestation`) and the PCR
+  values of a fresh swtpm for the cluster's PCR selection;
+* each host's AK certificate, issued by that attestation CA for the host's
+  name after the real enrollment (credential challenge answered by its
+  swtpm), as an operator's CA would (:meth:`SimCluster.ak_certificate`);
 * protocol engines (``MigrationEngine.open``) and compute hosts
   (``ComputeHost.from_parts``) of a host on a transport the caller
   chooses, and RPC servers on an oslo.messaging transport;
@@ -66,6 +70,7 @@ from nova_vtpm_migration.protocol import engine as engine_mod
 from nova_vtpm_migration.tpm import context
 from nova_vtpm_migration.tpm import host as host_mod
 from nova_vtpm_migration.tpm import policy as policy_mod
+from tests.support import attestation
 from tests.support import swtpm
 
 if ty.TYPE_CHECKING:
@@ -94,9 +99,11 @@ def fresh_pcr_values(pcrs: Pcrs) -> dict[int, bytes]:
 def policy_document(ca: swtpm.SwtpmCA, pcrs: Pcrs, *, name: str = 'golden'
                     ) -> PolicyDocument:
     """The trust policy document admitting fresh hosts of ``ca``: its CA
-    bundle and one golden set (``name``) of :func:`fresh_pcr_values`."""
+    bundle, the test attestation CA and one golden set (``name``) of
+    :func:`fresh_pcr_values`."""
     return policy_mod.TrustPolicy.document(
-        ca.bundle_pem(), [(name, fresh_pcr_values(pcrs))])
+        ca.bundle_pem(), [(name, fresh_pcr_values(pcrs))],
+        attestation_ca_pems=[attestation.default_ca().pem])
 
 
 def trust_policy(ca: swtpm.SwtpmCA, pcrs: Pcrs) -> policy_mod.TrustPolicy:
@@ -204,6 +211,7 @@ class SimCluster:
         elif policy is not None:
             self._document = policy
         self._lock = threading.RLock()
+        self._certificates: dict[tuple[str, str], bytes] = {}
         self._tpms: dict[str, SimTpm] = {}
         self._owned: list[SimTpm] = []
         self._contexts: list[context.TpmContext] = []
@@ -308,6 +316,38 @@ class SimCluster:
         :meth:`SimTpm.extend_pcr`)."""
         self.tpm(name).extend_pcr(index, data)
 
+    def ak_certificate(self, name: str, host: str | None = None) -> bytes:
+        """The DER AK certificate of host ``name``'s TPM, certified by the
+        test attestation CA for ``host`` (default: ``name``) after the
+        enrollment's credential challenge, which its swtpm answers."""
+        host = host or name
+        with self._lock:
+            key = (name, host)
+            if key not in self._certificates:
+                sim = self.tpm(name)
+                self._certificates[key] = attestation.default_ca().enroll(
+                    sim.tpm, host, sim.swtpm.ca.bundle_pem())
+            return self._certificates[key]
+
+    def install_ak_certificate(self, name: str,
+                               state_path: str | os.PathLike[str],
+                               host: str | None = None) -> pathlib.Path:
+        """Install host ``name``'s AK certificate (for ``host``, default
+        ``name``) where a host configured with ``[vtpm_migration]
+        state_path = state_path`` looks for it, as ``enroll --install``
+        does."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        from nova_vtpm_migration.compute import layout
+
+        path = pathlib.Path(state_path) / layout.AK_CERTIFICATE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(x509.load_der_x509_certificate(
+            self.ak_certificate(name, host)).public_bytes(
+                serialization.Encoding.PEM))
+        return path
+
     # -- trust policy ---------------------------------------------------------
 
     def policy_document(self, *, name: str = 'golden') -> PolicyDocument:
@@ -350,8 +390,11 @@ class SimCluster:
         :param state_dir: journal and key store (default:
             :meth:`state_dir` of ``name``).
         :param kwargs: engine options (``session_lifetime``,
-            ``outcome_oracle``, ...).
+            ``outcome_oracle``, ``ak_certificate`` (default: the host's,
+            :meth:`ak_certificate`), ...).
         """
+        if 'ak_certificate' not in kwargs:
+            kwargs['ak_certificate'] = self.ak_certificate(name)
         eng = engine_mod.MigrationEngine.open(
             name, tpm if tpm is not None else self.tpm(name).tpm,
             policy or self.policy,
@@ -374,7 +417,7 @@ class SimCluster:
         cls = cls or compute_host.ComputeHost
         return cls.from_parts(conf, name, self.tpm(name).tpm, self.policy,
                               self.state_dir(name, layout.ENGINE_DIR),
-                              transport)
+                              self.ak_certificate(name), transport)
 
     def messaging(self, url: str, conf: ty.Any = None) -> ty.Any:
         """An oslo.messaging RPC transport on ``url`` (cleaned up by

@@ -80,7 +80,8 @@ class Host:
         self.engine = engine_mod.MigrationEngine.open(
             name, tpm, policy, me['state_dir'], transport,
             session_lifetime=config['session_lifetime'],
-            outcome_oracle=self.guest_oracle)
+            outcome_oracle=self.guest_oracle,
+            ak_certificate=bytes.fromhex(me['ak_certificate']))
         self.injector = faults.Injector(
             me.get('role', name), faults.FaultPlan.from_env(),
             fill_dir=os.environ.get(faults.FILL_ENV) or None)

@@ -31,6 +31,7 @@ import atexit
 import collections.abc
 import concurrent.futures
 import ctypes
+import datetime
 import hashlib
 import os
 import pathlib
@@ -222,6 +223,32 @@ class SwtpmCA:
     def bundle_pem(self) -> list[str]:
         """The CA bundle (root and intermediate) as a list of PEM strings."""
         return [self.root_pem.decode(), self.intermediate_pem.decode()]
+
+    def crl_pem(self, revoked: collections.abc.Sequence[bytes],
+                when: datetime.datetime | None = None) -> str:
+        """A CRL of the intermediate (the EK issuer) revoking the DER
+        certificates *revoked* at *when* (default: a minute ago)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives import serialization
+
+        self._ensure_created()
+        issuer = x509.load_pem_x509_certificate(self.intermediate_pem)
+        key = serialization.load_pem_private_key(
+            (self.dir / 'signkey.pem').read_bytes(), None)
+        now = datetime.datetime.now(datetime.UTC)
+        when = when or now - datetime.timedelta(minutes=1)
+        builder = (x509.CertificateRevocationListBuilder()
+                   .issuer_name(issuer.subject).last_update(now)
+                   .next_update(now + datetime.timedelta(days=1)))
+        for der in revoked:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(x509.load_der_x509_certificate(der)
+                               .serial_number)
+                .revocation_date(when).build())
+        crl = builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
+        return crl.public_bytes(serialization.Encoding.PEM).decode()
 
     def cleanup(self) -> None:
         """Remove the CA directory (keys included)."""

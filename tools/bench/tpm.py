@@ -33,6 +33,7 @@ hardware TPM; do not budget migration latency from the measured numbers.
 
 import argparse
 import collections.abc
+import dataclasses
 import json
 import os
 import sys
@@ -40,12 +41,15 @@ import tempfile
 import time
 import typing as ty
 
+from cryptography.hazmat.primitives import serialization
+
 from nova_vtpm_migration.cmd import output
 from nova_vtpm_migration.tpm import context
 from nova_vtpm_migration.tpm import host as host_mod
 from nova_vtpm_migration.tpm import policy as policy_mod
 from nova_vtpm_migration.tpm import profiles
 from nova_vtpm_migration.tpm import verify
+from tests.support import attestation
 from tests.support import swtpm
 from tools.bench import stats
 
@@ -71,7 +75,10 @@ _Op = tuple[str, str, collections.abc.Callable[[], object]]
 
 def _operations(tpm: host_mod.HostTpm,
                 pol: policy_mod.TrustPolicy) -> list[_Op]:
-    ident = tpm.identity()
+    ident = dataclasses.replace(
+        tpm.identity(), ak_certificate=attestation.default_ca().enroll(
+            tpm, 'bench', [c.public_bytes(serialization.Encoding.PEM).decode()
+                           for c in pol.ek_ca_certificates]))
     ak = ident.ak_public
     nonce = os.urandom(32)
     quote = tpm.quote(nonce)
@@ -131,8 +138,8 @@ def run(runs: int, latency_profile: str | None = None) -> dict[str, ty.Any]:
         try:
             tpm = host_mod.HostTpm(ctx, state, pcr_selection=PCRS)
             tpm.identity()
-            pol = policy_mod.TrustPolicy.from_golden(ca.bundle_pem(),
-                                                     tpm.pcr_values())
+            pol = attestation.golden_policy(ca.bundle_pem(),
+                                            tpm.pcr_values())
             results: dict[str, dict[str, ty.Any]] = {}
             for name, side, fn in _operations(tpm, pol):
                 results[name] = {'side': side, **_time(fn, runs)}

@@ -63,6 +63,30 @@ def _fall_back(instance: ty.Any, exc: Exception) -> bool:
     return True
 
 
+def check_memory_protection(instance: ty.Any) -> None:
+    """The guest's memory must go only to the attested host too.
+
+    For ``vtpm_migration:attested=required`` instances libvirt's native
+    TLS must be on (it checks the destination's certificate for the host
+    name the TPM identity is certified for), unless ``[vtpm_migration]
+    require_native_tls`` is off.
+
+    :raises nova.exception.MigrationPreCheckError: it is off.
+    """
+    if (flavor_policy.attestation(instance.flavor) != flavor_policy.REQUIRED
+            or not CONF.vtpm_migration.require_native_tls
+            or CONF.libvirt.live_migration_with_native_tls):
+        return
+    reason = ('the instance requires attested live migration, but '
+              '[libvirt] live_migration_with_native_tls is off: its memory '
+              'would reach the destination unauthenticated and '
+              'unencrypted (set [vtpm_migration] require_native_tls = False '
+              'only where the migration network is protected otherwise)')
+    LOG.error('vTPM live migration pre-check failed: %s', reason,
+              instance=instance)
+    raise nova_exception.MigrationPreCheckError(reason=reason)
+
+
 def dest_precheck(vtpm: Host, context: ty.Any, instance: ty.Any) -> None:
     """Destination pre-check: phase 1, run by the source at our request.
 
@@ -72,9 +96,9 @@ def dest_precheck(vtpm: Host, context: ty.Any, instance: ty.Any) -> None:
     """
     if not is_protected(instance):
         return
-    policy = flavor_policy.policy_name(instance.flavor)
+    check_memory_protection(instance)
     try:
-        summary = vtpm.attest_source(instance.uuid, instance.host, policy)
+        summary = vtpm.attest_source(instance.uuid, instance.host)
     except errors.PeerWithoutPlugin as exc:
         if _fall_back(instance, exc):
             return
@@ -98,6 +122,8 @@ def source_check(vtpm: Host, instance: ty.Any,
     """
     if not is_protected(instance) or not migrate_data.has_vtpm:
         return
+    # The source's own setting decides how libvirt streams the memory.
+    check_memory_protection(instance)
     dest = vtpm.expected_destination(instance.uuid)
     if dest is None:
         exc = errors.NotAttested(source=vtpm.host, instance=instance.uuid)
@@ -210,6 +236,8 @@ def dest_rollback(vtpm: Host, instance: ty.Any, migrate_data: ty.Any) -> None:
 _UNDECIDED_STATES = frozenset({'running', 'post-migrating'})
 #: Nova migration states that are final.
 _FAILED_STATES = frozenset({'error', 'failed', 'cancelled'})
+#: Nova migration states after the guest was handed over.
+_HANDED_OVER_STATES = frozenset({'post-migrating', 'completed'})
 
 
 class LibvirtNovaView:
@@ -222,6 +250,78 @@ class LibvirtNovaView:
     def __init__(self, host: ty.Any, hostname: str) -> None:
         self._host = host
         self._hostname = hostname
+
+    def _moving_away(self, context: ty.Any,
+                     instance_uuid: str) -> list[ty.Any]:
+        """Nova's live migrations of the instance from this host that are
+        not finished (``accepted`` included: the conductor's destination
+        pre-check runs before Nova calls a migration in progress)."""
+        return list(objects.MigrationList.get_by_filters(context, {
+            'instance_uuid': instance_uuid,
+            'source_compute': self._hostname,
+            'migration_type': 'live-migration',
+            'status': sorted(_MOVING_STATES)}))
+
+    def check_attest_request(self, instance_uuid: str,
+                             destination: str) -> None:
+        """Nova is live-migrating the instance away from this host, to
+        *destination* or to a host it has not recorded yet.
+
+        :raises UnexpectedDestination: it is not.
+        """
+        context = nova_context.get_admin_context()
+        for migration in self._moving_away(context, instance_uuid):
+            if (migration.source_compute == self._hostname
+                    and migration.dest_compute in (None, destination)):
+                return
+        raise errors.UnexpectedDestination(
+            dest=destination, instance=instance_uuid,
+            expected='no live migration of it from this host')
+
+    def check_incoming(self, instance_uuid: str, migration_uuid: str,
+                       source: str) -> None:
+        """Nova's record is an in-progress live migration of the instance
+        from exactly *source* (the host the key's sender is certified
+        for) to this host.
+
+        :raises UnexpectedDestination: it is not.
+        """
+        context = nova_context.get_admin_context()
+        migration = objects.Migration.get_by_uuid(context, migration_uuid)
+        if (migration.instance_uuid != instance_uuid
+                or migration.dest_compute != self._hostname
+                or migration.source_compute != source
+                or migration.migration_type != 'live-migration'
+                or migration.status not in _MOVING_STATES):
+            raise errors.UnexpectedDestination(
+                dest=self._hostname, instance=instance_uuid,
+                expected=(f'a key from {migration.source_compute} (migration '
+                          f'{migration_uuid}, {migration.status}), not from '
+                          f'{source}'))
+
+    def flavor_policy(self, instance_uuid: str) -> str | None:
+        """The flavor's ``vtpm_migration:policy``, from Nova's database."""
+        instance = objects.Instance.get_by_uuid(
+            nova_context.get_admin_context(), instance_uuid,
+            expected_attrs=['flavor'])
+        return flavor_policy.policy_name(instance.flavor)
+
+    def may_abort(self, migration_uuid: str, instance_uuid: str) -> bool:
+        """A rollback may abort only while Nova has not handed the guest
+        over: it runs here, and the migration is not completing."""
+        context = nova_context.get_admin_context()
+        try:
+            migration = objects.Migration.get_by_uuid(context,
+                                                      migration_uuid)
+        except nova_exception.NotFound:
+            return False
+        if migration.status in _HANDED_OVER_STATES:
+            return False
+        try:
+            self._host.get_guest(objects.Instance(uuid=instance_uuid))
+        except nova_exception.InstanceNotFound:
+            return False
+        return True
 
     def check_outgoing(self, instance_uuid: str, migration_uuid: str,
                        destination: str) -> None:

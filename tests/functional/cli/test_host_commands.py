@@ -19,10 +19,12 @@ import json
 import pathlib
 import subprocess
 import sys
+import typing as ty
 
 import pytest
 
 from nova_vtpm_migration.cmd import manage
+from tests.support import attestation
 from tests.support import swtpm
 
 
@@ -64,6 +66,12 @@ def test_enroll_writes_record(golden: swtpm.SwtpmHostTpm,
     assert json.loads(out)['ak_name'] == saved['ak_name']
 
 
+def _attestation_ca(tmp_path: pathlib.Path) -> str:
+    path = tmp_path / 'attestation-ca.pem'
+    path.write_text(attestation.default_ca().pem)
+    return str(path)
+
+
 def test_policy_generate_then_check(golden: swtpm.SwtpmHostTpm,
                                     swtpm_ca: swtpm.SwtpmCA,  # noqa: F811
                                     tmp_path: pathlib.Path,
@@ -76,9 +84,10 @@ def test_policy_generate_then_check(golden: swtpm.SwtpmHostTpm,
                 str(record))[0] == 0
     policy = tmp_path / 'policy.json'
     code, out, err = _run(capsys, *_base(golden, tmp_path), 'policy',
-                          'generate', '--ca-bundle', str(bundle), '--pcrs',
-                          '0,7,16', '--enrollment', str(record), '--output',
-                          str(policy))
+                          'generate', '--ca-bundle', str(bundle),
+                          '--attestation-ca', _attestation_ca(tmp_path),
+                          '--pcrs', '0,7,16', '--enrollment', str(record),
+                          '--output', str(policy))
     assert code == 0, err
     doc = json.loads(policy.read_text())
     assert doc['pcr_selection'] == [0, 7, 16]
@@ -95,8 +104,9 @@ def test_policy_generate_refuses_host_outside_ca(
     bundle = tmp_path / 'other-ca.pem'
     bundle.write_text('\n'.join(untrusted_ca.bundle_pem()))
     code, _, err = _run(capsys, *_base(golden, tmp_path), 'policy',
-                        'generate', '--ca-bundle', str(bundle), '--output',
-                        str(tmp_path / 'p.json'))
+                        'generate', '--ca-bundle', str(bundle),
+                        '--attestation-ca', _attestation_ca(tmp_path),
+                        '--output', str(tmp_path / 'p.json'))
     assert code == manage.EXIT_NEGATIVE
     assert 'EK certificate rejected' in err
     assert err.count('\n') == 1
@@ -105,7 +115,8 @@ def test_policy_generate_refuses_host_outside_ca(
 
 @pytest.mark.parametrize('content, reason', [
     ('{not json', 'not JSON'),
-    ('{"version": 1}', "'ek_ca_bundle' is a required property"),
+    ('{"version": 1}', 'nova-vtpm-migration policy upgrade'),
+    ('{"version": 2}', "'attestation_ca_bundle' is a required property"),
     ('[]', '(root)'),
 ])
 def test_policy_check_bad_files(tmp_path: pathlib.Path,
@@ -145,3 +156,79 @@ def test_bad_arguments_exit_2() -> None:
     assert proc.returncode == manage.EXIT_USAGE
     assert 'PCR indices must be between 0 and 23' in proc.stderr
     assert 'Traceback' not in proc.stderr
+
+
+def test_enrollment_with_the_attestation_ca(
+        golden: swtpm.SwtpmHostTpm, swtpm_ca: swtpm.SwtpmCA,  # noqa: F811
+        tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The operator's steps, each on its side: the CA's key never reaches
+    the host, the secret of the challenge never leaves the CA, and the
+    installed certificate names the host and is this TPM's."""
+    ca_dir, host = tmp_path / 'ca', tmp_path / 'host'
+    host.mkdir()
+    bundle = tmp_path / 'ek-cas.pem'
+    bundle.write_text('\n'.join(swtpm_ca.bundle_pem()))
+    base = _base(golden, host)
+
+    def run(*argv: str) -> dict[str, ty.Any]:
+        code, out, err = _run(capsys, '--format', 'json', *argv)
+        assert code == 0, err
+        return ty.cast(dict[str, ty.Any], json.loads(out))
+
+    run('--config-file', '/dev/null', 'ca', 'init', '--ca-dir', str(ca_dir))
+    assert oct((ca_dir / 'ca-key.pem').stat().st_mode & 0o777) == '0o600'
+    run(*base, 'enroll', '--host', 'compute-1', '--output',
+        str(host / 'record.json'))
+    run('--config-file', '/dev/null', 'ca', 'challenge', '--ca-dir',
+        str(ca_dir), '--ek-ca-bundle', str(bundle), str(host / 'record.json'),
+        '--output', str(host / 'challenge.json'))
+    secret = next((ca_dir / 'pending').iterdir()).read_bytes()
+    challenge = (host / 'challenge.json').read_bytes()
+    assert secret not in challenge and secret.hex().encode() not in challenge
+    run(*base, 'enroll', '--activate', str(host / 'challenge.json'),
+        '--output', str(host / 'response.json'))
+    assert secret not in (host / 'response.json').read_bytes()
+    # A response for another host name is refused by the CA.
+    response = json.loads((host / 'response.json').read_text())
+    (host / 'forged.json').write_text(json.dumps(dict(response,
+                                                      host='compute-2')))
+    code, _, err = _run(capsys, '--config-file', '/dev/null', 'ca', 'issue',
+                        '--ca-dir', str(ca_dir), str(host / 'record.json'),
+                        str(host / 'forged.json'), '--output',
+                        str(host / 'cert.pem'))
+    assert code == manage.EXIT_BAD_INPUT and 'another host' in err
+    run('--config-file', '/dev/null', 'ca', 'issue', '--ca-dir',
+        str(ca_dir), str(host / 'record.json'), str(host / 'response.json'),
+        '--output', str(host / 'cert.pem'))
+    assert not list((ca_dir / 'pending').iterdir())
+    # The certificate installs for this host only.
+    code, _, err = _run(capsys, *base, 'enroll', '--install',
+                        str(host / 'cert.pem'), '--host', 'compute-2')
+    assert code == manage.EXIT_NEGATIVE and 'compute-2' in err
+    out = run(*base, 'enroll', '--install', str(host / 'cert.pem'), '--host',
+              'compute-1')
+    installed = pathlib.Path(out['installed'])
+    assert installed == host / 'state' / 'ak-certificate.pem'
+    assert installed.read_bytes() == (host / 'cert.pem').read_bytes()
+
+
+def test_policy_upgrade(swtpm_ca: swtpm.SwtpmCA,  # noqa: F811
+                        tmp_path: pathlib.Path,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    old = attestation.policy_document(swtpm_ca.bundle_pem(),
+                                      [('fw', {0: bytes(32)})])
+    del old['attestation_ca_bundle']
+    old['version'] = 1
+    (tmp_path / 'old.json').write_text(json.dumps(old))
+    code, _, err = _run(capsys, '--config-file', '/dev/null', 'policy',
+                        'check', str(tmp_path / 'old.json'))
+    assert code == manage.EXIT_BAD_INPUT and 'policy upgrade' in err
+    code, _, err = _run(capsys, '--config-file', '/dev/null', 'policy',
+                        'upgrade', str(tmp_path / 'old.json'),
+                        '--attestation-ca', _attestation_ca(tmp_path),
+                        '--output', str(tmp_path / 'new.json'))
+    assert code == 0, err
+    code, out, _ = _run(capsys, '--format', 'json', '--config-file',
+                        '/dev/null', 'policy', 'check',
+                        str(tmp_path / 'new.json'))
+    assert code == 0 and json.loads(out)['version'] == 2

@@ -57,6 +57,7 @@ class Cluster:
         self.sim.start(('src', 'dst', 'bad'))
         self.policy_file = self.sim.write_policy()
         self.policy = self.sim.policy
+        self.sim.install_ak_certificate('src', self.sim.state_dir('src'))
         self.sim.extend_pcr('bad', 7, b'unapproved boot loader')
         self.conf_file = self.dir / 'nova.conf'
         self.conf_file.write_text(

@@ -20,16 +20,33 @@ import os
 import pathlib
 import uuid
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 import pytest
 
 from nova_vtpm_migration import conf as nvm_conf
 from nova_vtpm_migration.cmd import manage
 from nova_vtpm_migration.compute import host as compute_host
 from nova_vtpm_migration.compute import layout
-from nova_vtpm_migration.tpm import policy as policy_mod
+from tests.support import attestation
+from tests.support import cluster
 from tests.support import swtpm
 
 SECRET = os.urandom(384).hex().encode()
+
+
+def _enroll(sim: swtpm.SwtpmHostTpm, state_path: pathlib.Path,
+            host: str) -> None:
+    """Enroll the TPM with the test attestation CA and install the
+    certificate where the host looks (as ``enroll --install`` does)."""
+    tpm = cluster.open_host_tpm(sim.tcti, state_path / 'tpm', (0,))
+    try:
+        der = attestation.default_ca().enroll(tpm, host, sim.ca.bundle_pem())
+    finally:
+        tpm.ctx.close()
+    (state_path / layout.AK_CERTIFICATE_FILE).write_bytes(
+        x509.load_der_x509_certificate(der).public_bytes(
+            serialization.Encoding.PEM))
 
 
 @pytest.fixture
@@ -38,7 +55,7 @@ def host(swtpm_ca: swtpm.SwtpmCA,  # noqa: F811
          ) -> collections.abc.Iterator[tuple[list[str], list[str]]]:
     """A host with two sealed secrets; yields (CLI base args, instances)."""
     with swtpm.SwtpmHostTpm(swtpm_ca, 'vault', clone=True) as sim:
-        doc = policy_mod.TrustPolicy.document(
+        doc = attestation.policy_document(
             swtpm_ca.bundle_pem(), [('any', {0: bytes(32)})])
         policy_file = tmp_path / 'policy.json'
         policy_file.write_text(json.dumps(doc))
@@ -51,6 +68,7 @@ def host(swtpm_ca: swtpm.SwtpmCA,  # noqa: F811
                             ('policy_file', str(policy_file))):
             conf.set_override(name, value, group='vtpm_migration')
         instances = [str(uuid.uuid4()), str(uuid.uuid4())]
+        _enroll(sim, tmp_path / 'state', 'vault-host')
         try:
             built = compute_host.ComputeHost.open(conf, 'vault-host')
             for inst in instances:
@@ -85,7 +103,8 @@ def test_verify_opens_each_and_names_a_tampered_one(
         host: tuple[list[str], list[str]], tmp_path: pathlib.Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     base, instances = host
-    code, out, _ = _run(capsys, *base, 'vault', 'list', '--verify')
+    code, out, _ = _run(capsys, *base, 'vault', 'list', '--verify',
+                        '--host', 'vault-host')
     assert code == 0, out
     assert out.count('| ok ') == 2
     envelope = (tmp_path / 'state' / layout.ENGINE_DIR / 'vault'
@@ -95,7 +114,7 @@ def test_verify_opens_each_and_names_a_tampered_one(
     envelope.write_bytes(bytes(data))
 
     code, out, err = _run(capsys, *base, '--format', 'json', 'vault',
-                          'list', '--verify')
+                          'list', '--verify', '--host', 'vault-host')
 
     assert code == 1, err
     verdicts = {r['instance']: r['verified'] for r in json.loads(out)}

@@ -38,6 +38,8 @@ def configured(swtpm_ca: swtpm.SwtpmCA,  # noqa: F811
     sim = cluster.SimCluster(swtpm_ca, pcrs=(0, 7), label='compute',
                              clone=True)
     policy_file = sim.write_policy(tmp_path / 'policy.json', name='fresh')
+    # Enrolled with the attestation CA as host-a, the name the tests use.
+    sim.install_ak_certificate('factory', tmp_path / 'state', 'host-a')
     overrides = {'tcti': sim.tpm('factory').tcti,
                  'policy_file': str(policy_file),
                  'state_path': str(tmp_path / 'state')}

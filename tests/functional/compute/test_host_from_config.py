@@ -54,5 +54,5 @@ def test_bad_policy_makes_the_host_unavailable(
     down = mixin.build_host('host-a')
     assert not down.available
     with pytest.raises(compute_host.errors.EngineUnavailable,
-                       match='host host-a .*ek_ca_bundle'):
+                       match='host host-a .*attestation_ca_bundle'):
         down.commit('inst', 'mig')

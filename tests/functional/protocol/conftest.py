@@ -32,6 +32,7 @@ from tests.functional import swtpm_fixtures
 from tests.functional.swtpm_fixtures import swtpm_ca  # noqa: F401
 from tests.functional.swtpm_fixtures import swtpm_factory  # noqa: F401
 from tests.functional.swtpm_fixtures import untrusted_ca  # noqa: F401
+from tests.support import attestation
 from tests.support import cluster as cluster_mod
 from tests.support import swtpm
 
@@ -59,6 +60,9 @@ class Node:
     #: Replaces the host TPM object (compromised host software).
     tpm: ty.Any = None
     oracle: engine_mod.OutcomeOracle = engine_mod.presumed_abort
+    #: The AK certificate the host presents (default: its own, from the
+    #: test attestation CA).
+    ak_certificate: bytes | None = None
 
     def __post_init__(self) -> None:
         self.open()
@@ -69,7 +73,9 @@ class Node:
             policy=self.policy or self.cluster.policy,
             state_dir=self.state_dir,
             session_lifetime=self.cluster.session_lifetime,
-            outcome_oracle=self.oracle)
+            outcome_oracle=self.oracle,
+            ak_certificate=(self.ak_certificate
+                            or self.cluster.sim.ak_certificate(self.name)))
         self.cluster.transport.register(self.name, self.engine.handle)
 
     def crash(self) -> None:
@@ -131,7 +137,7 @@ def extend_pcr(sim: swtpm_fixtures.SimHost, index: int,
 def policy_for(ca: swtpm.SwtpmCA,
                sim: swtpm_fixtures.SimHost) -> policy_mod.TrustPolicy:
     """A policy trusting ``ca`` with ``sim``'s current PCRs as golden."""
-    return policy_mod.TrustPolicy.from_golden(ca.bundle_pem(),
+    return attestation.golden_policy(ca.bundle_pem(),
                                               sim.tpm.pcr_values())
 
 

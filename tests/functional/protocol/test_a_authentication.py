@@ -25,7 +25,10 @@ import pytest
 
 from nova_vtpm_migration.protocol import crypto
 from nova_vtpm_migration.protocol import errors
+from nova_vtpm_migration.protocol import handshake
+from nova_vtpm_migration.protocol import messages
 from nova_vtpm_migration.protocol import transport
+from nova_vtpm_migration.protocol import wire
 from nova_vtpm_migration.tpm import errors as tpm_errors
 from nova_vtpm_migration.tpm import evidence
 from nova_vtpm_migration.tpm import host as host_mod
@@ -39,34 +42,67 @@ ACTIVE = {'src': 'ACTIVE'}
 
 
 class ReplaceEphemeral(transport.Adversary):
-    """MITM that substitutes its own ECDH key in hello and/or reply."""
+    """MITM that substitutes its own ECDH key in hello and/or reply.
 
-    def __init__(self, in_hello: bool, in_reply: bool) -> None:
+    In the reply it also re-encrypts the responder's genuine evidence
+    (which it knows, e.g. from a handshake of its own) to the initiator
+    under the key it substituted, so that the initiator can read it.
+    """
+
+    def __init__(self, in_hello: bool, in_reply: bool,
+                 responder: ty.Any) -> None:
         self.in_hello, self.in_reply = in_hello, in_reply
         self.key = crypto.EphemeralKey()
+        self.responder = responder
+        self.hello = b''
 
     def on_request(self, peer: str, request: bytes) -> bytes:
+        if conftest.msg_type(request) == 'hello':
+            self.hello = request
         if self.in_hello:
             return conftest.edit(request, 'hello',
                                  ephemeral=self.key.public_bytes)
         return request
 
     def on_reply(self, peer: str, request: bytes, reply: bytes) -> bytes:
-        if self.in_reply:
-            return conftest.edit(reply, 'hello_reply',
-                                 ephemeral=self.key.public_bytes)
-        return reply
+        if not self.in_reply or conftest.msg_type(reply) != 'hello_reply':
+            return reply
+        msg = messages.decode(reply)
+        core = dict({k: msg.body[k] for k in handshake._REPLY_CORE},
+                    ephemeral=self.key.public_bytes)
+        epoch = self.responder.channel.responder._epoch()
+        local = self.responder.channel.local
+        evidence = wire.encode({
+            'identity': messages.identity_to_wire(local.identity),
+            'signing_key': messages.certified_to_wire(local.signing_key),
+            'epoch_nonce': epoch.nonce,
+            'quote': messages.quote_to_wire(epoch.quote)},
+            messages.RESPONDER_EVIDENCE)
+        eph = messages.decode(self.hello).body['ephemeral']
+        salt = handshake._hs_r_salt(
+            crypto.sha256(self.hello),
+            crypto.sha256(wire.encode(core, handshake._REPLY_CORE)))
+        sealed = handshake._seal(self.key.exchange(eph), salt, 'responder',
+                                 evidence)
+        return messages.encode('hello_reply', dict(
+            msg.body, ephemeral=self.key.public_bytes, evidence=sealed))
 
 
-@pytest.mark.parametrize('in_hello,in_reply', [(True, False), (False, True),
-                                               (True, True)])
+@pytest.mark.parametrize('in_hello,in_reply,error', [
+    # The responder encrypts its evidence for the attacker's key: the
+    # initiator cannot read it.
+    (True, False, errors.AuthenticationFailed),
+    # The attacker's key is not the one the responder's TPM quoted.
+    (False, True, tpm_errors.QualifyingDataMismatch),
+    (True, True, tpm_errors.QualifyingDataMismatch)])
 def test_a_mitm_swapping_ephemeral_keys(cluster: conftest.Cluster,
-                                        in_hello: bool,
-                                        in_reply: bool) -> None:
+                                        in_hello: bool, in_reply: bool,
+                                        error: type[Exception]) -> None:
     src = cluster.nodes['src']
     inst, _ = conftest.new_instance(src)
-    cluster.transport.adversary = ReplaceEphemeral(in_hello, in_reply)
-    with pytest.raises(tpm_errors.QualifyingDataMismatch):
+    cluster.transport.adversary = ReplaceEphemeral(
+        in_hello, in_reply, cluster.nodes['dst'].engine)
+    with pytest.raises(error):
         src.engine.migrate_key(inst, 'dst')
     assert conftest.usable_keys(cluster, inst) == ACTIVE
 
@@ -131,8 +167,8 @@ def test_a_ek_from_untrusted_ca(cluster: conftest.Cluster,
 
 
 def _borrowed_identity(real: ty.Any, victim: ty.Any) -> ty.Any:
-    """A host that presents a trusted victim's EK with its own AK and,
-    its TPM being unable to activate the credential, guesses the proof."""
+    """A host that presents a trusted victim's EK with its own AK (and
+    the AK certificate of its own TPM)."""
     own = real.identity()
     stolen = victim.identity()
     ident = evidence.HostIdentity(ek_certificate=stolen.ek_certificate,
@@ -154,20 +190,21 @@ def test_a_ak_not_bound_to_ek(cluster: conftest.Cluster,
         b'c' * 32)
     with pytest.raises(tpm_errors.CredentialError):
         hosts['src'].tpm.activate_credential(challenge)
-    # ... so a source borrowing a trusted EK cannot prove its AK,
+    # ... so the attestation CA certified the AK with its own EK only: a
+    # source borrowing a trusted EK is refused,
     rogue = cluster.add('rogue-src', hosts['src'], tpm=_borrowed_identity(
         hosts['src'].tpm, hosts['other'].tpm))
     inst, _ = conftest.new_instance(rogue)
     with pytest.raises(errors.PeerRefused) as exc:
         rogue.engine.migrate_key(inst, 'dst')
-    assert exc.value.kwargs['peer_code'] == 'auth_failed'
-    assert 'AK not bound' in str(exc.value)
-    # ... and neither can a destination.
+    assert exc.value.kwargs['peer_code'] == 'AkCertificateError'
+    # ... and so is a destination.
     cluster.add('rogue-dst', hosts['dst'], tpm=_borrowed_identity(
         hosts['dst'].tpm, hosts['other'].tpm))
     src = cluster.nodes['src']
     inst2, _ = conftest.new_instance(src)
-    with pytest.raises(errors.AuthenticationFailed, match='AK not bound'):
+    with pytest.raises(tpm_errors.AkCertificateError,
+                       match='another AK or EK certificate'):
         src.engine.migrate_key(inst2, 'rogue-dst')
     assert conftest.usable_keys(cluster, inst2) == ACTIVE
 
@@ -262,7 +299,9 @@ def test_a_identity_switched_with_new_handshake(cluster: conftest.Cluster
     src = cluster.nodes['src']
     inst, _ = conftest.new_instance(src)
     cluster.transport.adversary = SwitchEverything()
-    with pytest.raises(errors.PeerIdentityMismatch):
+    # The fresh handshake reaches a TPM certified for another host.
+    with pytest.raises(tpm_errors.HostBindingError,
+                       match='dst was expected.*certified for other'):
         src.engine.migrate_key(inst, 'dst')
     assert conftest.usable_keys(cluster, inst) == ACTIVE
     assert cluster.nodes['other'].engine.journal.list_migrations() == []
@@ -277,24 +316,31 @@ class Downgrade(transport.Adversary):
 
     def on_request(self, peer: str, request: bytes) -> bytes:
         if self.where == 'hello':
-            return conftest.edit(request, 'hello', versions=[1])
+            return conftest.edit(request, 'hello', versions=[2])
         return request
 
     def on_reply(self, peer: str, request: bytes, reply: bytes) -> bytes:
         if self.where == 'hello_reply':
-            return conftest.edit(reply, 'hello_reply', version=1)
+            return conftest.edit(reply, 'hello_reply', version=2)
         return reply
 
 
-@pytest.mark.parametrize('where', ['hello', 'hello_reply'])
+@pytest.mark.parametrize('where,error', [
+    # The initiator finds the responder's choice (made on the altered
+    # offer) is not the best common one; had the attacker also altered
+    # the reply's offer, the responder's evidence would not decrypt (both
+    # offers are in its key derivation; see test_b).
+    ('hello', errors.UnsupportedVersion),
+    # The choice is not the best of the responder's offer.
+    ('hello_reply', errors.UnsupportedVersion)])
 def test_a_version_downgrade_refused(cluster: conftest.Cluster,
                                      monkeypatch: pytest.MonkeyPatch,
-                                     where: str) -> None:
-    from nova_vtpm_migration.protocol import messages
-    # Both hosts speak versions 1 and 2; the attacker wants 1.
-    monkeypatch.setattr(messages, 'SUPPORTED_VERSIONS', (1, 2))
+                                     where: str,
+                                     error: type[Exception]) -> None:
+    # Both hosts speak versions 2 and 3; the attacker wants 2.
+    monkeypatch.setattr(messages, 'SUPPORTED_VERSIONS', (2, 3))
     src = cluster.nodes['src']
-    assert src.engine.attest_peer('dst').version == 2
+    assert src.engine.attest_peer('dst').version == 3
     cluster.transport.adversary = Downgrade(where)
-    with pytest.raises(tpm_errors.QualifyingDataMismatch):
+    with pytest.raises(error):
         src.engine.attest_peer('dst', fresh=True)

@@ -40,6 +40,7 @@ from nova_vtpm_migration.protocol import transport
 from nova_vtpm_migration.tpm import evidence
 from tests.functional import swtpm_fixtures
 from tests.functional.protocol import conftest
+from tests.support import attestation
 
 REFUSED = (exception.VtpmMigrationException,)
 
@@ -75,30 +76,50 @@ def _fresh(obj: ty.Any) -> ty.Any:
 def test_b_every_phase1_byte_flip_refused(
         hosts: dict[str, swtpm_fixtures.SimHost],
         trust_policy: ty.Any) -> None:
+    """Every one-byte change of every phase-1 message is refused, by the
+    side that reads it or (for the responder's cookie, opaque to the
+    initiator) by the responder when it comes back."""
     src, dst = hosts['src'].tpm, hosts['dst'].tpm
-    s_local = handshake.local_evidence(src)
-    d_local = handshake.local_evidence(dst)
-    ini = handshake.Initiator(src, trust_policy, MemClocks(), s_local, 'd')
+    ca = attestation.default_ca()
+    s_local = handshake.local_evidence(
+        src, ca.enroll(src, 'src', hosts['src'].swtpm.ca.bundle_pem()),
+        'src')
+    d_local = handshake.local_evidence(
+        dst, ca.enroll(dst, 'dst', hosts['dst'].swtpm.ca.bundle_pem()),
+        'dst')
+    res = handshake.Responder(dst, trust_policy, MemClocks(),
+                              lambda: d_local)
+    ini = handshake.Initiator(src, trust_policy, MemClocks(), s_local,
+                              'dst')
     hello = ini.hello()
     accepted = 0
     for _i, bad in flips(hello):
         try:
-            reply = handshake.Responder(dst, trust_policy, MemClocks(),
-                                        d_local).process_hello(bad)
+            reply = res.process_hello(bad)
         except REFUSED:
             continue
         accepted += 1
         with pytest.raises(REFUSED):
             _fresh(ini).process_hello_reply(reply)
     # Only nonce-like fields can be changed unnoticed by the responder;
-    # the initiator then refuses its quote.
+    # the initiator then cannot read its evidence.
     assert accepted < 100
 
-    res = handshake.Responder(dst, trust_policy, MemClocks(), d_local)
     reply = res.process_hello(hello)
+    cookie = messages.decode(reply).body['cookie']
+    passed_initiator = 0
     for _i, bad in flips(reply):
+        try:
+            attest = _fresh(ini).process_hello_reply(bad)
+        except REFUSED:
+            continue
+        # Only the cookie is the responder's own business ...
+        passed_initiator += 1
+        assert messages.decode(bad).body['cookie'] != cookie
         with pytest.raises(REFUSED):
-            _fresh(ini).process_hello_reply(bad)
+            _fresh(res).process_attest(messages.decode(attest))
+    # (the cookie travels base64url-encoded: 4 characters per 3 bytes)
+    assert 0 < passed_initiator <= -(-len(cookie) * 4 // 3)
     attest = ini.process_hello_reply(reply)
 
     for _i, bad in flips(attest):

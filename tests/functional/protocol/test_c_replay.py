@@ -23,6 +23,7 @@ import uuid
 import pytest
 
 from nova_vtpm_migration.protocol import errors
+from nova_vtpm_migration.protocol import handshake
 from nova_vtpm_migration.protocol import messages
 from nova_vtpm_migration.protocol import transport
 from nova_vtpm_migration.tpm import errors as tpm_errors
@@ -107,7 +108,8 @@ def test_c_replay_old_attestation(cluster: conftest.Cluster) -> None:
     old_reply = cluster.transport.captured[0].reply
     assert old_reply is not None
     cluster.transport.adversary = ReplayOldHelloReply(old_reply)
-    with pytest.raises(tpm_errors.QualifyingDataMismatch):
+    # Its evidence was encrypted for the old handshake's ephemeral key.
+    with pytest.raises(errors.AuthenticationFailed, match='decrypt'):
         src.engine.attest_peer('dst', fresh=True)
 
 
@@ -214,20 +216,23 @@ def test_c_delayed_attestation_refused(cluster: conftest.Cluster) -> None:
 
 
 def test_c_peer_clock_never_goes_back(cluster: conftest.Cluster) -> None:
+    """The last clock of each peer AK's quotes is persisted and must not go
+    back (kept apart for a responder's amortised epoch quotes)."""
     src = cluster.nodes['src']
     sess = src.engine.attest_peer('dst')
-    seen = src.engine.journal.get_peer_clock(sess.peer_ak_name)
+    key = sess.peer_ak_name + handshake.EPOCH_CLOCK_SUFFIX
+    seen = src.engine.journal.get_peer_clock(key)
     assert seen is not None and seen.safe
     src.restart()  # the last clock of each peer AK is persisted
-    assert src.engine.journal.get_peer_clock(sess.peer_ak_name) == seen
+    assert src.engine.journal.get_peer_clock(key) == seen
     src.engine.attest_peer('dst')
-    later = src.engine.journal.get_peer_clock(sess.peer_ak_name)
+    later = src.engine.journal.get_peer_clock(key)
     assert later is not None and (later.reset_count, later.restart_count,
                                   later.clock) >= (
         seen.reset_count, seen.restart_count, seen.clock)
     # Evidence from a TPM whose clock is behind what was seen (a rolled
     # back or cloned state) is refused.
-    src.engine.journal.set_peer_clock(sess.peer_ak_name, dataclasses.replace(
+    src.engine.journal.set_peer_clock(key, dataclasses.replace(
         later, reset_count=later.reset_count + 1))
     with pytest.raises(tpm_errors.ClockRollback):
         src.engine.attest_peer('dst', fresh=True)

@@ -32,6 +32,7 @@ from nova_vtpm_migration.tpm import objects
 from nova_vtpm_migration.tpm import verify
 from tests.functional.swtpm_fixtures import PCRS
 from tests.functional.swtpm_fixtures import SimHost
+from tests.support import attestation
 
 _RSA_CERT = 0x01C00002
 
@@ -83,6 +84,10 @@ def test_only_a_high_range_ecc_certificate(
     assert _ek_curve(ident.ek_public) == 'nist_p384'
     ek_mod.check_matches_certificate(
         ident.ek_certificate, objects.unmarshal_public(ident.ek_public))
+    # A peer (or the attestation CA) accepts the high-range EK: its public
+    # area is the TCG H-3 template.
+    verify.verify_ek_identity(ident, attestation.golden_policy(
+        sim.swtpm.ca.bundle_pem(), tpm.pcr_values()))
     # The AK was created under the P-384 EK (password session: the
     # high-range template sets userWithAuth) and quotes.
     assert tpm.quote(b'n').attest

@@ -24,6 +24,7 @@ from nova_vtpm_migration.tpm import policy as policy_mod
 from nova_vtpm_migration.tpm import verify
 from tests.functional.swtpm_fixtures import SimHost
 from tests.functional.swtpm_fixtures import attach
+from tests.support import attestation
 from tests.support import swtpm
 
 
@@ -31,10 +32,17 @@ def test_identity_verifies(host_pair: tuple[SimHost, SimHost],
                            trust_policy: policy_mod.TrustPolicy) -> None:
     a, b = host_pair
     ida, idb = a.tpm.identity(), b.tpm.identity()
-    verify.verify_identity(ida, trust_policy)
-    verify.verify_identity(idb, trust_policy)
+    verify.verify_ek_identity(ida, trust_policy)
+    verify.verify_ek_identity(idb, trust_policy)
     assert ida.ek_fingerprint != idb.ek_fingerprint
     assert ida.ak_public != idb.ak_public
+    # With its AK certificate the identity is that of one host.
+    certified = dataclasses.replace(
+        ida, ak_certificate=attestation.default_ca().enroll(
+            a.tpm, 'host-a', a.swtpm.ca.bundle_pem()))
+    assert verify.verify_identity(certified, trust_policy) == 'host-a'
+    with pytest.raises(errors.AkCertificateError, match='no AK cert'):
+        verify.verify_identity(ida, trust_policy)
 
 
 def test_ak_survives_restart(host_pair: tuple[SimHost, SimHost]) -> None:
@@ -48,7 +56,7 @@ def test_credential_roundtrip(host_pair: tuple[SimHost, SimHost],
                               trust_policy: policy_mod.TrustPolicy) -> None:
     a, _ = host_pair
     ident = a.tpm.identity()
-    verify.verify_identity(ident, trust_policy)
+    verify.verify_ek_identity(ident, trust_policy)
     secret = os.urandom(32)
     assert a.tpm.activate_credential(
         verify.make_credential(ident, secret)) == secret
@@ -60,9 +68,9 @@ def test_ek_from_untrusted_ca_refused(
     rogue = swtpm_factory('rogue', ca=untrusted_ca)  # type: ignore
     ident = rogue.tpm.identity()
     with pytest.raises(errors.EkCertificateError, match='trusted EK CA'):
-        verify.verify_identity(ident, trust_policy)
+        verify.verify_ek_identity(ident, trust_policy)
     # The same host is fine for a policy trusting its CA.
-    verify.verify_identity(ident, policy_mod.TrustPolicy.from_golden(
+    verify.verify_ek_identity(ident, attestation.golden_policy(
         untrusted_ca.bundle_pem(), rogue.tpm.pcr_values()))
 
 
@@ -74,18 +82,18 @@ def test_ek_not_matching_certificate_refused(
     forged = dataclasses.replace(a.tpm.identity(),
                                  ek_public=b.tpm.identity().ek_public)
     with pytest.raises(errors.EkCertificateError, match='does not match'):
-        verify.verify_identity(forged, trust_policy)
+        verify.verify_ek_identity(forged, trust_policy)
 
 
 def test_ek_allow_list(host_pair: tuple[SimHost, SimHost],
                        swtpm_ca: swtpm.SwtpmCA) -> None:
     a, b = host_pair
-    only_a = policy_mod.TrustPolicy.from_golden(
+    only_a = attestation.golden_policy(
         swtpm_ca.bundle_pem(), a.tpm.pcr_values(),
         ek_fingerprints=[a.tpm.identity().ek_fingerprint])
-    verify.verify_identity(a.tpm.identity(), only_a)
+    verify.verify_ek_identity(a.tpm.identity(), only_a)
     with pytest.raises(errors.PolicyViolation) as exc:
-        verify.verify_identity(b.tpm.identity(), only_a)
+        verify.verify_ek_identity(b.tpm.identity(), only_a)
     assert exc.value.rule == 'ek_fingerprints'
     assert b.tpm.identity().ek_fingerprint in str(exc.value)
 
@@ -116,7 +124,7 @@ def test_ak_with_wrong_attributes_refused(
     signing = a.tpm.certified_signing_key(b'n').public
     claimed = dataclasses.replace(a.tpm.identity(), ak_public=signing)
     with pytest.raises(errors.CredentialError, match='missing restricted'):
-        verify.verify_identity(claimed, trust_policy)
+        verify.verify_ek_identity(claimed, trust_policy)
 
 
 def test_expired_chain_refused(host_pair: tuple[SimHost, SimHost],
@@ -126,7 +134,7 @@ def test_expired_chain_refused(host_pair: tuple[SimHost, SimHost],
     # swtpm_localca certificates are valid from their creation until 9999.
     past = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
     with pytest.raises(errors.EkCertificateError):
-        verify.verify_identity(a.tpm.identity(), trust_policy, now=past)
+        verify.verify_ek_identity(a.tpm.identity(), trust_policy, now=past)
 
 
 def test_hosts_are_independent(swtpm_ca: swtpm.SwtpmCA) -> None:
@@ -150,10 +158,10 @@ def test_bundle_with_intermediate_only_or_root_only(
     a, _ = host_pair
     values = a.tpm.pcr_values()
     root, inter = swtpm_ca.bundle_pem()
-    verify.verify_identity(a.tpm.identity(),
-                           policy_mod.TrustPolicy.from_golden([inter], values))
+    verify.verify_ek_identity(a.tpm.identity(),
+                           attestation.golden_policy([inter], values))
     # Without the issuing intermediate there is no chain.
     with pytest.raises(errors.EkCertificateError):
-        verify.verify_identity(a.tpm.identity(),
-                               policy_mod.TrustPolicy.from_golden(
+        verify.verify_ek_identity(a.tpm.identity(),
+                               attestation.golden_policy(
                                    [root], values))

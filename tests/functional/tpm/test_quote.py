@@ -28,6 +28,7 @@ from nova_vtpm_migration.tpm import objects
 from nova_vtpm_migration.tpm import policy as policy_mod
 from nova_vtpm_migration.tpm import verify
 from tests.functional.swtpm_fixtures import SimHost
+from tests.support import attestation
 
 
 def _flip(data: bytes, index: int) -> bytes:
@@ -113,7 +114,7 @@ def test_second_golden_set_accepted(swtpm_factory: object,
     fw1 = sim.tpm.pcr_values()
     sim.swtpm.extend_pcr(16, b'firmware 2')
     fw2 = sim.tpm.pcr_values()
-    pol = policy_mod.TrustPolicy.from_dict(policy_mod.TrustPolicy.document(
+    pol = policy_mod.TrustPolicy.from_dict(attestation.policy_document(
         swtpm_ca.bundle_pem(), [('fw1', fw1), ('fw2', fw2)]))  # type: ignore
     verify.verify_quote(sim.tpm.quote(b'n'), sim.tpm.identity().ak_public,
                         b'n', pol, None)
@@ -153,7 +154,7 @@ def test_quote_selection_must_match_policy(
     a, _ = host_pair
     values = a.tpm.pcr_values()
     del values[16]
-    narrower = policy_mod.TrustPolicy.from_golden(
+    narrower = attestation.golden_policy(
         swtpm_ca.bundle_pem(), values)  # type: ignore
     with pytest.raises(errors.PolicyViolation) as exc:
         verify.verify_quote(a.tpm.quote(b'n'), a.tpm.identity().ak_public,

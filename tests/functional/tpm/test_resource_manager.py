@@ -37,6 +37,7 @@ from nova_vtpm_migration.tpm import objects
 from nova_vtpm_migration.tpm import policy as policy_mod
 from nova_vtpm_migration.tpm import verify
 from tests.functional.swtpm_fixtures import PCRS
+from tests.support import attestation
 from tests.support import swtpm
 
 TABRMD = 'tabrmd:bus_type=session'
@@ -199,5 +200,5 @@ def test_leftover_without_resource_manager(swtpm_factory: object) -> None:
 
 def _policy(abrmd: _Abrmd, tpm: host_mod.HostTpm
             ) -> policy_mod.TrustPolicy:
-    return policy_mod.TrustPolicy.from_golden(abrmd.sim.ca.bundle_pem(),
+    return attestation.golden_policy(abrmd.sim.ca.bundle_pem(),
                                               tpm.pcr_values())

@@ -77,7 +77,9 @@ class ProcCluster:
             'timeout': timeout,
             'hosts': {name: {'role': name, 'tcti': t.tcti,
                              'tpm_state': t.tpm_state,
-                             'state_dir': self.sim.state_dir(name)}
+                             'state_dir': self.sim.state_dir(name),
+                             'ak_certificate':
+                                 self.sim.ak_certificate(name).hex()}
                       for name, t in tpms.items()}}
         self.config_path = self.dir / 'config.json'
         self.config_path.write_text(json.dumps(self.config))

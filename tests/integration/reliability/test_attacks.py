@@ -90,9 +90,13 @@ def test_cloned_destination_identity(cluster: Cluster,  # noqa: F811
                                      spare: swtpm_fixtures.SimHost,
                                      quotes: str) -> None:
     """A host on another TPM presents dst's complete public identity (EK
-    certificate, EK, AK) and AK-certified signing key, and quotes with
-    its own TPM or replays a quote dst made earlier: refused in phase 1.
-    """
+    certificate, EK, AK, AK certificate) and AK-certified signing key,
+    and quotes with its own TPM or replays a quote dst made earlier.
+
+    Under its own name it is refused for the host binding (the identity
+    is certified for dst); answering in dst's place (the attacker holds
+    the bus credentials to take dst's queue) it is refused for the
+    quote."""
     victim = hosts['dst'].tpm
     stolen_quote = victim.quote(b'\x00' * 32)
     overrides: dict[str, ty.Any] = {
@@ -100,16 +104,23 @@ def test_cloned_destination_identity(cluster: Cluster,  # noqa: F811
         'certified_signing_key': victim.certified_signing_key}
     if quotes == 'replayed':
         overrides['quote'] = lambda qualifying_data: stolen_quote
-    cluster.add('clone', spare,
-                tpm=pconf.RogueTpm(spare.tpm, **overrides))
+    clone = cluster.add('clone', spare,
+                        tpm=pconf.RogueTpm(spare.tpm, **overrides),
+                        ak_certificate=cluster.sim.ak_certificate('dst'))
+    src = cluster.nodes['src'].engine
     inst, secret = pconf.new_instance(cluster.nodes['src'])
+    with pytest.raises(tpm_errors.HostBindingError,
+                       match='clone was expected.*certified for dst'):
+        src.migrate_key(inst, 'clone')
+
+    cluster.transport.register('dst', clone.engine.handle)
     expected = (tpm_errors.SignatureInvalid if quotes == 'own'
                 else tpm_errors.QualifyingDataMismatch)
     with pytest.raises(expected) as exc:
-        cluster.nodes['src'].engine.migrate_key(inst, 'clone')
+        src.migrate_key(inst, 'dst')
     assert 'quote' in str(exc.value)
     _only_src(cluster, inst, secret)
-    assert not cluster.nodes['clone'].engine.journal.list_migrations()
+    assert not clone.engine.journal.list_migrations()
 
 
 def test_cloned_identity_as_source(cluster: Cluster,  # noqa: F811
@@ -121,7 +132,8 @@ def test_cloned_identity_as_source(cluster: Cluster,  # noqa: F811
     victim = hosts['src'].tpm
     rogue = cluster.add('clone', spare, tpm=pconf.RogueTpm(
         spare.tpm, identity=victim.identity,
-        certified_signing_key=victim.certified_signing_key))
+        certified_signing_key=victim.certified_signing_key),
+        ak_certificate=cluster.sim.ak_certificate('src'))
     inst, _secret = pconf.new_instance(rogue)
     with pytest.raises((tpm_errors.CredentialError,
                         errors.PeerRefused)) as exc:
@@ -249,7 +261,7 @@ DOWNGRADES: dict[str, tuple[str, str, ty.Callable[[bytes], bytes],
         'hello', 'request', lambda d: _with_version(d, 0),
         errors.PeerRefused, 'unsupported_version'),
     'attest-envelope-new-version': (
-        'attest', 'request', lambda d: _with_version(d, 2),
+        'attest', 'request', lambda d: _with_version(d, 3),
         errors.PeerRefused, 'unsupported_version'),
     'reply-envelope-old-version': (
         'hello_reply', 'reply', lambda d: _with_version(d, 0),
@@ -258,15 +270,17 @@ DOWNGRADES: dict[str, tuple[str, str, ty.Callable[[bytes], bytes],
         'hello', 'request', _body(suites=['p256-sha1-legacy']),
         errors.PeerRefused, 'unsupported_suite'),
     'hello-offers-only-other-version': (
-        'hello', 'request', _body(versions=[2]),
+        'hello', 'request', _body(versions=[3]),
         errors.PeerRefused, 'unsupported_version'),
+    # (the offer the responder saw is in its handshake key derivation:
+    # its evidence does not decrypt at the initiator)
     'hello-negotiation-tampered': (
-        'hello', 'request', _body(versions=[1, 2]),
-        tpm_errors.QualifyingDataMismatch, 'quote'),
+        'hello', 'request', _body(versions=[2, 3]),
+        errors.AuthenticationFailed, 'does not decrypt'),
     # (refused as unsupported, or because the changed choice is in the
     # transcript the destination's quote covers)
     'reply-picks-other-version': (
-        'hello_reply', 'reply', _body(version=2),
+        'hello_reply', 'reply', _body(version=3),
         (errors.ProtocolError, tpm_errors.QualifyingDataMismatch),
         'version|quote'),
     'reply-picks-weak-suite': (
@@ -281,7 +295,7 @@ def test_downgrade_refused(cluster: Cluster, name: str  # noqa: F811
                            ) -> None:
     """A man in the middle changes the offered or chosen protocol version
     or cipher suite: refused (unsupported, or detected through the
-    transcript hash bound into both TPM quotes)."""
+    transcript bound into the handshake key and both TPM quotes)."""
     msg_type, on, change, error, text = DOWNGRADES[name]
     inst, secret = pconf.new_instance(cluster.nodes['src'])
     adversary = Rewrite(msg_type, change, on)

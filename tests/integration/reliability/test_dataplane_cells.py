@@ -253,7 +253,8 @@ def _reopen_src_engine(tb: testbed_mod.Testbed,
     new = engine_mod.MigrationEngine.open(
         'src', tpm, tb.policy, os.path.join(tb.dir, 'src', 'engine'),
         tb.transport, session_lifetime=300,
-        outcome_oracle=oracle or _oracle(tb))
+        outcome_oracle=oracle or _oracle(tb),
+        ak_certificate=tb.sim.ak_certificate('src'))
     tb.transport.register('src', new.handle)
     tb.engines['src'] = new
 

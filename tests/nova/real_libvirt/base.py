@@ -364,6 +364,11 @@ class RealLibvirtPluginBase(nova_base.PluginDriverMixin, RealLibvirtTestBase):
     def setUp(self):
         self.rpc = self.useFixture(vtpm_fixtures.MessageCapture())
         super().setUp()
+        # The daemons stream guest memory over loopback without TLS
+        # (no migration certificates are set up for them): allowed
+        # explicitly, as an operator with a protected migration network
+        # would.
+        self.flags(require_native_tls=False, group='vtpm_migration')
         self.logs = self.useFixture(vtpm_fixtures.DebugLogCapture())
         self.secret_spy = self.useFixture(SecretSpy())
 

@@ -37,12 +37,15 @@ class _Engine:
 
     def attest_peer(self, peer: str) -> ty.Any:
         self.calls.append(('attest_peer', peer))
-        return types.SimpleNamespace(peer_identity=types.SimpleNamespace(
-            ek_fingerprint='ab' * 32))
+        return types.SimpleNamespace(
+            peer_identity=types.SimpleNamespace(ek_fingerprint='ab' * 32),
+            peer_ak_name=b'ak-of-' + peer.encode())
 
     def migrate_key(self, instance_uuid: str, peer: str, migration_id: str,
-                    state_blobs: dict[str, bytes]) -> ty.Any:
-        self.calls.append(('migrate_key', peer, migration_id, instance_uuid))
+                    state_blobs: dict[str, bytes], expect_ak: bytes = b'',
+                    check_session: ty.Any = None) -> ty.Any:
+        self.calls.append(('migrate_key', peer, migration_id, instance_uuid,
+                           expect_ak))
         return types.SimpleNamespace(migration_id=migration_id, peer=peer)
 
     def abort(self, migration_id: str, reason: str = '') -> None:
@@ -64,9 +67,22 @@ class _Vault:
 
 
 class _Nova:
+    def __init__(self) -> None:
+        self.moving = True
+
+    def check_attest_request(self, instance_uuid: str,
+                             destination: str) -> None:
+        if not self.moving:
+            raise errors.UnexpectedDestination(
+                dest=destination, instance=instance_uuid,
+                expected='no live migration')
+
     def check_outgoing(self, instance_uuid: str, migration_uuid: str,
                        destination: str) -> None:
         pass
+
+    def flavor_policy(self, instance_uuid: str) -> str | None:
+        return None
 
 
 class _SelfCheck:
@@ -113,7 +129,7 @@ def test_control_calls_wait_for_recovery(
         svc: compute_host.ComputeHost) -> None:
     svc._serving.clear()
     with pytest.raises(errors.EngineUnavailable, match='recovering'):
-        svc.handle_attest('inst', 'dest', None)
+        svc.handle_attest('inst', 'dest')
 
 
 def test_send_key_requires_the_attested_destination(
@@ -121,16 +137,26 @@ def test_send_key_requires_the_attested_destination(
     engine = ty.cast(_Engine, svc.engine)
     with pytest.raises(errors.UnexpectedDestination):
         svc.handle_send_key('inst', 'mig', 'dest')
-    svc.handle_attest('inst', 'dest', None)
+    svc.handle_attest('inst', 'dest')
     with pytest.raises(errors.UnexpectedDestination, match='evil'):
         svc.handle_send_key('inst', 'mig', 'evil')
     svc.handle_send_key('inst', 'mig', 'dest')
-    assert engine.calls[-1] == ('migrate_key', 'dest', 'mig', 'inst')
+    # The key moves only to the AK attested at the pre-check.
+    assert engine.calls[-1] == ('migrate_key', 'dest', 'mig', 'inst',
+                                b'ak-of-dest')
+
+
+def test_attest_request_needs_a_nova_migration(
+        svc: compute_host.ComputeHost) -> None:
+    ty.cast(_Nova, svc._nova).moving = False
+    with pytest.raises(errors.UnexpectedDestination):
+        svc.handle_attest('inst', 'dest')
+    assert svc.expected_destination('inst') is None
 
 
 def test_attestation_record_expires(svc: compute_host.ComputeHost,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    svc.handle_attest('inst', 'dest', None)
+    svc.handle_attest('inst', 'dest')
     assert svc.expected_destination('inst') == 'dest'
     now = compute_host.time.monotonic()
     monkeypatch.setattr(compute_host.time, 'monotonic',
@@ -141,10 +167,10 @@ def test_attestation_record_expires(svc: compute_host.ComputeHost,
 
 def test_commit_and_abort_forget_the_destination(
         svc: compute_host.ComputeHost) -> None:
-    svc.handle_attest('inst', 'dest', None)
+    svc.handle_attest('inst', 'dest')
     svc.commit('inst', 'mig')
     assert svc.expected_destination('inst') is None
-    svc.handle_attest('inst', 'dest', None)
+    svc.handle_attest('inst', 'dest')
     svc.abort('inst', 'mig')
     assert svc.expected_destination('inst') is None
 

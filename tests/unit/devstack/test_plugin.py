@@ -33,8 +33,11 @@ import subprocess
 import sys
 import time
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 import pytest
 
+from nova_vtpm_migration.tpm import akcert
 from nova_vtpm_migration.tpm import policy as policy_mod
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
@@ -243,9 +246,16 @@ def test_all_phases_all_in_one_with_swtpm_host_tpm(stack: Stack) -> None:
     # local CA, with this host's PCR values as the golden set
     host = subprocess.run(['hostname', '-s'], capture_output=True,
                           text=True, check=True).stdout.strip()
+    nova_host = socket.gethostname()
     record = json.loads(
         (state / 'enrollment' / f'{host}.json').read_text())
-    assert record['host'] == host
+    assert record['host'] == nova_host
+    # ... certified its AK for its Nova host name with a local attestation
+    # CA, and installed the certificate where nova-compute looks
+    ak_cert = x509.load_pem_x509_certificate(
+        (state / 'ak-certificate.pem').read_bytes())
+    assert akcert.certified_host(ak_cert.public_bytes(
+        serialization.Encoding.DER)) == nova_host
     assert 'BEGIN CERTIFICATE' in record['ek_certificate']
     assert 'swtpm-localca' in record['ek_issuer']
     document = json.loads(policy.read_text())
@@ -254,6 +264,8 @@ def test_all_phases_all_in_one_with_swtpm_host_tpm(stack: Stack) -> None:
     assert trust.ek_fingerprints is None         # CA trust, no allow-list
     issuers = {c.subject.rfc4514_string() for c in trust.ek_ca_certificates}
     assert any('swtpm-localca' in i for i in issuers)
+    assert [c.subject for c in trust.attestation_ca_certificates] == [
+        ak_cert.issuer]
 
     # -- stack extra: the real CLI checks the policy
     stack.run('stack', 'extra')
@@ -278,6 +290,7 @@ def test_all_phases_all_in_one_with_swtpm_host_tpm(stack: Stack) -> None:
     stack.run('clean')
     assert not state.exists()
     assert not ca.exists()
+    assert not (data / 'vtpm_migration_attestation_ca').exists()
     assert not policy.exists()
     # nova.conf itself is DevStack's to remove
     assert stack.nova_conf.exists()
@@ -300,10 +313,17 @@ def test_post_config_calls_cli_with_its_interface(stack: Stack) -> None:
     common = f'cli --config-file {stack.nova_conf} --format json'
     records = sorted([enrollment / 'peer.json', record])
     allow = ' '.join(f'--enrollment {r}' for r in records)
+    ca_dir = pathlib.Path(stack.env['DATA_DIR']) / (
+        'vtpm_migration_attestation_ca')
+    bundle = state / 'ek-ca-bundle.pem'
+    nova_host = socket.gethostname()
     assert _cli_calls(stack) == [
-        f'{common} enroll --host {host} --output {record}',
-        f'{common} policy generate --ca-bundle {state / "ek-ca-bundle.pem"}'
-        f' --name {host} {allow} --output {policy}',
+        f'{common} enroll --host {nova_host} --output {record}',
+        f'{common} ca init --ca-dir {ca_dir}',
+        f'{common} ca enroll-local --ca-dir {ca_dir} --ek-ca-bundle '
+        f'{bundle} --host {nova_host}',
+        f'{common} policy generate --ca-bundle {bundle} --attestation-ca '
+        f'{ca_dir / "ca-cert.pem"} --name {host} {allow} --output {policy}',
     ]
     stack.run('stack', 'extra')
     assert _cli_calls(stack)[-1] == f'{common} policy check {policy}'
@@ -382,8 +402,9 @@ def test_compute_node_with_hardware_tpm(stack: Stack) -> None:
     # no scheduler here: the filter list is DevStack's
     assert conf['filter_scheduler'] == {'enabled_filters': [DEVSTACK_FILTERS]}
     assert not any(ln.startswith('run_process') for ln in stack.log)
-    assert [c.split()[5] for c in _cli_calls(stack)] == ['enroll', 'policy']
-    assert f'--ca-bundle {_vendor_bundle(stack)}' in _cli_calls(stack)[1]
+    assert [c.split()[5] for c in _cli_calls(stack)] == [
+        'enroll', 'ca', 'ca', 'policy']
+    assert f'--ca-bundle {_vendor_bundle(stack)}' in _cli_calls(stack)[3]
     stack.run('unstack')
     assert 'stop_process vtpm-host-swtpm' not in stack.log
 
@@ -423,7 +444,8 @@ def test_disabled_service_changes_nothing(stack: Stack) -> None:
     assert not pathlib.Path(stack.env['TEMPEST_CONFIG']).exists()
 
 
-@pytest.mark.parametrize('failing', ['enroll', 'policy generate'])
+@pytest.mark.parametrize('failing', ['enroll', 'ca init', 'ca enroll-local',
+                                     'policy generate'])
 def test_cli_failure_stops_stack(stack: Stack, failing: str) -> None:
     stack.env['VTPM_MIGRATION_HOST_TPM'] = 'device'
     stack.env['VTPM_MIGRATION_EK_CA_BUNDLE'] = _vendor_bundle(stack)

@@ -30,12 +30,10 @@ def test_transcript_hash_is_unambiguous() -> None:
 
 
 def test_session_keys_are_direction_separated() -> None:
-    keys = crypto.derive_session_keys(b'z' * 32, b'i' * 32, b'r' * 32,
-                                      b't' * 32)
+    keys = crypto.derive_session_keys(b'z' * 32, b't' * 32)
     parts = {keys.i2r, keys.r2i, keys.confirm_r}
     assert len(parts) == 3 and all(len(p) == 32 for p in parts)
-    other = crypto.derive_session_keys(b'z' * 32, b'i' * 32, b'r' * 32,
-                                       b'u' * 32)
+    other = crypto.derive_session_keys(b'z' * 32, b'u' * 32)
     assert other.i2r != keys.i2r
     assert keys.i2r.hex() not in repr(keys) and str(keys.i2r) not in \
         repr(keys)

@@ -30,8 +30,7 @@ MID = '12345678-1234-4234-8234-123456789abc'
 
 
 def _pair() -> tuple[session_mod.Session, session_mod.Session]:
-    keys = crypto.derive_session_keys(b'z' * 32, b'i' * 32, b'r' * 32,
-                                      b't' * 32)
+    keys = crypto.derive_session_keys(b'z' * 32, b't' * 32)
     ident = evidence.HostIdentity(b'c', b'e', b'a')
     key = evidence.CertifiedKey(b'p', b'a', b's')
     common = dict(session_id=b's' * 16, keys=keys, version=1,
@@ -110,7 +109,7 @@ def test_every_byte_flip_refused_without_consuming_state() -> None:
 
 def test_other_session_refused() -> None:
     ini, res = _pair()
-    other = crypto.derive_session_keys(b'y' * 32, b'i' * 32, b'r' * 32,
+    other = crypto.derive_session_keys(b'y' * 32,
                                        b't' * 32)
     ini.keys = other
     with pytest.raises(errors.AuthenticationFailed):

@@ -25,6 +25,7 @@ from nova_vtpm_migration.protocol import errors
 from nova_vtpm_migration.protocol import messages
 from nova_vtpm_migration.protocol import wire
 
+V = messages.VERSION
 MID = '12345678-1234-4234-8234-123456789abc'
 SCHEMA: wire.Schema = {
     'n': wire.Int(0, 10),
@@ -119,7 +120,7 @@ def test_encode_validates() -> None:
         wire.encode(dict(GOOD, extra=1), SCHEMA)
 
 
-def _status(version: int = 1) -> bytes:
+def _status(version: int = messages.VERSION) -> bytes:
     return _raw({'v': version, 'type': 'status',
                  'body': {'migration_id': MID}})
 
@@ -132,21 +133,23 @@ def test_message_envelope() -> None:
 
 def test_unknown_version() -> None:
     with pytest.raises(errors.UnsupportedVersion):
-        messages.decode(_status(2))
+        messages.decode(_status(messages.VERSION + 1))
+    with pytest.raises(errors.UnsupportedVersion):
+        messages.decode(_status(1))   # the version before host binding
     with pytest.raises(errors.UnsupportedVersion):
         messages.decode(_raw({'v': 0, 'type': 'nonsense', 'body': 1}))
 
 
 @pytest.mark.parametrize('value,error', [
-    ({'v': 1, 'type': 'nope', 'body': {}}, errors.UnknownMessageType),
-    ({'v': 1, 'type': 'status'}, errors.MissingField),
-    ({'v': 1, 'type': 'status', 'body': {'migration_id': MID}, 'x': 1},
+    ({'v': V, 'type': 'nope', 'body': {}}, errors.UnknownMessageType),
+    ({'v': V, 'type': 'status'}, errors.MissingField),
+    ({'v': V, 'type': 'status', 'body': {'migration_id': MID}, 'x': 1},
      errors.UnknownField),
     ({'v': '1', 'type': 'status', 'body': {'migration_id': MID}},
      errors.WrongFieldType),
-    ({'v': 1, 'type': 'status', 'body': {'migration_id': MID.upper()}},
+    ({'v': V, 'type': 'status', 'body': {'migration_id': MID.upper()}},
      errors.FieldOutOfRange),
-    ({'v': 1, 'type': 'status',
+    ({'v': V, 'type': 'status',
       'body': {'migration_id': '../../../../etc/passwd-xxxxxxxxxxxxx'}},
      errors.FieldOutOfRange),
     ([1], errors.WrongFieldType),
@@ -194,6 +197,6 @@ _json = st.recursive(
 @hypothesis.given(_json, st.sampled_from(sorted(messages.SCHEMAS)))
 def test_fuzz_structured(body: object, msg_type: str) -> None:
     try:
-        messages.decode(_raw({'v': 1, 'type': msg_type, 'body': body}))
+        messages.decode(_raw({'v': V, 'type': msg_type, 'body': body}))
     except _DOCUMENTED:
         pass

@@ -88,8 +88,8 @@ class _Controls:
     def __init__(self) -> None:
         self.calls: list[tuple[str, ...]] = []
 
-    def handle_attest(self, instance_uuid: str, destination: str,
-                      policy: str | None) -> dict[str, str]:
+    def handle_attest(self, instance_uuid: str,
+                      destination: str) -> dict[str, str]:
         self.calls.append(('attest', instance_uuid, destination))
         return {'peer': destination}
 
@@ -97,9 +97,6 @@ class _Controls:
                         destination: str) -> dict[str, str]:
         self.calls.append(('send_key', migration_uuid, destination))
         return {}
-
-    def handle_abort(self, instance_uuid: str, migration_uuid: str) -> None:
-        self.calls.append(('abort', migration_uuid))
 
 
 def test_manager_target() -> None:
@@ -111,11 +108,12 @@ def test_manager_target() -> None:
     assert endpoint.target.version == rpcapi.VERSION == '1.1'
     assert endpoint.exchange({}, b'req') == b'reply'
     assert calls == [b'req']
-    assert endpoint.attest_destination({}, 'i', 'd', None) == {'peer': 'd'}
+    assert endpoint.attest_destination({}, 'i', 'd') == {'peer': 'd'}
     endpoint.send_key({}, 'i', 'm', 'd')
-    endpoint.abort_migration({}, 'i', 'm')
-    assert controls.calls == [('attest', 'i', 'd'), ('send_key', 'm', 'd'),
-                              ('abort', 'm')]
+    assert controls.calls == [('attest', 'i', 'd'), ('send_key', 'm', 'd')]
+    # A destination's abort request is a sealed protocol message, not a
+    # control call anybody on the bus could send.
+    assert not hasattr(endpoint, 'abort_migration')
     protocol_only = manager.VtpmMigrationManager(lambda b: b)
     with pytest.raises(messaging.NoSuchMethod):
         protocol_only.send_key({}, 'i', 'm', 'd')

@@ -53,7 +53,8 @@ def ca_pem() -> str:
 
 def _doc(ca_pem: str, **over: ty.Any) -> dict[str, ty.Any]:
     doc = policy_mod.TrustPolicy.document(
-        [ca_pem], [('fw1', {0: ZERO, 7: ZERO}), ('fw2', {0: ONE, 7: ZERO})])
+        [ca_pem], [('fw1', {0: ZERO, 7: ZERO}), ('fw2', {0: ONE, 7: ZERO})],
+        attestation_ca_pems=[ca_pem])
     doc.update(over)
     return doc
 
@@ -82,7 +83,10 @@ def test_load_file_with_relative_bundle(ca_pem: str,
 
 
 @pytest.mark.parametrize('change, match', [
-    ({'version': 2}, 'version'),
+    ({'version': 3}, 'version'),
+    ({'attestation_ca_bundle': ['not a pem']}, 'attestation_ca_bundle'),
+    ({'crls': ['not a crl']}, 'crls'),
+    ({'min_firmware_version': -1}, 'min_firmware_version'),
     ({'pcr_bank': 'sha1'}, 'pcr_bank'),
     ({'surprise': 1}, 'surprise'),
     ({'pcr_selection': [0, 24]}, 'pcr_selection/1'),
@@ -103,11 +107,38 @@ def test_invalid_documents(ca_pem: str, change: dict[str, ty.Any],
         policy_mod.TrustPolicy.from_dict(_doc(ca_pem, **change))
 
 
-def test_missing_required_key(ca_pem: str) -> None:
+@pytest.mark.parametrize('key', ['golden_sets', 'attestation_ca_bundle'])
+def test_missing_required_key(ca_pem: str, key: str) -> None:
     doc = _doc(ca_pem)
-    del doc['golden_sets']
-    with pytest.raises(exception.PolicyFileError, match='golden_sets'):
+    del doc[key]
+    with pytest.raises(exception.PolicyFileError, match=key):
         policy_mod.TrustPolicy.from_dict(doc)
+
+
+def test_version_1_is_refused_with_the_upgrade_command(ca_pem: str) -> None:
+    old = _doc(ca_pem, version=1)
+    del old['attestation_ca_bundle']
+    with pytest.raises(exception.PolicyFileError,
+                       match='nova-vtpm-migration policy upgrade'):
+        policy_mod.TrustPolicy.from_dict(old)
+    new = policy_mod.upgrade(old, [ca_pem])
+    pol = policy_mod.TrustPolicy.from_dict(new)
+    assert pol.version == 2 and len(pol.attestation_ca_certificates) == 1
+    assert [g.name for g in pol.golden_sets] == ['fw1', 'fw2']
+    with pytest.raises(exception.PolicyFileError, match='version 1'):
+        policy_mod.upgrade(new, [ca_pem])
+    with pytest.raises(exception.PolicyFileError, match='no attestation'):
+        policy_mod.upgrade(old, [])
+
+
+def test_minimum_firmware_version(ca_pem: str) -> None:
+    pol = policy_mod.TrustPolicy.from_dict(_doc(
+        ca_pem, min_firmware_version=0x20191023))
+    pol.check_firmware_version(0x20191023)
+    with pytest.raises(errors.PolicyViolation) as exc:
+        pol.check_firmware_version(0x20191022)
+    assert exc.value.rule == 'min_firmware_version'
+    policy_mod.TrustPolicy.from_dict(_doc(ca_pem)).check_firmware_version(0)
 
 
 def test_unreadable_or_not_json(tmp_path: pathlib.Path) -> None:
