@@ -18,7 +18,8 @@ The TPM's share is exact: the meter times every command at the TCTI
 (``protocol['phase1+2']['tpm_ms']``). The rest -- the host's own work --
 is split by running a few extra phase 1+2 under :mod:`cProfile` and
 attributing each function's own time (``tottime``) to a category by where
-it lives: storage (SQLite journal, ``fsync``, key and state files),
+it lives (a builtin function counts for the code that called it):
+storage (SQLite journal, ``fsync``, key and state files),
 software cryptography (``cryptography``: X.509 chains, ECDSA, HKDF,
 AES-GCM), tpm2-pytss (type marshalling and the ESAPI library, including
 its session HMACs and parameter encryption), the plugin's TPM meter, the
@@ -90,11 +91,18 @@ def profile_phase12(src: ty.Any, dst: ty.Any, peer: str, runs: int,
         dst.keystore.destroy(inst)
     st = pstats.Stats(prof)
     entries: ty.Any = st.stats  # type: ignore[attr-defined]
-    for (filename, _line, name), (_cc, _nc, tottime, _ct, _callers) \
+    for (filename, _line, name), (_cc, _nc, tottime, _ct, callers) \
             in entries.items():
         cat = _category(filename, name)
-        if cat is not None:
+        if cat is None:
+            continue
+        if cat != 'other' or filename != '~':
             seconds[cat] += tottime
+            continue
+        # A builtin (isinstance, json, cffi, hashlib, ...) counts for
+        # the category of the code that called it.
+        for (c_file, _c_line, c_name), caller in callers.items():
+            seconds[_category(c_file, c_name) or 'other'] += caller[2]
     profiled = sum(seconds.values()) or 1.0
     host_ms = max(0.0, wall_ms - tpm_ms)
     return {
