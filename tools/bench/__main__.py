@@ -22,8 +22,11 @@
 2. QEMU live migration, secured vs plain (the plain one hands the key to
    the destination directly, as upstream Nova's ``host`` mode does),
    alternating runs: QEMU downtime, QEMU total time and end-to-end time.
-3. The paper's Table I: 1/10/20/30 simultaneous migrations between two
-   hosts, secured vs plain: wall time until all are done.
+3. The paper's Table I (:mod:`tools.bench.table1`): 1/10/20/30
+   simultaneous migrations between two hosts, plain (P) vs the traditional
+   secured protocol (T) vs this plugin (A), alternating repetitions, each
+   run with a fresh attestation; on swtpm and again with every host TPM
+   command delayed to the slow discrete TPM profile.
 4. Extra resident memory of the plugin in a compute-like process.
 
 Writes ``report.md``, ``report.json`` and PNG plots to the results
@@ -31,7 +34,6 @@ directory and prints the Markdown report.
 """
 
 import argparse
-import concurrent.futures
 import datetime
 import json
 import logging
@@ -47,10 +49,15 @@ import uuid
 from nova_vtpm_migration.tpm import meter
 from nova_vtpm_migration.tpm import profiles
 from tests.support.dataplane import testbed as testbed_mod
+from tools.bench import breakdown
 from tools.bench import commands
 from tools.bench import stats
+from tools.bench import table1
+from tools.bench import targets
 
-HOSTS = ('bench-a', 'bench-b')
+HOSTS = table1.HOSTS
+#: Extra fresh phase 1+2 run under the profiler (see :mod:`.breakdown`).
+PROFILED_RUNS = 5
 
 
 def _meters(tb: testbed_mod.Testbed) -> dict[str, meter.TpmMeter]:
@@ -118,6 +125,9 @@ def protocol_phases(tb: testbed_mod.Testbed, runs: int
         'tpm_ms': stats.summarize(both_tpm).as_dict(),
         'ratio_to_tpm': stats.ratio(stats.summarize(both).median,
                                     stats.summarize(both_tpm).median)}
+    out['phase1+2']['breakdown'] = breakdown.profile_phase12(
+        src, dst, peer, PROFILED_RUNS, out['phase1+2']['wall_ms']['median'],
+        out['phase1+2']['tpm_ms']['median'])
     out['histograms'] = commands.histograms(windows)
     out['projection'] = commands.projections(windows)
     return out
@@ -191,39 +201,6 @@ def qemu_side_by_side(tb: testbed_mod.Testbed, runs: int
     return out
 
 
-def concurrency(tb: testbed_mod.Testbed, levels: list[int]
-                ) -> dict[str, ty.Any]:
-    """The paper's Table I: K simultaneous migrations, secured vs plain."""
-    out: dict[str, ty.Any] = {}
-    for k in levels:
-        col: dict[str, ty.Any] = {}
-        for mode in ('plain', 'secured'):
-            insts = [tb.new_instance(HOSTS[0], provision_vtpm=False)[0]
-                     for _ in range(k)]
-            start = time.perf_counter()
-            secured = mode == 'secured'
-            with concurrent.futures.ThreadPoolExecutor(k) as pool:
-                results = list(pool.map(
-                    lambda i, s=secured: tb.migrate(
-                        i, HOSTS[0], HOSTS[1], secured_mode=s,
-                        timeout=120.0), insts))
-            wall = (time.perf_counter() - start) * 1000.0
-            col[mode] = {
-                'wall_ms': wall,
-                'failed': sum(not r.committed for r in results),
-                'per_migration_ms': stats.summarize(
-                    [r.phases_ms.get('total', 0.0) for r in results]
-                ).as_dict()}
-            for inst in insts:
-                tb.hosts[HOSTS[1]].destroy_instance(inst)
-                if tb.hosts[HOSTS[0]].has_vtpm_state(inst):
-                    tb.hosts[HOSTS[0]].destroy_instance(inst)
-        col['ratio'] = stats.ratio(col['secured']['wall_ms'],
-                                   col['plain']['wall_ms'])
-        out[str(k)] = col
-    return out
-
-
 _RSS_SNIPPET = '''
 import os, sys
 def rss():
@@ -274,6 +251,12 @@ def _machine() -> dict[str, str]:
                 timespec='seconds')}
 
 
+def _step(report: dict[str, ty.Any], name: str, started: float) -> None:
+    seconds = time.monotonic() - started
+    report.setdefault('durations_s', {})[name] = round(seconds, 1)
+    print(f'  ... {name}: {seconds:.0f} s', flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks; write and print the report."""
     p = argparse.ArgumentParser(prog='make bench')
@@ -281,6 +264,15 @@ def main(argv: list[str] | None = None) -> int:
                    help='runs per measurement (default 20)')
     p.add_argument('--levels', default='1,10,20,30',
                    help='concurrency levels of Table I')
+    p.add_argument('--table1-runs', type=int, default=5,
+                   help='repetitions of P, T and A per level of Table I '
+                        '(default 5)')
+    p.add_argument('--slow-runs', type=int, default=2,
+                   help='repetitions per level of Table I under the slow '
+                        'profile (default 2; 0 skips it)')
+    p.add_argument('--slow-profile', default='dtpm_slow',
+                   choices=sorted(profiles.PROFILES),
+                   help='hardware profile of the second Table I')
     p.add_argument('--output', default='results/bench',
                    help='results directory')
     p.add_argument('--skip-rss', action='store_true')
@@ -289,27 +281,52 @@ def main(argv: list[str] | None = None) -> int:
                         'hardware profile (end-to-end at hardware speed; '
                         'seconds per migration)')
     args = p.parse_args(argv)
+    if args.table1_runs < 1 or args.slow_runs < 0:
+        p.error('--table1-runs must be >= 1 and --slow-runs >= 0')
     os.environ.setdefault('TSS2_LOG', 'all+NONE')
     logging.getLogger('nova_vtpm_migration').setLevel(logging.ERROR)
     levels = [int(x) for x in args.levels.split(',') if x]
+    began = time.monotonic()
     report: dict[str, ty.Any] = {'machine': _machine(), 'runs': args.runs,
                                  'latency_profile': args.latency_profile}
+    report['table1_setup'] = table1.setup(args.table1_runs, args.slow_runs,
+                                          args.slow_profile)
     with testbed_mod.Testbed(HOSTS) as tb:
         for ctx in tb.tpm_contexts.values():
             ctx.meter.set_latency_profile(args.latency_profile)
         print(f'protocol phases x{args.runs} ...', flush=True)
+        t = time.monotonic()
         report['protocol'] = protocol_phases(tb, args.runs)
         report['tpm_commands'] = report['protocol'].pop('histograms')
         report['projection'] = report['protocol'].pop('projection')
+        _step(report, 'protocol', t)
         print(f'QEMU secured vs plain x{args.runs} ...', flush=True)
+        t = time.monotonic()
         report['qemu'] = qemu_side_by_side(tb, args.runs)
-        print(f'Table I concurrency {levels} ...', flush=True)
-        report['table1'] = concurrency(tb, levels)
+        _step(report, 'qemu', t)
+        print(f'Table I {levels} x{args.table1_runs} (P, T, A) on swtpm ...',
+              flush=True)
+        t = time.monotonic()
+        report['table1'] = table1.measure(tb, levels, args.table1_runs)
+        _step(report, 'table1', t)
+        if args.slow_runs:
+            print(f'Table I {levels} x{args.slow_runs} under '
+                  f'{args.slow_profile} ...', flush=True)
+            t = time.monotonic()
+            report[f'table1_{args.slow_profile}'] = table1.measure(
+                tb, levels, args.slow_runs, profile=args.slow_profile)
+            _step(report, f'table1_{args.slow_profile}', t)
         print(f'sealed secret at rest x{args.runs} ...', flush=True)
+        t = time.monotonic()
         report['secret_at_rest'] = secret_at_rest(tb, args.runs)
+        _step(report, 'secret_at_rest', t)
     if not args.skip_rss:
         print('plugin RSS ...', flush=True)
+        t = time.monotonic()
         report['rss'] = plugin_rss()
+        _step(report, 'rss', t)
+    report['targets'] = targets.evaluate(report)
+    report['durations_s']['total'] = round(time.monotonic() - began, 1)
     from tools.bench import report as report_mod
     out = pathlib.Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -318,10 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     (out / 'report.md').write_text(markdown)
     report_mod.plots(report, out)
     print(markdown)
+    print(f"make bench took {report['durations_s']['total']:.0f} s",
+          flush=True)
     return 0
 
 
 if __name__ == '__main__':
     sys.exit(main(sys.argv[1:]))
-
-

@@ -18,15 +18,8 @@ import pathlib
 import typing as ty
 
 from tools.bench import commands
-
-#: The performance goals (reported, not asserted by tests).
-TARGETS = {
-    'downtime_ratio': 1.05,
-    'phase12_to_tpm': 3.0,
-    'phase12_p50_ms': 25.0,
-    'table1_ratio_30': 1.3,
-    'rss_mib': 30.0,
-}
+from tools.bench import table1_report
+from tools.bench import targets
 
 
 def _f(value: float, digits: int = 1) -> str:
@@ -35,6 +28,33 @@ def _f(value: float, digits: int = 1) -> str:
 
 def _verdict(ok: bool) -> str:
     return 'met' if ok else 'MISSED'
+
+
+def _breakdown(b: ty.Mapping[str, ty.Any] | None) -> list[str]:
+    """Where the host time of phase 1+2 goes (see :mod:`.breakdown`)."""
+    if not b:
+        return []
+    cats = b['host_ms_by_category']
+    return ['', f"Phase 1+2: {_f(b['wall_ms'])} ms = TPM {_f(b['tpm_ms'])} "
+            f"ms + host work {_f(b['host_ms'])} ms, of which (cProfile "
+            f"shares over {b['runs']} extra runs) " + ', '.join(
+                f'{name} {_f(ms)}' for name, ms in
+                sorted(cats.items(), key=lambda kv: -kv[1]))
+            + f" ms; {b['fsyncs']:.0f} fsyncs and "
+            f"{b['sqlite_statements']:.0f} SQLite statements per phase 1+2."]
+
+
+def _targets(rows: list[dict[str, ty.Any]]) -> list[str]:
+    lines = ['', '## Targets', '',
+             '| target | key in report.json | goal | measured | | cause |',
+             '|---|---|---|---|---|---|']
+    for t in rows:
+        got = 'n/a' if t['measured'] is None else _f(t['measured'], 2)
+        unit = f" {t['unit']}" if t['unit'] else ''
+        lines.append(f"| {t['name']} | `{t['key']}` | <= {t['goal']:g}"
+                     f"{unit} | {got}{unit} | {_verdict(t['met'])} | "
+                     f"{t['cause']} |")
+    return lines
 
 
 def markdown(report: ty.Mapping[str, ty.Any]) -> str:
@@ -62,6 +82,7 @@ def markdown(report: ty.Mapping[str, ty.Any]) -> str:
             f"| {name} | {_f(row['wall_ms']['median'])} | "
             f"{_f(row['wall_ms']['p95'])} | {_f(row['tpm_ms']['median'])} | "
             f"{row.get('tpm_commands', '')} | {_f(row['ratio_to_tpm'], 2)} |")
+    lines += _breakdown(proto['phase1+2'].get('breakdown'))
     lines += commands.markdown(report)
     q = report['qemu']
     lines += [
@@ -78,24 +99,7 @@ def markdown(report: ty.Mapping[str, ty.Any]) -> str:
             f"| {label} | {_f(q['plain'][key]['median'])} | "
             f"{_f(q['secured'][key]['median'])} | "
             f"{_f(q['secured'][key]['p95'])} | {_f(q['ratio'][key], 2)} |")
-    t1 = report['table1']
-    levels = list(t1)
-    lines += [
-        '',
-        "## The paper's Table I: simultaneous migrations between two hosts",
-        '',
-        '| | ' + ' | '.join(levels) + ' |',
-        '|---|' + '---|' * len(levels),
-        '| plain (P) wall ms | ' + ' | '.join(
-            _f(t1[k]['plain']['wall_ms'], 0) for k in levels) + ' |',
-        '| secured (S) wall ms | ' + ' | '.join(
-            _f(t1[k]['secured']['wall_ms'], 0) for k in levels) + ' |',
-        '| S / P | ' + ' | '.join(_f(t1[k]['ratio'], 2)
-                                  for k in levels) + ' |',
-        '| failed (P / S) | ' + ' | '.join(
-            f"{t1[k]['plain']['failed']} / {t1[k]['secured']['failed']}"
-            for k in levels) + ' |',
-    ]
+    lines += table1_report.markdown(report)
     rest = report.get('secret_at_rest')
     if rest:
         lines += [
@@ -115,35 +119,16 @@ def markdown(report: ty.Mapping[str, ty.Any]) -> str:
                   f"Extra RSS of the plugin over nova's libvirt driver in one "
                   f"process: {_f(rss['extra_mib'])} MiB (that process holds "
                   f"two hosts' engines and TPM contexts)."]
-    p12 = proto['phase1+2']
-    top = levels[-1]
-    rows = [
-        ('QEMU downtime secured/plain', f"<= {TARGETS['downtime_ratio']}",
-         _f(q['ratio']['downtime_ms'], 2),
-         q['ratio']['downtime_ms'] <= TARGETS['downtime_ratio']),
-        ('phase 1+2 / TPM floor', f"<= {TARGETS['phase12_to_tpm']}",
-         _f(p12['ratio_to_tpm'], 2),
-         p12['ratio_to_tpm'] <= TARGETS['phase12_to_tpm']),
-        ('phase 1+2 p50 on swtpm', f"<= {TARGETS['phase12_p50_ms']} ms",
-         _f(p12['wall_ms']['median']) + ' ms',
-         p12['wall_ms']['median'] <= TARGETS['phase12_p50_ms']),
-        (f'Table I S/P at {top}', f"<= {TARGETS['table1_ratio_30']}",
-         _f(t1[top]['ratio'], 2),
-         t1[top]['ratio'] <= TARGETS['table1_ratio_30']),
-    ]
-    if rss:
-        rows.append(('extra RSS', f"<= {TARGETS['rss_mib']} MiB",
-                     _f(rss['extra_mib']) + ' MiB',
-                     rss['extra_mib'] <= TARGETS['rss_mib']))
-    lines += ['', '## Targets', '', '| target | goal | measured | |',
-              '|---|---|---|---|']
-    lines += [f'| {name} | {goal} | {got} | {_verdict(ok)} |'
-              for name, goal, got, ok in rows]
+    lines += _targets(report.get('targets') or targets.evaluate(report))
+    durations = report.get('durations_s')
+    if durations:
+        lines += ['', 'Duration of this run (s): ' + ', '.join(
+            f'{name} {sec:.0f}' for name, sec in durations.items()) + '.']
     return '\n'.join(lines) + '\n'
 
 
 def plots(report: ty.Mapping[str, ty.Any], out: pathlib.Path) -> None:
-    """Write ``phases.png`` and ``table1.png`` into *out*."""
+    """Write ``phases.png`` and the Table I plots into *out*."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -164,20 +149,4 @@ def plots(report: ty.Mapping[str, ty.Any], out: pathlib.Path) -> None:
     fig.savefig(out / 'phases.png', dpi=100)
     plt.close(fig)
 
-    t1 = report['table1']
-    levels = list(t1)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    x = range(len(levels))
-    ax.bar([i - 0.2 for i in x], [t1[k]['plain']['wall_ms'] for k in levels],
-           0.4, label='plain (key handed over)')
-    ax.bar([i + 0.2 for i in x],
-           [t1[k]['secured']['wall_ms'] for k in levels], 0.4,
-           label='secured (attested, wrapped)')
-    ax.set_xticks(list(x), levels)
-    ax.set_xlabel('simultaneous migrations')
-    ax.set_ylabel('ms until all done')
-    ax.set_title("Table I: concurrent live migrations")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / 'table1.png', dpi=100)
-    plt.close(fig)
+    table1_report.plot(report, out)
