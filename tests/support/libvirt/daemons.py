@@ -52,6 +52,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -140,6 +141,23 @@ def check_prerequisites() -> None:
         raise LibvirtUnavailable(
             'cannot create a private mount namespace for libvirtd '
             f'(unshare --mount): {probe.stderr.strip()}')
+
+
+def unavailable_reason() -> str | None:
+    """Why Nova's live migrations cannot run between daemons here
+    (``None``: they can): :func:`check_prerequisites` fails, or this
+    machine's host name does not resolve to loopback (libvirt sends QEMU's
+    migration stream to the destination daemon's host name, and every
+    daemon here has the machine's)."""
+    try:
+        check_prerequisites()
+    except LibvirtUnavailable as exc:
+        return str(exc)
+    address = socket.gethostbyname(socket.gethostname())
+    if not address.startswith('127.'):
+        return (f'this host name resolves to {address}, not to loopback: '
+                'QEMU migration streams would leave the machine')
+    return None
 
 
 def _passwd_copies(target: str) -> tuple[str, str]:
@@ -337,6 +355,24 @@ migration_port_max = {self.port_max}
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL libvirtd only, as a crash would: the QEMU and swtpm
+        processes it started keep running and its clients lose their
+        connections. :meth:`stop` still cleans up what is left."""
+        if not self.alive():
+            raise RuntimeError(f'libvirtd {self.name} is not running')
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
+    def processes(self) -> dict[int, list[str]]:
+        """PID -> command line of every process in the daemon's mount
+        namespace (libvirtd, QEMU, swtpm), alive or not."""
+        if self.namespace is None:
+            return {}
+        return {pid: _cmdline(pid)
+                for pid in processes_in_namespace(self.namespace)}
 
     def stop(self) -> None:
         """Destroy the domains, stop libvirtd, kill what it left (by PID)."""
