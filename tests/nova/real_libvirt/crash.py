@@ -177,8 +177,16 @@ class DestinationDaemonCrash:
 
     def check_restarted_destination(self) -> None:
         t, out, server = self.t, self.out, self.server
-        with out.step('restart host-a\'s libvirtd', 'crash'):
+        with out.step('restart host-a\'s libvirtd until it has reconnected '
+                      'to its domains', 'crash'):
             t.daemon('host-a').start()
+            # libvirtd reconnects to the domains of its status files in
+            # threads after it answers; the incoming domain's QEMU is gone,
+            # so it stops that domain and removes it with its vTPM state.
+            deadline = time.monotonic() + base.TIMEOUT
+            while (t.domains('host-a') or t.swtpm_state('host-a', server)
+                   ) and time.monotonic() < deadline:
+                time.sleep(0.1)
         holds = {'domains': t.domains('host-a'),
                  'secrets': t.secrets('host-a'),
                  'secret files': t.persistent_secret_files('host-a'),

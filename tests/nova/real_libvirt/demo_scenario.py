@@ -142,6 +142,8 @@ class RealLibvirtDemo(demo_views.ApiViews, base.RealLibvirtPluginBase):
         self._finish()
 
     def _scenario(self) -> None:
+        self.out.heading('nova-vtpm-migration demo: Nova live-migrates a '
+                         'vTPM guest through the plugin on real libvirt')
         self._start_hosts()
         server, before = self._boot()
         secret = self.held_secret('host-a', server)
