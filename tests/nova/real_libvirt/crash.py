@@ -147,9 +147,10 @@ class DestinationDaemonCrash:
         out.check('both hosts aborted the key move',
                   rows == {'host-a': ('destination', 'ABORTED'),
                            'host-b': ('source', 'ABORTED')})
-        out.check('Nova rolled back, then (as Nova 34 does after any failed '
-                  'libvirt migration) got libvirt\'s error back and set the '
-                  'migration to error and the server to ERROR, on host-b',
+        # Nova 34 does this after any failed libvirt migration: its
+        # _do_live_migration gets libvirt's error back after the rollback.
+        out.check('Nova rolled back, then set the migration to error and '
+                  'the server to ERROR, on host-b',
                   (result, status, shown['status'],
                    shown['OS-EXT-SRV-ATTR:host'])
                   == ('libvirtError', 'error', 'ERROR', 'host-b'),
