@@ -17,10 +17,9 @@
 Runs :mod:`tests.nova.real_libvirt.demo_scenario` (Nova's services
 in-process, this plugin's driver, real libvirt daemons, QEMU guests and
 swtpm host TPMs). When this machine cannot run libvirt daemons (no
-mount-namespace rights, packages missing, a host name that does not
-resolve to loopback) it says why and runs the data-plane demo
-(:mod:`tools.demo`: QEMU, QMP and swtpm driven directly, no Nova, no
-libvirt) instead. The exit status is the demo's.
+mount-namespace rights, packages missing) it says why and runs the
+data-plane demo (:mod:`tools.demo`: QEMU, QMP and swtpm driven directly,
+no Nova, no libvirt) instead. The exit status is the demo's.
 """
 
 import argparse

@@ -31,9 +31,6 @@ it:
 * ``[libvirt] connection_uri`` is set before each ``start_service``
   (the driver reads it at construction); ``live_migration_uri`` is a
   ``%s`` template giving each destination's socket.
-* ``Host.get_hostname`` returns the daemon's host name (all daemons on one
-  machine report the same one; placement would refuse the second
-  provider).
 * ``Host._init_events`` (poisoned with ``sys.exit``) is a no-op: Nova then
   gets no lifecycle events and polls, which live migration does anyway.
 * ``os.uname`` and ``psutil.net_if_addrs`` get their real functions back.
@@ -42,8 +39,15 @@ it:
 * All computes share one ``instances_path`` (one process); the daemons see
   it as NFS through the statfs shim so that libvirt's safety check agrees
   with Nova's shared-storage decision (non-block migration).
-* QEMU's migration stream goes to the destination daemon's host name,
-  which must resolve to loopback here (checked, the test skips if not).
+* Each daemon has its own host name (UTS namespace), which libvirt
+  reports to Nova (compute node names) and gives the source QEMU as the
+  destination of its migration stream; every daemon's ``/etc/hosts``
+  resolves them to loopback.
+* Migrations use QEMU's native TLS (``[libvirt]
+  live_migration_with_native_tls``): each daemon has a server and a client
+  certificate for its host name from a test CA
+  (:mod:`tests.support.libvirt.migration_tls`), and the source QEMU checks
+  the destination's certificate against the destination's host name.
 
 Mocked because it cannot run here: nothing in the data plane. Nova's
 Keystone, Glance, Neutron and Cinder are Nova's own test doubles as in
@@ -103,10 +107,9 @@ class RealLibvirtTestBase(nova_base.ApiPasteMixin,
         self.artifacts = guest.ensure_artifacts()
         self.instances_path = self.useFixture(fixtures.TempDir()).path
         self.daemons = self.useFixture(daemons_mod.LibvirtDaemons(
-            shared_paths=[self.instances_path]))
+            shared_paths=[self.instances_path], migration_tls=True))
         self.addOnException(self._add_libvirt_logs)
         self.computes = {}
-        self._hostnames = {}
         super().setUp()
 
         self.flags(instances_path=self.instances_path)
@@ -114,6 +117,7 @@ class RealLibvirtTestBase(nova_base.ApiPasteMixin,
                    swtpm_user='root', swtpm_group='root',
                    supported_tpm_secret_security=['user', 'host'],
                    live_migration_uri=self.daemons.uri_template(),
+                   live_migration_with_native_tls=True,
                    group='libvirt')
         self.flags(backend=nova_base.KEY_MANAGER, group='key_manager')
         self.useFixture(fixtures.MonkeyPatch('os.uname', _REAL_UNAME))
@@ -121,10 +125,6 @@ class RealLibvirtTestBase(nova_base.ApiPasteMixin,
                                              _REAL_NET_IF_ADDRS))
         self.useFixture(fixtures.MonkeyPatch(
             'nova.virt.libvirt.host.Host._init_events', lambda host: None))
-        hostnames = self._hostnames
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.virt.libvirt.host.Host.get_hostname',
-            lambda host: hostnames[host._uri]))
         nova.privsep.sys_admin_pctxt.set_client_mode(False)
         self.addCleanup(nova.privsep.sys_admin_pctxt.set_client_mode, True)
         self.image_id = self._add_guest_images()
@@ -170,11 +170,14 @@ class RealLibvirtTestBase(nova_base.ApiPasteMixin,
 
     # -- computes ------------------------------------------------------------
 
-    def start_compute(self, hostname: str):
-        """Start host *hostname*'s libvirtd, then its nova-compute."""
+    def start_compute(self, hostname: str, tls_server_name=None):
+        """Start host *hostname*'s libvirtd, then its nova-compute.
+
+        :param tls_server_name: the name the daemon's migration server
+            certificate is for (default: *hostname*).
+        """
         started = time.monotonic()
-        daemon = self.daemons.add(hostname)
-        self._hostnames[daemon.uri] = hostname
+        daemon = self.daemons.add(hostname, tls_server_name)
         self.flags(connection_uri=daemon.uri, group='libvirt')
         node_uuid = str(uuid.uuid5(uuid.NAMESPACE_DNS, hostname))
         with fixtures.MockPatch('nova.virt.node.get_local_node_uuid',
@@ -281,9 +284,10 @@ class RealLibvirtTestBase(nova_base.ApiPasteMixin,
 
     migration_uuid = nova_base.VtpmServersBase.migration_uuid
 
-    def wait_for_live_migration_task(self, server, timeout=TIMEOUT):
-        """Wait until the source compute's live-migration task of the
-        server's latest live migration is over; return how it ended
+    def wait_for_live_migration_task(self, server, after, timeout=TIMEOUT):
+        """Wait until the source compute's live-migration task that comes
+        after the first *after* ones (``len(self.migration_tasks.ended)``
+        before the migration was requested) is over; return how it ended
         (``'returned'`` or the name of the exception it raised) and the
         server then.
 
@@ -294,15 +298,13 @@ class RealLibvirtTestBase(nova_base.ApiPasteMixin,
         that task is a stable state to look at.
         """
         deadline = time.monotonic() + timeout
-        migration = self.migration_uuid(server)
-        while True:
-            ended = self.migration_tasks.ended.get(migration)
-            if ended is not None:
-                return ended, self.admin_api.get_server(server['id'])
+        while len(self.migration_tasks.ended) <= after:
             if time.monotonic() > deadline:
-                self.fail(f'the live-migration task of {migration} did not '
-                          f'end within {timeout} s')
+                self.fail(f'no live-migration task ended within {timeout} s')
             time.sleep(0.2)
+        migration, outcome = self.migration_tasks.ended[after]
+        self.assertEqual(self.migration_uuid(server), migration)
+        return outcome, self.admin_api.get_server(server['id'])
 
     # -- what the daemons hold ---------------------------------------------
 
@@ -344,8 +346,9 @@ class MigrationTasks(fixtures.Fixture):
 
     def _setUp(self) -> None:
         import nova.compute.manager as manager_mod
-        #: migration UUID -> 'returned' or the exception's class name.
-        self.ended: dict[str, str] = {}
+        #: (migration UUID, 'returned' or the exception's class name), in
+        #: the order the tasks ended.
+        self.ended: list[tuple[str, str]] = []
         real = manager_mod.ComputeManager._do_live_migration
 
         def do_live_migration(manager, context, dest, instance,
@@ -358,7 +361,7 @@ class MigrationTasks(fixtures.Fixture):
                 outcome = type(exc).__name__
                 raise
             finally:
-                self.ended[migration.uuid] = outcome
+                self.ended.append((migration.uuid, outcome))
 
         self.useFixture(fixtures.MonkeyPatch(
             'nova.compute.manager.ComputeManager._do_live_migration',
@@ -422,11 +425,6 @@ class RealLibvirtPluginBase(nova_base.PluginDriverMixin, RealLibvirtTestBase):
     def setUp(self):
         self.rpc = self.useFixture(vtpm_fixtures.MessageCapture())
         super().setUp()
-        # The daemons stream guest memory over loopback without TLS
-        # (no migration certificates are set up for them): allowed
-        # explicitly, as an operator with a protected migration network
-        # would.
-        self.flags(require_native_tls=False, group='vtpm_migration')
         self.logs = self.useFixture(vtpm_fixtures.DebugLogCapture())
         self.secret_spy = self.useFixture(SecretSpy(self.daemons))
 

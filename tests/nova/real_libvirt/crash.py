@@ -36,10 +36,12 @@ as seen on libvirt 9.0 and Nova 34:
   operator resets the state (``openstack server set --state active``).
 """
 
+import json
 import time
 import typing as ty
 
 import libvirt
+import libvirt_qemu
 
 from tests.nova.real_libvirt import base
 from tests.support.libvirt import daemons as daemons_mod
@@ -72,6 +74,7 @@ class DestinationDaemonCrash:
         t.flags(live_migration_bandwidth=1, group='libvirt')
         out.info('[libvirt] live_migration_bandwidth = 1 (MiB/s)')
         mark = t.phases.mark()
+        tasks = len(t.migration_tasks.ended)
         out.info(f'$ openstack server migrate --live-migration --host '
                  f'host-a {server["id"]}')
         t.admin_api.post_server_action(
@@ -83,6 +86,13 @@ class DestinationDaemonCrash:
         moving = t.show_custody()
         out.info(f'QEMU migration on host-b: {streamed} bytes of memory '
                  'sent so far')
+        params = self.migration_parameters()
+        out.info('host-b QEMU query-migrate-parameters: tls-creds='
+                 f'{params.get("tls-creds")!r} tls-hostname='
+                 f'{params.get("tls-hostname")!r}')
+        out.check('QEMU streams the memory with native TLS, checking the '
+                  'certificate for host-a', bool(params.get('tls-creds'))
+                  and params.get('tls-hostname') == 'host-a')
         out.check('the key has moved: PENDING on host-a, LOCKED on host-b',
                   moving == {'host-a': {server['id']: 'PENDING'},
                              'host-b': {server['id']: 'LOCKED'},
@@ -95,7 +105,7 @@ class DestinationDaemonCrash:
             daemon.kill()
         with out.step('until Nova\'s live-migration task on host-b is over',
                       'crash'):
-            result, shown = t.wait_for_live_migration_task(server)
+            result, shown = t.wait_for_live_migration_task(server, tasks)
         t.flags(live_migration_bandwidth=0, group='libvirt')
         seq = t.latest_seq(server)
         t.server_show(server)
@@ -122,6 +132,15 @@ class DestinationDaemonCrash:
             time.sleep(0.1)
         raise AssertionError('the QEMU migration to host-a did not start '
                              f'within {base.TIMEOUT} s')
+
+    def migration_parameters(self) -> dict[str, ty.Any]:
+        """The source QEMU's migration parameters (QMP
+        ``query-migrate-parameters``, through libvirt)."""
+        dom = self.t.daemon('host-b').conn.lookupByUUIDString(
+            self.server['id'])
+        reply = libvirt_qemu.qemuMonitorCommand(
+            dom, '{"execute": "query-migrate-parameters"}', 0)
+        return dict(json.loads(reply)['return'])
 
     def check_libvirt(self, namespace: str) -> None:
         t, out = self.t, self.out

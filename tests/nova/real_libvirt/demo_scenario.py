@@ -55,6 +55,7 @@ from tests.nova.real_libvirt import crash
 from tests.nova.real_libvirt import phases
 from tests.support.libvirt import guest
 from tests.support.libvirt import introspect
+from tests.support.libvirt import migration_tls
 from tools import reporting
 
 HOSTS = ('host-a', 'host-b', 'host-c')
@@ -174,9 +175,12 @@ class RealLibvirtDemo(demo_views.ApiViews, base.RealLibvirtPluginBase):
                 self._get_provider_uuid_by_host(host))
             rows.append({'host': host, 'libvirtd pid': daemon.process.pid
                          if daemon.process else '-',
-                         'host_uuid': daemon.host_uuid[:8] + '...',
+                         'host name': daemon.conn.getHostname(),
+                         'migration TLS cert': migration_tls.server_name(
+                             daemon.tls_dir()),
                          TRAIT: 'reported' if TRAIT in traits else 'no'})
-        out.table(rows, ('host', 'libvirtd pid', 'host_uuid', TRAIT))
+        out.table(rows, ('host', 'libvirtd pid', 'host name',
+                         'migration TLS cert', TRAIT))
         out.check('host-a and host-b attest themselves, host-c does not',
                   [r[TRAIT] for r in rows] == ['reported', 'reported', 'no'])
 

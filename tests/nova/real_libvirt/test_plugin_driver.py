@@ -50,6 +50,7 @@ class PluginDriverOnRealLibvirtTest(base.RealLibvirtPluginBase):
         # 1 MiB/s: the migration runs long enough to be aborted.
         self.flags(live_migration_bandwidth=1, group='libvirt')
 
+        tasks = len(self.migration_tasks.ended)
         self.admin_api.post_server_action(
             server['id'],
             {'os-migrateLive': {'host': 'host-b', 'block_migration': 'auto'}})
@@ -70,7 +71,7 @@ class PluginDriverOnRealLibvirtTest(base.RealLibvirtPluginBase):
         self.notifier.wait_for_versioned_notifications(
             'instance.live_migration_rollback_dest.end',
             timeout=base.TIMEOUT)
-        outcome, server = self.wait_for_live_migration_task(server)
+        outcome, server = self.wait_for_live_migration_task(server, tasks)
         print(f'abort to rolled back: {time.monotonic() - started:.1f} s')
 
         # Nova 34 rolls back (the migration is "cancelled" for a moment),
