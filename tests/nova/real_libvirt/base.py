@@ -278,7 +278,7 @@ class RealLibvirtTestBase(nova_base.ApiPasteMixin,
                           f's: {latest}')
             time.sleep(0.2)
         self.timed(f'os-migrateLive to {host} until {latest["status"]}',
-               started)
+                   started)
         self.assertEqual(expected, latest['status'], latest)
         return latest
 
