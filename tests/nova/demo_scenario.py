@@ -27,37 +27,21 @@ The module name does not start with ``test_``, so stestr's discovery does
 not pick it up; run it with ``python -m tests.nova.demo_scenario``.
 """
 
-import io
-import logging
 import sys
-import typing as ty
-import unittest
 
 from nova_vtpm_migration.virt import flavor_policy
 from tests.nova import base
 from tests.nova import demo_views
-from tools import reporting
 
 
 class DemoScenario(demo_views.ApiViews, base.VtpmServersBase):
     """The demo scenario as one Nova functional test."""
 
-    #: Where the report goes; :func:`main` sets the console.
-    stream: ty.TextIO | None = None
-
     def setUp(self) -> None:
         super().setUp()
-        self.out = reporting.Reporter(self.stream or io.StringIO())
+        self.start_report()
 
     # -- the scenario --------------------------------------------------------
-
-    def test_scenario(self) -> None:
-        try:
-            self._scenario()
-        except Exception as exc:
-            self.out.check('the scenario ran to its end', False,
-                           f'{type(exc).__name__}: {exc}'[:200])
-        self._finish()
 
     def _scenario(self) -> None:
         out = self.out
@@ -158,28 +142,10 @@ class DemoScenario(demo_views.ApiViews, base.VtpmServersBase):
         ok, detail = self.no_leak(secret)
         out.check('vTPM secret never on the bus nor in the logs', ok, detail)
 
-    def _finish(self) -> None:
-        self.out.summary()
-        failed = [c.name for c in self.out.checks if not c.passed]
-        self.assertTrue(self.out.ok, f'demo checks failed: {failed}')
-
 
 def main() -> int:
     """Run the scenario, printing its report; 0 if every check passed."""
-    DemoScenario.stream = sys.stdout
-    # Nova's services log their thread pools' shutdown after
-    # the test's log capture is gone; that is noise in a demo.
-    logging.getLogger('nova.thread_pool_factory').setLevel(logging.WARNING)
-    suite = unittest.TestSuite([DemoScenario('test_scenario')])
-    runner_out = io.StringIO()
-    result = unittest.TextTestRunner(stream=runner_out,
-                                     verbosity=0).run(suite)
-    if not result.wasSuccessful():
-        # The failure with Nova's captured logs, for the post-mortem.
-        sys.stderr.write(runner_out.getvalue())
-        print('demo-nova: FAILED', file=sys.stdout)
-        return 1
-    return 0
+    return demo_views.run(DemoScenario, 'demo-nova')
 
 
 if __name__ == '__main__':

@@ -12,19 +12,27 @@
 #    License for the specific language governing permissions and limitations
 #    under the License.
 
-"""What a user of the demos sees: ``openstack`` CLI-style views.
+"""What a user of the demos sees, and how a demo scenario runs.
 
 :class:`ApiViews` is mixed into a demo scenario (a Nova functional test
-with ``admin_api`` and a :class:`tools.reporting.Reporter` as ``out``):
-``openstack server show``-style fields, ``openstack server migration
-list``-style rows, and a live migration whose server and migration states
-are printed as they change.
+with ``admin_api`` whose ``_scenario`` records checks on a
+:class:`tools.reporting.Reporter` as ``out``): ``openstack server
+show``-style fields, ``openstack server migration list``-style rows, a
+live migration whose server and migration states are printed as they
+change, and ``test_scenario``, which fails if a check failed. :func:`run`
+runs a scenario from the command line.
 """
 
+import io
+import logging
+import sys
 import time
 import typing as ty
+import unittest
 
 from nova import utils
+
+from tools import reporting
 
 TERMINAL = ('completed', 'error', 'failed', 'cancelled')
 # The microversion of the displayed views: flavor extra specs in server
@@ -41,10 +49,28 @@ MIGRATION_COLUMNS = ('Id', 'UUID', 'Source Compute', 'Dest Compute',
 class ApiViews:
     """``openstack``-style views for a demo scenario (a mixin)."""
 
+    #: Where the report goes; :func:`run` sets the console.
+    stream: ty.TextIO | None = None
     admin_api: ty.Any
-    out: ty.Any
+    out: reporting.Reporter
     rpc: ty.Any
     logs: ty.Any
+
+    def start_report(self) -> None:
+        """Report to :attr:`stream` (kept in memory when it is unset)."""
+        self.out = reporting.Reporter(self.stream or io.StringIO())
+
+    def test_scenario(self) -> None:
+        """Run ``_scenario``, print the summary; fail if a check failed."""
+        try:
+            self._scenario()  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.out.check('the scenario ran to its end', False,
+                           f'{type(exc).__name__}: {exc}'[:200])
+        self.out.summary()
+        failed = [c.name for c in self.out.checks if not c.passed]
+        self.assertTrue(  # type: ignore[attr-defined]
+            self.out.ok, f'demo checks failed: {failed}')
 
     def _show(self, server: dict[str, ty.Any]) -> dict[str, ty.Any]:
         with utils.temporary_mutation(self.admin_api,
@@ -131,3 +157,24 @@ class ApiViews:
             return False, str(exc).splitlines()[0]
         return True, (f'{len(self.rpc.messages)} RPC messages and '
                       f'{len(self.logs.records)} log records searched')
+
+
+def run(scenario: type[ApiViews], label: str) -> int:
+    """Run *scenario*'s ``test_scenario``, printing its report; return 0
+    if every check passed (the failure and Nova's logs go to stderr)."""
+    scenario.stream = sys.stdout
+    # Nova's services log their thread pools' shutdown after
+    # the test's log capture is gone; that is noise in a demo.
+    logging.getLogger('nova.thread_pool_factory').setLevel(logging.WARNING)
+    suite = unittest.TestSuite([scenario('test_scenario')])  # type: ignore
+    runner_out = io.StringIO()
+    result = unittest.TextTestRunner(stream=runner_out,
+                                     verbosity=0).run(suite)
+    if result.skipped:
+        print(f'{label}: skipped: {result.skipped[0][1]}')
+        return 1
+    if not result.wasSuccessful():
+        sys.stderr.write(runner_out.getvalue())
+        print(f'{label}: FAILED')
+        return 1
+    return 0

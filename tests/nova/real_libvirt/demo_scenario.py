@@ -42,12 +42,9 @@ this machine can run libvirt daemons. The module name does not start with
 """
 
 import hashlib
-import io
-import logging
 import sys
 import time
 import typing as ty
-import unittest
 
 from tests.nova import demo_views
 from tests.nova.real_libvirt import base
@@ -56,7 +53,6 @@ from tests.nova.real_libvirt import phases
 from tests.support.libvirt import guest
 from tests.support.libvirt import introspect
 from tests.support.libvirt import migration_tls
-from tools import reporting
 
 HOSTS = ('host-a', 'host-b', 'host-c')
 TRAIT = 'CUSTOM_VTPM_MIGRATION_ATTESTED'
@@ -70,12 +66,9 @@ def _short(value: str | None) -> str:
 class RealLibvirtDemo(demo_views.ApiViews, base.RealLibvirtPluginBase):
     """The demo scenario as one Nova functional test."""
 
-    #: Where the report goes; :func:`main` sets the console.
-    stream: ty.TextIO | None = None
-
     def setUp(self) -> None:
         super().setUp()
-        self.out = reporting.Reporter(self.stream or io.StringIO())
+        self.start_report()
         self.phases = self.useFixture(phases.PhaseTimer())
 
     def timed(self, label: str, started: float) -> None:
@@ -133,14 +126,6 @@ class RealLibvirtDemo(demo_views.ApiViews, base.RealLibvirtPluginBase):
                        and all(v == [] for v in files.values()))
 
     # -- the scenario --------------------------------------------------------
-
-    def test_scenario(self) -> None:
-        try:
-            self._scenario()
-        except Exception as exc:
-            self.out.check('the scenario ran to its end', False,
-                           f'{type(exc).__name__}: {exc}'[:200])
-        self._finish()
 
     def _scenario(self) -> None:
         self.out.heading('nova-vtpm-migration demo: Nova live-migrates a '
@@ -405,31 +390,10 @@ class RealLibvirtDemo(demo_views.ApiViews, base.RealLibvirtPluginBase):
         ok, detail = self.no_leak(secret)
         out.check('never on the message bus nor in the logs', ok, detail)
 
-    def _finish(self) -> None:
-        self.out.summary()
-        failed = [c.name for c in self.out.checks if not c.passed]
-        self.assertTrue(self.out.ok, f'demo checks failed: {failed}')
-
 
 def main() -> int:
     """Run the scenario, printing its report; 0 if every check passed."""
-    RealLibvirtDemo.stream = sys.stdout
-    # Nova's services log their thread pools' shutdown after
-    # the test's log capture is gone; that is noise in a demo.
-    logging.getLogger('nova.thread_pool_factory').setLevel(logging.WARNING)
-    suite = unittest.TestSuite([RealLibvirtDemo('test_scenario')])
-    runner_out = io.StringIO()
-    result = unittest.TextTestRunner(stream=runner_out,
-                                     verbosity=0).run(suite)
-    if result.skipped:
-        print(f'demo: skipped: {result.skipped[0][1]}')
-        return 1
-    if not result.wasSuccessful():
-        # The failure with Nova's captured logs, for the post-mortem.
-        sys.stderr.write(runner_out.getvalue())
-        print('demo: FAILED')
-        return 1
-    return 0
+    return demo_views.run(RealLibvirtDemo, 'demo')
 
 
 if __name__ == '__main__':
