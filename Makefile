@@ -1,7 +1,11 @@
 # nova-vtpm-migration developer entry points. See README.md.
 #
-#   make demo   - the main job: an attested vTPM live migration end to end
-#   make demo-nova - the same scenario through Nova's API, in-process
+#   make demo   - the main job: Nova live-migrates a vTPM guest through this
+#                 plugin's driver on real libvirt daemons (QEMU, swtpm); where
+#                 libvirt daemons cannot run, says why and runs demo-dataplane
+#   make demo-dataplane - the protocol on QEMU, QMP and swtpm driven directly
+#                 (no Nova, no libvirt); DEMO_ARGS=--rabbit for RabbitMQ
+#   make demo-nova - the scenario through Nova's API on Nova's fake libvirt
 #   make test   - the whole test suite (installs what is missing first)
 #   make test-libvirt - only the tests on real libvirt daemons
 #   make lint   - ruff, mypy, reno lint, shellcheck
@@ -22,7 +26,7 @@ PIP := $(VENV)/bin/pip
 PKG_SOURCES := $(shell find nova_vtpm_migration nova -name '*.py' 2>/dev/null) \
 	setup.cfg setup.py pyproject.toml
 
-.PHONY: all demo demo-nova test lint bench tpm-bench docs campaign system venv \
+.PHONY: all demo demo-dataplane demo-nova test lint bench tpm-bench docs campaign system venv \
 	install test-libvirt \
 	sample-config constraints clean
 
@@ -50,6 +54,10 @@ venv: $(VENV)/.stamp-deps
 install: system $(VENV)/.stamp-pkg
 
 demo: install
+	@TSS2_LOG=$${TSS2_LOG:-all+NONE} PYTHONWARNINGS=ignore \
+		$(PY) -m tools.demo_launcher $(DEMO_ARGS)
+
+demo-dataplane: install
 	@$(PY) -m tools.demo $(DEMO_ARGS)
 
 demo-nova: install

@@ -12,7 +12,10 @@
 #    License for the specific language governing permissions and limitations
 #    under the License.
 
-"""``make demo``: an attested, key-wrapped vTPM live migration end to end.
+"""``make demo-dataplane``: the protocol on a hand-built data plane.
+
+(``make demo`` runs it where real libvirt daemons cannot run; see
+:mod:`tools.demo_launcher`.)
 
 Three simulated compute hosts, each with its own swtpm standing in for the
 hardware TPM (EK certificates from a private ``swtpm_localca`` CA); host C
@@ -265,7 +268,7 @@ class Demo:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog='make demo',
+        prog='make demo-dataplane',
         description='Attested, key-wrapped vTPM live migration, end to end.')
     g = p.add_mutually_exclusive_group()
     g.add_argument('--transport-url', default=None,

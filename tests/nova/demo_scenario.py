@@ -27,129 +27,21 @@ The module name does not start with ``test_``, so stestr's discovery does
 not pick it up; run it with ``python -m tests.nova.demo_scenario``.
 """
 
-import io
-import logging
 import sys
-import time
-import typing as ty
-import unittest
-
-from nova import utils
 
 from nova_vtpm_migration.virt import flavor_policy
 from tests.nova import base
-from tools import reporting
-
-TERMINAL = ('completed', 'error', 'failed', 'cancelled')
-# The microversion of the displayed views: flavor extra specs in server
-# show (2.47), migration UUIDs (2.59), action event details (2.84).
-SHOW_MICROVERSION = '2.84'
-SERVER_FIELDS = (('status', 'status'),
-                 ('OS-EXT-SRV-ATTR:host', 'host'),
-                 ('OS-EXT-STS:task_state', 'task_state'),
-                 ('OS-EXT-STS:vm_state', 'vm_state'))
-MIGRATION_COLUMNS = ('Id', 'UUID', 'Source Compute', 'Dest Compute',
-                     'Dest Host', 'Status', 'Type')
+from tests.nova import demo_views
 
 
-class DemoScenario(base.VtpmServersBase):
+class DemoScenario(demo_views.ApiViews, base.VtpmServersBase):
     """The demo scenario as one Nova functional test."""
-
-    #: Where the report goes; :func:`main` sets the console.
-    stream: ty.TextIO | None = None
 
     def setUp(self) -> None:
         super().setUp()
-        self.out = reporting.Reporter(self.stream or io.StringIO())
-
-    # -- openstack-style views ---------------------------------------------
-
-    def _show(self, server: dict[str, ty.Any]) -> dict[str, ty.Any]:
-        with utils.temporary_mutation(self.admin_api,
-                                      microversion=SHOW_MICROVERSION):
-            return self.admin_api.get_server(server['id'])
-
-    def _migrations(self, server: dict[str, ty.Any]
-                    ) -> list[dict[str, ty.Any]]:
-        with utils.temporary_mutation(self.admin_api,
-                                      microversion=SHOW_MICROVERSION):
-            body = self.admin_api.api_get(
-                f'/os-migrations?instance_uuid={server["id"]}').body
-        return sorted((m for m in body['migrations']
-                       if m['instance_uuid'] == server['id']),
-                      key=lambda m: m['id'])
-
-    def server_show(self, server: dict[str, ty.Any]) -> None:
-        """Print ``openstack server show``-style fields."""
-        shown = self._show(server)
-        rows = [{'Field': label, 'Value': shown.get(key)}
-                for key, label in SERVER_FIELDS]
-        specs = shown.get('flavor', {}).get('extra_specs', {})
-        rows.append({'Field': 'flavor extra_specs',
-                     'Value': ', '.join(f'{k}={v}' for k, v in
-                                        sorted(specs.items()))})
-        self.out.info(f'$ openstack server show {server["id"]}')
-        self.out.table(rows, ('Field', 'Value'))
-
-    def migration_list(self, server: dict[str, ty.Any]) -> None:
-        """Print ``openstack server migration list``-style rows."""
-        self.out.info(f'$ openstack server migration list --server '
-                      f'{server["id"]}')
-        rows = [{'Id': m['id'], 'UUID': m['uuid'],
-                 'Source Compute': m['source_compute'],
-                 'Dest Compute': m['dest_compute'],
-                 'Dest Host': m['dest_host'], 'Status': m['status'],
-                 'Type': m['migration_type']}
-                for m in self._migrations(server)]
-        self.out.table(rows, MIGRATION_COLUMNS)
-
-    def live_migrate(self, server: dict[str, ty.Any], host: str,
-                     timeout: float = 60) -> tuple[str, dict[str, ty.Any]]:
-        """POST ``os-migrateLive`` to *host*; print states as they change.
-
-        :returns: the migration's final status and the server view.
-        """
-        before = len(self._migrations(server))
-        self.out.info(f'$ openstack server migrate --live-migration '
-                      f'--host {host} {server["id"]}')
-        self.admin_api.post_server_action(
-            server['id'],
-            {'os-migrateLive': {'host': host, 'block_migration': 'auto'}})
-        seen = None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            shown = self._show(server)
-            migrations = self._migrations(server)
-            status = (migrations[-1]['status']
-                      if len(migrations) > before else '-')
-            state = (shown['status'], shown['OS-EXT-SRV-ATTR:host'],
-                     shown['OS-EXT-STS:task_state'], status)
-            if state != seen:
-                self.out.info('server status={} host={} task_state={} | '
-                              'migration status={}'.format(*state))
-                seen = state
-            if status in TERMINAL and state[2] is None:
-                return status, shown
-            time.sleep(0.05)
-        self.fail(f'live migration to {host} did not finish in {timeout} s')
+        self.start_report()
 
     # -- the scenario --------------------------------------------------------
-
-    def _no_leak(self, secret: bytes) -> tuple[bool, str]:
-        try:
-            self.assert_no_leak(secret)
-        except AssertionError as exc:
-            return False, str(exc).splitlines()[0]
-        return True, (f'{len(self.rpc.messages)} RPC messages and '
-                      f'{len(self.logs.records)} log records searched')
-
-    def test_scenario(self) -> None:
-        try:
-            self._scenario()
-        except Exception as exc:
-            self.out.check('the scenario ran to its end', False,
-                           f'{type(exc).__name__}: {exc}'[:200])
-        self._finish()
 
     def _scenario(self) -> None:
         out = self.out
@@ -186,7 +78,7 @@ class DemoScenario(base.VtpmServersBase):
         out.heading('Live-migrate host-a -> host-b (os-migrateLive)')
         self.dest = self.computes['host-b']
         with out.step('live migration to host-b', 'host-a -> host-b'):
-            status, shown = self.live_migrate(server, 'host-b')
+            status, shown = self.watch_live_migration(server, 'host-b')
         self.server_show(server)
         self.migration_list(server)
         out.check('migration to host-b completed', status == 'completed',
@@ -222,7 +114,7 @@ class DemoScenario(base.VtpmServersBase):
         out.heading('Live-migrate host-b -> host-c (outside the policy)')
         self.src, self.dest = self.computes['host-b'], self.computes['host-c']
         with out.step('live migration to host-c', 'host-b -> host-c'):
-            status, shown = self.live_migrate(server, 'host-c')
+            status, shown = self.watch_live_migration(server, 'host-c')
         self.server_show(server)
         self.migration_list(server)
         details = ''
@@ -247,31 +139,13 @@ class DemoScenario(base.VtpmServersBase):
                   and self.held_secret('host-c', server) is None
                   and self.keys('host-c') == {}
                   and self.keys('host-b') == {server['id']: 'ACTIVE'})
-        ok, detail = self._no_leak(secret)
+        ok, detail = self.no_leak(secret)
         out.check('vTPM secret never on the bus nor in the logs', ok, detail)
-
-    def _finish(self) -> None:
-        self.out.summary()
-        failed = [c.name for c in self.out.checks if not c.passed]
-        self.assertTrue(self.out.ok, f'demo checks failed: {failed}')
 
 
 def main() -> int:
     """Run the scenario, printing its report; 0 if every check passed."""
-    DemoScenario.stream = sys.stdout
-    # Nova's services log their thread pools' shutdown after
-    # the test's log capture is gone; that is noise in a demo.
-    logging.getLogger('nova.thread_pool_factory').setLevel(logging.WARNING)
-    suite = unittest.TestSuite([DemoScenario('test_scenario')])
-    runner_out = io.StringIO()
-    result = unittest.TextTestRunner(stream=runner_out,
-                                     verbosity=0).run(suite)
-    if not result.wasSuccessful():
-        # The failure with Nova's captured logs, for the post-mortem.
-        sys.stderr.write(runner_out.getvalue())
-        print('demo-nova: FAILED', file=sys.stdout)
-        return 1
-    return 0
+    return demo_views.run(DemoScenario, 'demo-nova')
 
 
 if __name__ == '__main__':

@@ -59,11 +59,14 @@ def artifacts() -> guest.GuestArtifacts:
 def libvirt_daemons(request) -> collections.abc.Iterator[
         daemons_mod.LibvirtDaemons]:
     """A :class:`LibvirtDaemons` fixture; logs are printed on failure."""
-    fixture = daemons_mod.LibvirtDaemons()
+    # Checked before setUp(): fixtures wraps what _setUp raises into a
+    # SetupError, which would turn the skip into an error.
     try:
-        fixture.setUp()
+        daemons_mod.check_prerequisites()
     except daemons_mod.LibvirtUnavailable as exc:
         pytest.skip(str(exc))
+    fixture = daemons_mod.LibvirtDaemons()
+    fixture.setUp()
     try:
         yield fixture
     finally:

@@ -33,35 +33,12 @@ import pytest
 from tests.support.libvirt import daemons as daemons_mod
 from tests.support.libvirt import domains
 from tests.support.libvirt import guest
+from tests.support.libvirt import introspect
 
 
 def _secret_value() -> bytes:
     # As Nova makes them: base64 of 384 random bytes.
     return base64.b64encode(os.urandom(384))
-
-
-def _key_leaks(secret: bytes, data: bytes) -> list[int]:
-    """Which forms of the key (by index, never the key itself, so that
-    a failure report shows none) occur in *data*."""
-    forms = [secret, secret.hex().encode(), base64.b64encode(secret),
-             secret[:24]]
-    return [i for i, form in enumerate(forms) if form in data]
-
-
-def _swtpm_pids(daemon: daemons_mod.LibvirtDaemon) -> list[int]:
-    assert daemon.namespace is not None
-    return [pid for pid in daemons_mod.processes_in_namespace(
-        daemon.namespace)
-        if os.path.basename(_read(pid, 'cmdline').split(b'\0')[0])
-        == b'swtpm']
-
-
-def _read(pid: int, what: str) -> bytes:
-    try:
-        with open(f'/proc/{pid}/{what}', 'rb') as f:
-            return f.read()
-    except OSError:
-        return b''
 
 
 class Guest:
@@ -139,13 +116,12 @@ def test_vtpm_guest_live_migrates_with_its_state(libvirt_daemons,
     assert before.ok and before.pcr_consistent, before
 
     # libvirt hands the key to swtpm through a file descriptor.
-    pids = _swtpm_pids(vm.src)
+    pids = introspect.program_pids(vm.src, 'swtpm')
     assert pids, 'no swtpm process found for the guest'
     for pid in pids:
-        cmdline = _read(pid, 'cmdline')
+        cmdline = introspect.read_proc(pid, 'cmdline')
         assert b'pwdfd=' in cmdline, cmdline
-        assert _key_leaks(secret, cmdline) == []
-        assert _key_leaks(secret, _read(pid, 'environ')) == []
+    assert introspect.process_leaks(vm.src, secret) == {}
     assert os.path.isdir(vm.src.swtpm_state_dir(vm.uuid))
 
     vm.migrate()
@@ -159,11 +135,11 @@ def test_vtpm_guest_live_migrates_with_its_state(libvirt_daemons,
     # UNDEFINE_SOURCE: libvirt removed the source's vTPM state.
     assert not os.path.exists(vm.src.swtpm_state_dir(vm.uuid))
     assert os.path.isdir(vm.dst.swtpm_state_dir(vm.uuid))
-    dst_pids = _swtpm_pids(vm.dst)
+    dst_pids = introspect.program_pids(vm.dst, 'swtpm')
     assert dst_pids, 'no swtpm process on the destination'
     for pid in dst_pids:
-        assert b'pwdfd=' in _read(pid, 'cmdline')
-        assert _key_leaks(secret, _read(pid, 'cmdline')) == []
+        assert b'pwdfd=' in introspect.read_proc(pid, 'cmdline')
+    assert introspect.process_leaks(vm.dst, secret) == {}
 
 
 @pytest.mark.slow

@@ -53,6 +53,9 @@ def test_daemons_are_isolated_and_leave_nothing(libvirt_daemons):
     uuids = [re.search(r'<uuid>([^<]+)</uuid>', d.conn.getCapabilities())
              .group(1) for d in (a, b)]
     assert uuids == [a.host_uuid, b.host_uuid] and uuids[0] != uuids[1]
+    # Each reports its own host name (UTS namespace).
+    assert [a.conn.getHostname(), b.conn.getHostname()] == ['host-a',
+                                                            'host-b']
     assert a.namespace != b.namespace
     assert (a.port_min, a.port_max) != (b.port_min, b.port_max)
     # Each daemon has its own /etc/libvirt.

@@ -31,9 +31,6 @@ it:
 * ``[libvirt] connection_uri`` is set before each ``start_service``
   (the driver reads it at construction); ``live_migration_uri`` is a
   ``%s`` template giving each destination's socket.
-* ``Host.get_hostname`` returns the daemon's host name (all daemons on one
-  machine report the same one; placement would refuse the second
-  provider).
 * ``Host._init_events`` (poisoned with ``sys.exit``) is a no-op: Nova then
   gets no lifecycle events and polls, which live migration does anyway.
 * ``os.uname`` and ``psutil.net_if_addrs`` get their real functions back.
@@ -42,8 +39,15 @@ it:
 * All computes share one ``instances_path`` (one process); the daemons see
   it as NFS through the statfs shim so that libvirt's safety check agrees
   with Nova's shared-storage decision (non-block migration).
-* QEMU's migration stream goes to the destination daemon's host name,
-  which must resolve to loopback here (checked, the test skips if not).
+* Each daemon has its own host name (UTS namespace), which libvirt
+  reports to Nova (compute node names) and gives the source QEMU as the
+  destination of its migration stream; every daemon's ``/etc/hosts``
+  resolves them to loopback.
+* Migrations use QEMU's native TLS (``[libvirt]
+  live_migration_with_native_tls``): each daemon has a server and a client
+  certificate for its host name from a test CA
+  (:mod:`tests.support.libvirt.migration_tls`), and the source QEMU checks
+  the destination's certificate against the destination's host name.
 
 Mocked because it cannot run here: nothing in the data plane. Nova's
 Keystone, Glance, Neutron and Cinder are Nova's own test doubles as in
@@ -54,7 +58,6 @@ every Nova functional test, the key manager is Nova's vTPM test double
 import hashlib
 import io
 import os
-import socket
 import time
 import uuid
 
@@ -72,6 +75,7 @@ from tests.nova import base as nova_base
 from tests.nova import fixtures as vtpm_fixtures
 from tests.support.libvirt import daemons as daemons_mod
 from tests.support.libvirt import guest
+from tests.support.libvirt import introspect
 
 CONF = nova_conf.CONF
 _REAL_UNAME = os.uname
@@ -81,10 +85,6 @@ VTPM_SPECS = {'hw:tpm_version': '2.0', 'hw:tpm_model': 'tpm-crb',
               'hw:tpm_secret_security': 'host'}
 #: How long a TCG guest may take to boot or a migration to finish here.
 TIMEOUT = 120.0
-
-
-def _timed(label: str, started: float) -> None:
-    print(f'{label}: {time.monotonic() - started:.1f} s')
 
 
 class RealLibvirtTestBase(nova_base.ApiPasteMixin,
@@ -101,21 +101,15 @@ class RealLibvirtTestBase(nova_base.ApiPasteMixin,
     def setUp(self):
         # Before Nova's fixtures: these run subprocesses and
         # look at /proc, which Nova's poison fixtures do not expect.
-        try:
-            daemons_mod.check_prerequisites()
-        except daemons_mod.LibvirtUnavailable as exc:
-            self.skipTest(str(exc))
-        address = socket.gethostbyname(socket.gethostname())
-        if not address.startswith('127.'):
-            self.skipTest(f'this host name resolves to {address}, not to '
-                          'loopback: QEMU migration streams would leave it')
+        reason = daemons_mod.unavailable_reason()
+        if reason is not None:
+            self.skipTest(reason)
         self.artifacts = guest.ensure_artifacts()
         self.instances_path = self.useFixture(fixtures.TempDir()).path
         self.daemons = self.useFixture(daemons_mod.LibvirtDaemons(
-            shared_paths=[self.instances_path]))
+            shared_paths=[self.instances_path], migration_tls=True))
         self.addOnException(self._add_libvirt_logs)
         self.computes = {}
-        self._hostnames = {}
         super().setUp()
 
         self.flags(instances_path=self.instances_path)
@@ -123,6 +117,7 @@ class RealLibvirtTestBase(nova_base.ApiPasteMixin,
                    swtpm_user='root', swtpm_group='root',
                    supported_tpm_secret_security=['user', 'host'],
                    live_migration_uri=self.daemons.uri_template(),
+                   live_migration_with_native_tls=True,
                    group='libvirt')
         self.flags(backend=nova_base.KEY_MANAGER, group='key_manager')
         self.useFixture(fixtures.MonkeyPatch('os.uname', _REAL_UNAME))
@@ -130,13 +125,15 @@ class RealLibvirtTestBase(nova_base.ApiPasteMixin,
                                              _REAL_NET_IF_ADDRS))
         self.useFixture(fixtures.MonkeyPatch(
             'nova.virt.libvirt.host.Host._init_events', lambda host: None))
-        hostnames = self._hostnames
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.virt.libvirt.host.Host.get_hostname',
-            lambda host: hostnames[host._uri]))
         nova.privsep.sys_admin_pctxt.set_client_mode(False)
         self.addCleanup(nova.privsep.sys_admin_pctxt.set_client_mode, True)
         self.image_id = self._add_guest_images()
+        self.migration_tasks = self.useFixture(MigrationTasks())
+
+    def timed(self, label: str, started: float) -> None:
+        """Report how long something took since *started* (the tests print
+        it; the demo reports it)."""
+        print(f'{label}: {time.monotonic() - started:.1f} s')
 
     def _setup_compute_service(self):
         # The tests start computes, each on its own daemon.
@@ -173,11 +170,14 @@ class RealLibvirtTestBase(nova_base.ApiPasteMixin,
 
     # -- computes ------------------------------------------------------------
 
-    def start_compute(self, hostname: str):
-        """Start host *hostname*'s libvirtd, then its nova-compute."""
+    def start_compute(self, hostname: str, tls_server_name=None):
+        """Start host *hostname*'s libvirtd, then its nova-compute.
+
+        :param tls_server_name: the name the daemon's migration server
+            certificate is for (default: *hostname*).
+        """
         started = time.monotonic()
-        daemon = self.daemons.add(hostname)
-        self._hostnames[daemon.uri] = hostname
+        daemon = self.daemons.add(hostname, tls_server_name)
         self.flags(connection_uri=daemon.uri, group='libvirt')
         node_uuid = str(uuid.uuid5(uuid.NAMESPACE_DNS, hostname))
         with fixtures.MockPatch('nova.virt.node.get_local_node_uuid',
@@ -185,7 +185,7 @@ class RealLibvirtTestBase(nova_base.ApiPasteMixin,
             compute = self.start_service('compute', host=hostname)
             compute.driver._host.get_node_uuid()
         self.computes[hostname] = compute
-        _timed(f'start libvirtd and nova-compute {hostname}', started)
+        self.timed(f'start libvirtd and nova-compute {hostname}', started)
         return compute
 
     def daemon(self, hostname: str) -> daemons_mod.LibvirtDaemon:
@@ -226,9 +226,9 @@ class RealLibvirtTestBase(nova_base.ApiPasteMixin,
             image_uuid=self.image_id, flavor_id=flavor_id,
             networks='none', host=host)})
         server = self.wait_for_server(server, host=host)
-        _timed('boot through the API to ACTIVE', started)
+        self.timed('boot through the API to ACTIVE', started)
         line = self.wait_for_checks(server)[-1]
-        _timed('boot through the API to the guest vTPM check', started)
+        self.timed('boot through the API to the guest vTPM check', started)
         return server, line
 
     def console(self, server) -> str:
@@ -277,10 +277,34 @@ class RealLibvirtTestBase(nova_base.ApiPasteMixin,
                 self.fail(f'live migration not finished within {timeout} '
                           f's: {latest}')
             time.sleep(0.2)
-        _timed(f'os-migrateLive to {host} until {latest["status"]}',
-               started)
+        self.timed(f'os-migrateLive to {host} until {latest["status"]}',
+                   started)
         self.assertEqual(expected, latest['status'], latest)
         return latest
+
+    migration_uuid = nova_base.VtpmServersBase.migration_uuid
+
+    def wait_for_live_migration_task(self, server, after, timeout=TIMEOUT):
+        """Wait until the source compute's live-migration task that comes
+        after the first *after* ones (``len(self.migration_tasks.ended)``
+        before the migration was requested) is over; return how it ended
+        (``'returned'`` or the name of the exception it raised) and the
+        server then.
+
+        After a failed or cancelled libvirt migration Nova 34 first rolls
+        back (the migration turns ``failed``/``cancelled``), then its
+        ``_do_live_migration`` gets the libvirt error back and sets the
+        migration to ``error`` and the instance to ERROR: only the end of
+        that task is a stable state to look at.
+        """
+        deadline = time.monotonic() + timeout
+        while len(self.migration_tasks.ended) <= after:
+            if time.monotonic() > deadline:
+                self.fail(f'no live-migration task ended within {timeout} s')
+            time.sleep(0.2)
+        migration, outcome = self.migration_tasks.ended[after]
+        self.assertEqual(self.migration_uuid(server), migration)
+        return outcome, self.admin_api.get_server(server['id'])
 
     # -- what the daemons hold ---------------------------------------------
 
@@ -290,20 +314,16 @@ class RealLibvirtTestBase(nova_base.ApiPasteMixin,
                       self.daemon(hostname).conn.listAllDomains())
 
     def secrets(self, hostname: str) -> dict[str, dict]:
-        """secret UUID -> {'ephemeral', 'private', 'usage'} on a daemon."""
-        found = {}
-        for secret in self.daemon(hostname).conn.listAllSecrets():
-            xml = secret.XMLDesc()
-            found[secret.UUIDString()] = {
-                'ephemeral': "ephemeral='yes'" in xml,
-                'private': "private='yes'" in xml,
-                'usage': secret.usageID()}
-        return found
+        """secret UUID -> {'ephemeral', 'private', 'usage'} on a daemon
+        (``virsh secret-list``)."""
+        return {uuid: {'ephemeral': info.ephemeral,
+                       'private': info.private, 'usage': info.usage_id}
+                for uuid, info in introspect.secret_list(
+                    self.daemon(hostname).conn).items()}
 
     def persistent_secret_files(self, hostname: str) -> list[str]:
         """Files of persistent secrets in the daemon's /etc/libvirt."""
-        path = self.daemon(hostname).path('etc', 'secrets')
-        return sorted(os.listdir(path)) if os.path.isdir(path) else []
+        return introspect.persistent_secret_files(self.daemon(hostname))
 
     def swtpm_state(self, hostname: str, server) -> bool:
         """Whether the daemon keeps swtpm state for the server."""
@@ -315,38 +335,79 @@ class RealLibvirtTestBase(nova_base.ApiPasteMixin,
             nova_context.get_admin_context(), server['id'])
 
 
+class MigrationTasks(fixtures.Fixture):
+    """Records how each source compute's live-migration task ended.
+
+    Wraps (does not replace) ``ComputeManager._do_live_migration``, the
+    task Nova's ``live_migration`` RPC hands to a thread pool (the
+    instance action event ``compute_live_migration`` ends when it is
+    handed over, not when it is done).
+    """
+
+    def _setUp(self) -> None:
+        import nova.compute.manager as manager_mod
+        #: (migration UUID, 'returned' or the exception's class name), in
+        #: the order the tasks ended.
+        self.ended: list[tuple[str, str]] = []
+        real = manager_mod.ComputeManager._do_live_migration
+
+        def do_live_migration(manager, context, dest, instance,
+                              block_migration, migration, migrate_data):
+            outcome = 'returned'
+            try:
+                return real(manager, context, dest, instance,
+                            block_migration, migration, migrate_data)
+            except Exception as exc:
+                outcome = type(exc).__name__
+                raise
+            finally:
+                self.ended.append((migration.uuid, outcome))
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.compute.manager.ComputeManager._do_live_migration',
+            do_live_migration))
+
+
 class SecretSpy(fixtures.Fixture):
-    """Records every libvirt secret Nova or the plugin defines.
+    """Asks the daemon about every libvirt secret Nova or the plugin
+    defines.
 
     Wraps (does not replace) ``nova.virt.libvirt.host.Host.create_secret``:
-    right after the real call it asks the daemon how the secret was
-    defined and whether libvirt gives its value back.
+    right after the real call it asks the daemon itself, over the test's
+    own connection (``virsh secret-dumpxml`` and ``secret-get-value``), how
+    the secret is kept and whether libvirt gives its value back.
+
+    :param daemons: the daemons, to find a compute's one by its URI.
     """
+
+    def __init__(self, daemons: daemons_mod.LibvirtDaemons) -> None:
+        super().__init__()
+        self.daemons = daemons
 
     def _setUp(self) -> None:
         import nova.virt.libvirt.host as host_mod
         self.created: list[dict] = []
         real = host_mod.Host.create_secret
-        created = self.created
 
         def create_secret(host, usage_type, usage_id, *args, **kwargs):
             secret = real(host, usage_type, usage_id, *args, **kwargs)
-            xml = secret.XMLDesc()
-            try:
-                secret.value()
-            except libvirt.libvirtError:
-                readable = False
-            else:
-                readable = True
-            created.append({'uri': host._uri, 'usage': usage_id,
-                            'uuid': secret.UUIDString(),
-                            'ephemeral': "ephemeral='yes'" in xml,
-                            'private': "private='yes'" in xml,
-                            'readable': readable})
+            self._record(host._uri, secret.UUIDString())
             return secret
 
         self.useFixture(fixtures.MonkeyPatch(
             'nova.virt.libvirt.host.Host.create_secret', create_secret))
+
+    def _record(self, uri: str, secret_uuid: str) -> None:
+        daemon = next(d for d in self.daemons.daemons.values()
+                      if d.uri == uri)
+        info = introspect.secret_info(daemon.conn, secret_uuid)
+        refusal = introspect.value_refusal(daemon.conn, secret_uuid)
+        self.created.append({'uri': uri, 'host': daemon.name,
+                             'usage': info.usage_id, 'uuid': secret_uuid,
+                             'ephemeral': info.ephemeral,
+                             'private': info.private,
+                             'readable': refusal is None,
+                             'refusal': refusal})
 
 
 class RealLibvirtPluginBase(nova_base.PluginDriverMixin, RealLibvirtTestBase):
@@ -364,13 +425,8 @@ class RealLibvirtPluginBase(nova_base.PluginDriverMixin, RealLibvirtTestBase):
     def setUp(self):
         self.rpc = self.useFixture(vtpm_fixtures.MessageCapture())
         super().setUp()
-        # The daemons stream guest memory over loopback without TLS
-        # (no migration certificates are set up for them): allowed
-        # explicitly, as an operator with a protected migration network
-        # would.
-        self.flags(require_native_tls=False, group='vtpm_migration')
         self.logs = self.useFixture(vtpm_fixtures.DebugLogCapture())
-        self.secret_spy = self.useFixture(SecretSpy())
+        self.secret_spy = self.useFixture(SecretSpy(self.daemons))
 
     def boot_vtpm_server(self, host, extra_specs=None):
         specs = dict(self.ATTESTED_SPECS)
@@ -384,6 +440,12 @@ class RealLibvirtPluginBase(nova_base.PluginDriverMixin, RealLibvirtTestBase):
         secret = self.held_secret(hostname, server)
         return None if secret is None else hashlib.sha256(secret).hexdigest()
 
+    def libvirt_secret(self, hostname: str, server) -> bytes | None:
+        """The value of the instance's vTPM secret that the host's daemon
+        gives back (``None``: no such secret, or a private one)."""
+        return introspect.vtpm_secret_value(self.daemon(hostname).conn,
+                                            server['id'])
+
     def defined_secrets(self, hostname: str) -> list[dict]:
         uri = self.daemon(hostname).uri
         return [s for s in self.secret_spy.created if s['uri'] == uri]
@@ -394,8 +456,7 @@ class RealLibvirtPluginBase(nova_base.PluginDriverMixin, RealLibvirtTestBase):
     keys = nova_base.VtpmServersBase.keys
     rows = nova_base.VtpmServersBase.rows
     records = nova_base.VtpmServersBase.records
-    migration_uuid = nova_base.VtpmServersBase.migration_uuid
     held_secret = nova_base.VtpmServersBase.held_secret
-    libvirt_secret = nova_base.VtpmServersBase.libvirt_secret
+    server_host = nova_base.VtpmServersBase.server_host
     action_event_details = nova_base.VtpmServersBase.action_event_details
     assert_no_leak = nova_base.VtpmServersBase.assert_no_leak

@@ -15,13 +15,18 @@
 """One real libvirtd 9.0 per simulated compute host, on one machine.
 
 Each :class:`LibvirtDaemon` runs ``/usr/sbin/libvirtd`` in a private mount
-namespace (``unshare --mount --propagation private``) in which its own
+namespace (``unshare --mount --uts --propagation private``) in which its own
 directories below a per-run base directory are bind-mounted over
 ``/etc/libvirt``, ``/run/libvirt``, ``/var/lib/libvirt``,
 ``/var/cache/libvirt``, ``/var/log/libvirt``, ``/var/log/swtpm`` and
 ``/var/lib/swtpm-localca``, and over ``/etc/passwd`` and ``/etc/group``
 (private copies that have the ``libvirt-qemu`` user libvirt 9.0 resolves
-before reading ``qemu.conf``; the machine's files are not changed).
+before reading ``qemu.conf``; the machine's files are not changed), and
+over ``/etc/hosts`` (the machine's, plus every daemon's name for
+loopback). Each daemon also has its own UTS namespace whose host name is
+the simulated host's: libvirt sends QEMU's migration stream to the
+destination's host name, and with ``migration_tls`` QEMU checks the
+destination's certificate against it.
 Each daemon has its own ``host_uuid`` (dmidecode gives none here, and
 libvirt refuses a migration between two hosts of one UUID) and its own
 migration port range; QEMU and swtpm run as root without cgroups,
@@ -61,6 +66,7 @@ import uuid
 import fixtures
 
 from tests.support.libvirt import guest
+from tests.support.libvirt import migration_tls
 from tests.support.libvirt import statfs_shim
 
 LIBVIRTD = '/usr/sbin/libvirtd'
@@ -121,8 +127,8 @@ def processes_in_namespace(ns: str) -> list[int]:
 
 def check_prerequisites() -> None:
     """Raise :class:`LibvirtUnavailable` unless daemons can run here."""
-    missing = [b for b in (LIBVIRTD, 'unshare', 'taskset', 'swtpm', 'gcc',
-                           'qemu-system-x86_64')
+    missing = [b for b in (LIBVIRTD, 'unshare', 'taskset', 'hostname',
+                           'swtpm', 'gcc', 'qemu-system-x86_64')
                if shutil.which(b) is None]
     if missing:
         raise LibvirtUnavailable(
@@ -133,13 +139,23 @@ def check_prerequisites() -> None:
     except ImportError as exc:
         raise LibvirtUnavailable(f'libvirt-python: {exc}') from exc
     probe = subprocess.run(
-        ['unshare', '--mount', '--propagation', 'private', '--',
+        ['unshare', '--mount', '--uts', '--propagation', 'private', '--',
          'mount', '--bind', '/', '/mnt'],
         capture_output=True, text=True)
     if probe.returncode != 0:
         raise LibvirtUnavailable(
             'cannot create a private mount namespace for libvirtd '
-            f'(unshare --mount): {probe.stderr.strip()}')
+            f'(unshare --mount --uts): {probe.stderr.strip()}')
+
+
+def unavailable_reason() -> str | None:
+    """Why libvirt daemons cannot run here (``None``: they can), from
+    :func:`check_prerequisites`."""
+    try:
+        check_prerequisites()
+    except LibvirtUnavailable as exc:
+        return str(exc)
+    return None
 
 
 def _passwd_copies(target: str) -> tuple[str, str]:
@@ -178,14 +194,23 @@ class LibvirtDaemon:
     :param index: selects the migration port range.
     :param shared_paths: directories the daemon sees as NFS (through the
         statfs shim), e.g. Nova's ``instances_path``.
+    :param hosts_file: the daemon's ``/etc/hosts`` (every daemon's name
+        resolves to loopback; without it the machine's).
+    :param migration_tls: QEMU migrates with the certificates of
+        :meth:`tls_dir` (``migrate_tls_x509_cert_dir``) and verifies the
+        clients' ones (``migrate_tls_x509_verify``).
     """
 
     def __init__(self, name: str, root: str, index: int,
-                 shared_paths: ty.Sequence[str] = ()) -> None:
+                 shared_paths: ty.Sequence[str] = (),
+                 hosts_file: str | None = None,
+                 migration_tls: bool = False) -> None:
         self.name = name
         self.root = root
         self.index = index
         self.shared_paths = list(shared_paths)
+        self.hosts_file = hosts_file
+        self.migration_tls = migration_tls
         self.host_uuid = str(uuid.uuid4())
         self.port_min = PORT_BASE + index * PORT_SPAN
         self.port_max = self.port_min + PORT_SPAN - 1
@@ -211,6 +236,11 @@ class LibvirtDaemon:
     @property
     def daemon_log(self) -> str:
         return self.path('log', 'libvirtd.log')
+
+    def tls_dir(self) -> str:
+        """The host-side path of the daemon's migration certificates
+        (``/etc/libvirt/pki/qemu`` for the daemon)."""
+        return self.path('etc', 'pki', 'qemu')
 
     def swtpm_state_dir(self, domain_uuid: str) -> str:
         """Where libvirt keeps a domain's swtpm state (host-side path)."""
@@ -248,6 +278,9 @@ swtpm_group = "root"
 migration_port_min = {self.port_min}
 migration_port_max = {self.port_max}
 ''')
+            if self.migration_tls:
+                f.write('migrate_tls_x509_cert_dir = "/etc/libvirt/pki/qemu"\n'
+                        'migrate_tls_x509_verify = 1\n')
 
     def _seed_capabilities(self) -> None:
         target = self.path('cache', 'qemu', 'capabilities')
@@ -279,9 +312,15 @@ migration_port_max = {self.port_max}
         passwd, group = _passwd_copies(self.root)
         binds = [(self.path(key), mnt) for key, mnt in PRIVATE_DIRS.items()]
         binds += [(passwd, '/etc/passwd'), (group, '/etc/group')]
+        if self.hosts_file is not None:
+            binds.append((self.hosts_file, '/etc/hosts'))
+        # Its own host name (UTS namespace): libvirt gives it as the
+        # destination of QEMU's migration stream, and QEMU checks the
+        # destination's TLS certificate against it.
         script = ' && '.join(
-            f'mount --bind {shlex.quote(src)} {shlex.quote(dst)}'
-            for src, dst in binds)
+            [f'hostname {shlex.quote(self.name)}']
+            + [f'mount --bind {shlex.quote(src)} {shlex.quote(dst)}'
+               for src, dst in binds])
         env = dict(os.environ)
         if self.shared_paths:
             env['LD_PRELOAD'] = statfs_shim.build()
@@ -295,8 +334,8 @@ migration_port_max = {self.port_max}
             # statfs() of the shared paths changes, for them too.
             self.process = subprocess.Popen(
                 ['taskset', '-c', str(min(os.sched_getaffinity(0))),
-                 'unshare', '--mount', '--propagation', 'private', '--',
-                 'sh', '-c', script], env=env, stdin=subprocess.DEVNULL,
+                 'unshare', '--mount', '--uts', '--propagation', 'private',
+                 '--', 'sh', '-c', script], env=env, stdin=subprocess.DEVNULL,
                 stdout=stderr, stderr=stderr, start_new_session=True)
         self._wait_ready(started)
         self.startup_seconds = time.monotonic() - started
@@ -337,6 +376,24 @@ migration_port_max = {self.port_max}
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL libvirtd only, as a crash would: the QEMU and swtpm
+        processes it started keep running and its clients lose their
+        connections. :meth:`stop` still cleans up what is left."""
+        if not self.alive():
+            raise RuntimeError(f'libvirtd {self.name} is not running')
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
+    def processes(self) -> dict[int, list[str]]:
+        """PID -> command line of every process in the daemon's mount
+        namespace (libvirtd, QEMU, swtpm), alive or not."""
+        if self.namespace is None:
+            return {}
+        return {pid: _cmdline(pid)
+                for pid in processes_in_namespace(self.namespace)}
 
     def stop(self) -> None:
         """Destroy the domains, stop libvirtd, kill what it left (by PID)."""
@@ -395,12 +452,20 @@ migration_port_max = {self.port_max}
 class LibvirtDaemons(fixtures.Fixture):
     """Starts named daemons below a unique per-run directory.
 
+    Every daemon has its own host name, and every daemon's name resolves
+    to loopback in every daemon's ``/etc/hosts``.
+
     :param shared_paths: directories every daemon sees as NFS.
+    :param migration_tls: QEMU's migration streams between the daemons use
+        TLS with certificates of a test CA
+        (:class:`~migration_tls.MigrationTlsCA`).
     """
 
-    def __init__(self, shared_paths: ty.Sequence[str] = ()) -> None:
+    def __init__(self, shared_paths: ty.Sequence[str] = (),
+                 migration_tls: bool = False) -> None:
         super().__init__()
         self.shared_paths = list(shared_paths)
+        self.migration_tls = migration_tls
 
     def _setUp(self) -> None:
         check_prerequisites()
@@ -409,13 +474,41 @@ class LibvirtDaemons(fixtures.Fixture):
         self.addCleanup(shutil.rmtree, self.base, True)
         self.daemons: dict[str, LibvirtDaemon] = {}
         self.addCleanup(self.stop_all)
-        self.failed = False
+        self.hosts_file = os.path.join(self.base, 'hosts')
+        self.tls_ca = (migration_tls.MigrationTlsCA() if self.migration_tls
+                       else None)
 
-    def add(self, name: str) -> LibvirtDaemon:
-        """Start (and remember) the daemon of host *name*."""
+    def _write_hosts(self, names: ty.Iterable[str]) -> None:
+        """The daemons' shared /etc/hosts, rewritten in place (a bind
+        mount keeps the file it was made with)."""
+        with open('/etc/hosts') as f:
+            text = f.read()
+        # One line each: libvirt takes the first name of the line as the
+        # canonical one (getaddrinfo AI_CANONNAME) and reports it as the
+        # host name.
+        text += '\n# The libvirt daemons of this test run\n' + ''.join(
+            f'127.0.0.1\t{name}\n' for name in names)
+        with open(self.hosts_file, 'a+') as f:
+            f.seek(0)
+            f.truncate()
+            f.write(text)
+
+    def add(self, name: str, tls_server_name: str | None = None
+            ) -> LibvirtDaemon:
+        """Start (and remember) the daemon of host *name*.
+
+        :param tls_server_name: the name its migration server certificate
+            is for (default: *name*).
+        """
         index = len(self.daemons) + (os.getpid() % 64) * 4
         daemon = LibvirtDaemon(name, os.path.join(self.base, name),
-                               index % 256, self.shared_paths)
+                               index % 256, self.shared_paths,
+                               hosts_file=self.hosts_file,
+                               migration_tls=self.tls_ca is not None)
+        self._write_hosts([*self.daemons, name])
+        if self.tls_ca is not None:
+            self.tls_ca.write_host_files(daemon.tls_dir(), name,
+                                         tls_server_name)
         self.daemons[name] = daemon
         daemon.start()
         return daemon
