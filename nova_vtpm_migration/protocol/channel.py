@@ -107,11 +107,16 @@ class Channel:
 
     @property
     def local(self) -> handshake.LocalEvidence:
-        """This host's public TPM evidence (collected once)."""
+        """This host's public TPM evidence (collected once; the TPM's
+        keys and sessions are made ready for migrations at the same
+        time, so that the first migration costs what later ones do)."""
         with self._lock:
             if self._local is None:
                 self._local = handshake.local_evidence(
                     self.tpm, self.ak_certificate, self.host)
+                warm_up = getattr(self.tpm, 'warm_up', None)
+                if warm_up is not None:
+                    warm_up()
             return self._local
 
     @property

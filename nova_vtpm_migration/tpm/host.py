@@ -21,19 +21,19 @@ signs with a certified non-migratable key and seals secrets under a PCR
 policy. All TPM access goes through
 :class:`~nova_vtpm_migration.tpm.context.TpmContext` blocks.
 
-What a migration uses on every run stays loaded between operations as
-residents of the TPM connection (see :mod:`.context`): the signing key, the
-current binding key, one salted policy session (re-armed with
-``TPM2_PolicyPCR`` for each use; the TPM resets it after a successful use,
-``TPM2_PolicyRestart`` after a failed one) and one salted HMAC session for
-parameter encryption into the TPM. The SRK and the AK are persistent. So
-an unwrap costs ``PolicyPCR`` + ``ECDH_ZGen``, a signature one ``Sign``, and
-no operation on the migration path needs ``CreatePrimary``,
-``StartAuthSession`` (an ECC point multiplication for the salt) or
-``GetCapability``. The binding key is created ahead and replaced in the
-background before it expires (:mod:`.keyblobs`); only a PCR change
-creates one on the spot, because the key must be bound to the current
-PCR values.
+What a migration uses on every run stays loaded between operations: the
+signing key is persistent (next to the SRK and the AK), and the current
+binding key, one salted policy session (re-armed with ``TPM2_PolicyPCR``
+for each use; the TPM resets it after a successful use,
+``TPM2_PolicyRestart`` after a failed one) and one salted HMAC session
+for parameter encryption into the TPM are residents of the TPM
+connection (see :mod:`.context`). So an unwrap costs ``PolicyPCR`` +
+``ECDH_ZGen``, a signature one ``Sign``, and no operation on the
+migration path needs ``CreatePrimary``, ``StartAuthSession`` (an ECC
+point multiplication for the salt) or ``GetCapability``. The binding key
+is created ahead and replaced in the background before it expires
+(:mod:`.keyblobs`); only a PCR change creates one on the spot, because
+the key must be bound to the current PCR values.
 
 Key blobs kept under ``state_dir`` are encrypted by the TPM (TPM2B_PRIVATE
 under the SRK); no plaintext key material is ever written.
@@ -89,6 +89,8 @@ class HostTpm:
     :param state_dir: directory for TPM-encrypted key blobs.
     :param srk_handle: persistent handle of the SRK (created if absent).
     :param ak_handle: persistent handle of the AK (created if absent).
+    :param signing_key_handle: persistent handle where the signing key
+        is kept loaded (replaced when another object is there).
     :param pcr_selection: sha256 PCR indices quoted and used in policies.
     :param binding_key_lifetime: seconds after which the binding key is
         replaced.
@@ -109,13 +111,14 @@ class HostTpm:
                  *, binding_key_lifetime: float = 86400.0,
                  ek_types: collections.abc.Sequence[str] = DEFAULT_EK_TYPES,
                  owner_auth: auth.HierarchyAuth | None = None,
-                 endorsement_auth: auth.HierarchyAuth | None = None
-                 ) -> None:
+                 endorsement_auth: auth.HierarchyAuth | None = None,
+                 signing_key_handle: int = 0x81000010) -> None:
         self.ctx = ctx
         self.state_dir = pathlib.Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.srk_handle = srk_handle
         self.ak_handle = ak_handle
+        self.signing_key_handle = signing_key_handle
         self.pcr_selection = tuple(sorted(set(pcr_selection)))
         policy.pcr_selection_bytes(self.pcr_selection)  # validates indices
         self.binding_key_lifetime = binding_key_lifetime
@@ -225,7 +228,7 @@ class HostTpm:
     def _loaded(self, e: context.Esys, kind: str,
                 blob: keyblobs.KeyBlob) -> ty.Any:
         """``blob`` loaded under the SRK as the resident ``kind`` (one
-        binding key and one signing key stay loaded)."""
+        key of each kind stays loaded)."""
         srk = self._srk(e)
         pub = objects.unmarshal_public(blob.public)
         key = f'{kind}/{objects.public_name(pub).hex()}'
@@ -248,7 +251,7 @@ class HostTpm:
         residents."""
         def op(e: context.Esys) -> None:
             self._ak(e)
-            self._loaded(e, 'signing', self._signing_blob(e, self._srk(e)))
+            self._signing_key(e)
             self._loaded(e, 'binding', self._current_binding_key(
                 e, self._srk(e), self._read_pcrs(e)))
             self._session(e, 'policy')
@@ -493,8 +496,35 @@ class HostTpm:
 
     def _signing_key(self, e: context.Esys) -> tuple[ty.Any,
                                                      keyblobs.KeyBlob]:
-        blob = self._signing_blob(e, self._srk(e))
-        return self._loaded(e, 'signing', blob), blob
+        """The signing key, persisted at ``signing_key_handle``: a
+        persistent object takes a transient slot only while a command
+        uses it, which leaves room for ``TPM2_Load`` under the SRK (the
+        SRK and the new object take two of libtpms' three slots) next to
+        the resident binding key."""
+        srk = self._srk(e)
+        blob = self._signing_blob(e, srk)
+        name = objects.public_name(blob.public)
+        try:
+            tr = e.persistent(self.signing_key_handle)
+            if bytes(e.tr_get_name(tr)) == name:
+                return tr, blob
+            LOG.warning('Replacing the object at signing key handle %#x: '
+                        'it is not this host\'s signing key',
+                        self.signing_key_handle)
+            with self.owner_auth.authorize(e, 'EvictControl') as owner:
+                e.evict_control(owner, tr, self.signing_key_handle)
+            e.forget_persistent(self.signing_key_handle)
+        except errors.TpmCommandError as exc:
+            if context.tpm_rc_code(exc.kwargs['rc']) != rc.RC_HANDLE:
+                raise
+        priv, _ = types.TPM2B_PRIVATE.unmarshal(blob.private)
+        key = e.load(srk, priv, objects.unmarshal_public(blob.public))
+        with self.owner_auth.authorize(e, 'EvictControl') as owner:
+            e.evict_control(owner, key, self.signing_key_handle)
+        e.flush_context(key)
+        LOG.info('Persisted the signing key at handle %#x',
+                 self.signing_key_handle)
+        return e.persistent(self.signing_key_handle), blob
 
     def certified_signing_key(self, qualifying_data: bytes
                               ) -> evidence.CertifiedKey:
