@@ -264,20 +264,22 @@ class Channel:
 
     def _exchange(self, sess: session_mod.Session, msg_type: str,
                   inner: bytes) -> messages.Message:
-        with sess.call_lock:
-            envelope = sess.seal(inner)
-            raw = self.raw_call(sess.peer, envelope)
-            msg = messages.decode(raw, allowed=('sealed', 'error'))
-            if msg.type == 'error':
-                raise errors.PeerRefused(
-                    peer=sess.peer, request=msg_type,
-                    peer_code=msg.body['code'],
-                    peer_message=msg.body['message'])
-            try:
-                reply = sess.open(msg, request=envelope)
-            except errors.ProtocolError:
-                sess.valid = False
-                raise
+        # No lock is held across the round trip: concurrent
+        # requests on one session may overtake each other (the peer
+        # accepts each sequence number once, within a window).
+        envelope = sess.seal(inner)
+        raw = self.raw_call(sess.peer, envelope)
+        msg = messages.decode(raw, allowed=('sealed', 'error'))
+        if msg.type == 'error':
+            raise errors.PeerRefused(
+                peer=sess.peer, request=msg_type,
+                peer_code=msg.body['code'],
+                peer_message=msg.body['message'])
+        try:
+            reply = sess.open(msg, request=envelope)
+        except errors.ProtocolError:
+            sess.valid = False
+            raise
         if reply.type == 'error':
             raise errors.PeerRefused(peer=sess.peer, request=msg_type,
                                      peer_code=reply.body['code'],

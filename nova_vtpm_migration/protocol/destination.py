@@ -16,8 +16,12 @@
 """The destination role: handlers of the sealed phase-2 and outcome
 requests, the local consumer's access to a received key, and recovery.
 
-Every handler runs under the engine's state lock and checks that the
-attested peer of the session is the AK the migration is bound to.
+Every handler checks that the attested peer of the session is the AK the
+migration is bound to. TPM work (binding key, unwrap, seal, signature)
+runs outside the engine's state lock; the lock is taken for the state
+change only, and the state is checked again under it, so concurrent
+migrations on one host wait for each other's journal writes, never for
+each other's TPM commands.
 """
 
 import time
@@ -64,6 +68,9 @@ class DestinationRole:
         self.ctx = ctx
         self._source_decision = source_decision
         self._blobs: dict[str, dict[str, bytes]] = {}
+        #: migration id -> the secret it brought, for the local consumer
+        #: until the outcome (it is not unsealed again); memory only.
+        self._received: dict[str, bytes] = {}
 
     def dispatch(self, sess: session_mod.Session,
                  msg: messages.Message) -> bytes:
@@ -81,8 +88,7 @@ class DestinationRole:
         if handler is None:
             raise errors.UnexpectedMessage(type=msg.type,
                                            reason='not a request')
-        with self.ctx.state_lock:
-            return handler(sess, msg)
+        return handler(sess, msg)
 
     def _row(self, mid: str, sess: session_mod.Session
              ) -> journal_mod.MigrationRow:
@@ -114,6 +120,27 @@ class DestinationRole:
                 reason=f"source {body['source_host']!r} is not the host "
                        f'its TPM identity is certified for '
                        f'({sess.peer_host!r})')
+        self._check_free(mid, instance)
+        dest_nonce = crypto.random_bytes(crypto.NONCE_SIZE)
+        # Certified once per session (phase 1); one PCR_Read here
+        # tells whether it still names the current key bound to the
+        # current PCR values, else a new key is certified (and refused by
+        # the source when the PCRs changed since the session's quote).
+        key = ctx.tpm.certified_binding_key(sess.binding_qualifier(),
+                                            reuse=sess.binding_key)
+        sess.binding_key = key
+        reply = messages.encode('prepare_reply', {
+            'migration_id': mid, 'nonce': dest_nonce,
+            'binding_key': messages.certified_to_wire(key)})
+        with ctx.state_lock:
+            self._check_free(mid, instance)
+            self._reserve(sess, msg, dest_nonce, key, reply)
+        LOG.info('Migration %s: reserved a slot for instance %s', mid,
+                 instance)
+        return reply
+
+    def _check_free(self, mid: str, instance: str) -> None:
+        ctx = self.ctx
         if ctx.journal.is_seen(mid):
             raise errors.MigrationIdReused(migration_id=mid)
         key_state = ctx.keystore.state(instance)
@@ -121,12 +148,13 @@ class DestinationRole:
             raise errors.InstanceBusy(
                 instance_uuid=instance,
                 reason=f'this host holds its key ({key_state.value})')
-        dest_nonce = crypto.random_bytes(crypto.NONCE_SIZE)
-        key = ctx.tpm.certified_binding_key(
-            transfer.binding_qualifier(msg.raw, dest_nonce))
-        reply = messages.encode('prepare_reply', {
-            'migration_id': mid, 'nonce': dest_nonce,
-            'binding_key': messages.certified_to_wire(key)})
+
+    def _reserve(self, sess: session_mod.Session, msg: messages.Message,
+                 dest_nonce: bytes, key: evidence.CertifiedKey,
+                 reply: bytes) -> None:
+        ctx = self.ctx
+        body = msg.body
+        mid, instance = body['migration_id'], body['instance_uuid']
         with ctx.journal.transaction():
             ctx.journal.mark_seen(mid)
             ctx.journal.create_migration(
@@ -151,9 +179,6 @@ class DestinationRole:
                 receipts.signer_evidence(sess.peer_identity,
                                          sess.peer_signing_key),
                 receipts.SIGNER))
-        LOG.info('Migration %s: reserved a slot for instance %s', mid,
-                 instance)
-        return reply
 
     def _context(self, row: journal_mod.MigrationRow,
                  sess: session_mod.Session) -> transfer.MigrationContext:
@@ -180,45 +205,111 @@ class DestinationRole:
         ctx = self.ctx
         body = msg.body
         mid = body['migration_id']
-        row = self._row(mid, sess)
-        if row.state != _D.RESERVED.value:
-            raise errors.StateError(role=_ROLE.value, migration_id=mid,
-                                    old=row.state, new=_D.INSTALLED.value)
+        row = self._reserved(mid, sess)
         mig = self._context(row, sess)
         try:
-            transfer.check_manifest(mig, body, sess.peer_signing_key)
+            transfer.check_manifest(mig, body)
             secret, blobs = transfer.open_transfer(ctx.tpm, mig, body)
+            # Sealed under the binding key's PCR policy, which the
+            # unwrap just proved current (no PCR_Read).
+            sealed = ctx.keystore.seal(row.instance_uuid, secret,
+                                       bound_like=mig.binding_key.public)
         except (errors.ProtocolError, tpm_errors.TpmError):
             # A transfer that does not verify or unwrap (e.g.
             # the PCRs changed since the binding key was certified) ends
             # the migration here; the source learns it from the error.
-            self._set(mid, _D.ABORTED)
+            with ctx.state_lock:
+                if self._reserved(mid, sess, check=False) is not None:
+                    self._set(mid, _D.ABORTED)
             raise
         manifest = body['manifest']
         manifest_hash = receipts.manifest_hash(manifest)
-        with ctx.journal.transaction():
-            ctx.keystore.install_pending(row.instance_uuid, mid, secret)
-            self._set(mid, _D.INSTALLED, manifest_hash=manifest_hash.hex())
-            ctx.journal.put_record(mid, 'manifest', wire.encode(
-                {'manifest': manifest,
-                 'signature': body['manifest_signature']},
-                receipts.SIGNED_MANIFEST))
+        with ctx.state_lock:
+            row = self._reserved(mid, sess)
+            with ctx.journal.transaction():
+                ctx.keystore.install_pending_sealed(row.instance_uuid, mid,
+                                                    sealed)
+                self._set(mid, _D.INSTALLED,
+                          manifest_hash=manifest_hash.hex())
+                ctx.journal.put_record(mid, 'manifest', wire.encode(
+                    manifest, messages.MANIFEST))
+            # Handed straight to the local consumer: it is not
+            # unsealed again while the migration is in flight.
+            self._received[mid] = secret
+            if blobs:
+                self._blobs[mid] = blobs
         del secret
-        if blobs:
-            self._blobs[mid] = blobs
         receipt = transfer.build_receipt(mig, 'installed', manifest_hash,
                                          int(time.time()))
         LOG.info('Migration %s: key of instance %s installed (PENDING)',
                  mid, row.instance_uuid)
         return messages.encode('transfer_reply', {
-            'migration_id': mid, 'receipt': receipt,
-            'receipt_signature': receipts.sign_receipt(ctx.tpm, receipt)})
+            'migration_id': mid, 'receipt': receipt})
+
+    def _reserved(self, mid: str, sess: session_mod.Session,
+                  check: bool = True) -> ty.Any:
+        """The migration's row if it is RESERVED; else raise (or return
+        ``None`` when not ``check``)."""
+        row = self._row(mid, sess)
+        if row.state != _D.RESERVED.value:
+            if not check:
+                return None
+            raise errors.StateError(role=_ROLE.value, migration_id=mid,
+                                    old=row.state, new=_D.INSTALLED.value)
+        return row
 
     # -- commit / abort ----------------------------------------------------
 
     def _on_commit(self, sess: session_mod.Session,
                    msg: messages.Message) -> bytes:
+        ctx = self.ctx
         mid = msg.body['migration_id']
+        row = self._committable(mid, sess, msg)
+        signed = ctx.journal.get_record(mid, 'receipt_committed')
+        if signed is None:
+            manifest = wire.decode(self._journalled(mid, 'manifest'),
+                                   messages.MANIFEST)
+            source = messages.certified_from_wire(wire.decode(
+                self._journalled(mid, 'source_evidence'),
+                receipts.SIGNER)['signing_key'])
+            # Non-repudiation: the key is activated only against the
+            # source's TPM signature of the manifest.
+            transfer.check_manifest_signature(
+                manifest, msg.body['manifest_signature'], source)
+            receipt = transfer.build_receipt(
+                self._context(row, sess), 'committed',
+                bytes.fromhex(row.context['manifest_hash']),
+                int(time.time()))
+            signature = receipts.sign_receipt(ctx.tpm, receipt)
+            with ctx.state_lock:
+                row = self._committable(mid, sess, msg)
+                if ctx.journal.get_record(mid, 'receipt_committed') is None:
+                    signed = wire.encode({'receipt': receipt,
+                                          'signature': signature},
+                                         receipts.SIGNED_RECEIPT)
+                    with ctx.journal.transaction():
+                        ctx.journal.put_record(mid, 'receipt_committed',
+                                               signed)
+                        ctx.journal.put_record(mid, 'record', self._record(
+                            mid, manifest, msg.body['manifest_signature'],
+                            receipt, signature))
+                        if row.state == _D.INSTALLED.value:
+                            self.commit_local(row)
+                signed = ctx.journal.get_record(mid, 'receipt_committed')
+                assert signed is not None
+        elif row.state == _D.INSTALLED.value:
+            with ctx.state_lock:
+                row = self._committable(mid, sess, msg)
+                if row.state == _D.INSTALLED.value:
+                    self.commit_local(row)
+        decoded = wire.decode(signed, receipts.SIGNED_RECEIPT)
+        receipt, signature = decoded['receipt'], decoded['signature']
+        return messages.encode('commit_reply', {
+            'migration_id': mid, 'receipt': receipt,
+            'receipt_signature': signature})
+
+    def _committable(self, mid: str, sess: session_mod.Session,
+                     msg: messages.Message) -> journal_mod.MigrationRow:
         row = self._row(mid, sess)
         if msg.body['manifest_hash'].hex() != row.context.get(
                 'manifest_hash'):
@@ -228,45 +319,25 @@ class DestinationRole:
             raise errors.StateError(
                 role=_ROLE.value, migration_id=mid, old=row.state,
                 new=_D.COMMITTED.value)
-        signed = self.ctx.journal.get_record(mid, 'receipt_committed')
-        if signed is None:
-            receipt = transfer.build_receipt(
-                self._context(row, sess), 'committed',
-                bytes.fromhex(row.context['manifest_hash']),
-                int(time.time()))
-            signature = receipts.sign_receipt(self.ctx.tpm, receipt)
-            signed = wire.encode({'receipt': receipt,
-                                  'signature': signature},
-                                 receipts.SIGNED_RECEIPT)
-            with self.ctx.journal.transaction():
-                self.ctx.journal.put_record(mid, 'receipt_committed', signed)
-                self.ctx.journal.put_record(mid, 'record', self._record(
-                    mid, receipt, signature))
-                if row.state == _D.INSTALLED.value:
-                    self.commit_local(row)
-        elif row.state == _D.INSTALLED.value:
-            self.commit_local(row)
-        decoded = wire.decode(signed, receipts.SIGNED_RECEIPT)
-        receipt, signature = decoded['receipt'], decoded['signature']
-        return messages.encode('commit_reply', {
-            'migration_id': mid, 'receipt': receipt,
-            'receipt_signature': signature})
+        return row
 
-    def _record(self, mid: str, receipt: dict[str, ty.Any],
+    def _journalled(self, mid: str, kind: str) -> bytes:
+        data = self.ctx.journal.get_record(mid, kind)
+        if data is None:
+            raise errors.JournalError(reason=f'{kind} of {mid} missing')
+        return data
+
+    def _record(self, mid: str, manifest: dict[str, ty.Any],
+                manifest_signature: bytes, receipt: dict[str, ty.Any],
                 signature: bytes) -> bytes:
         """The complete audit record kept by the destination: the
         source-signed manifest, this host's committed receipt and both
         signers' evidence."""
-        journal = self.ctx.journal
-        manifest = journal.get_record(mid, 'manifest')
-        source = journal.get_record(mid, 'source_evidence')
-        if manifest is None or source is None:
-            raise errors.JournalError(reason=f'records of {mid} missing')
-        signed = wire.decode(manifest, receipts.SIGNED_MANIFEST)
+        source = wire.decode(self._journalled(mid, 'source_evidence'),
+                             receipts.SIGNER)
         local = self.ctx.channel.local
         return receipts.build_record(
-            signed['manifest'], signed['signature'], receipt, signature,
-            wire.decode(source, receipts.SIGNER),
+            manifest, manifest_signature, receipt, signature, source,
             receipts.signer_evidence(local.identity, local.signing_key))
 
     def request_rollback(self, migration_id: str, reason: str) -> None:
@@ -308,11 +379,17 @@ class DestinationRole:
         with ctx.journal.transaction():
             ctx.keystore.activate(row.instance_uuid, row.migration_id)
             self._set(row.migration_id, _D.COMMITTED)
+        self._received.pop(row.migration_id, None)
         LOG.info('Migration %s committed; key of instance %s is ACTIVE on '
                  'this host', row.migration_id, row.instance_uuid)
 
     def _on_abort(self, sess: session_mod.Session,
                   msg: messages.Message) -> bytes:
+        with self.ctx.state_lock:
+            return self._abort_locked(sess, msg)
+
+    def _abort_locked(self, sess: session_mod.Session,
+                      msg: messages.Message) -> bytes:
         ctx = self.ctx
         mid = msg.body['migration_id']
         row = ctx.journal.get(mid, _ROLE)
@@ -347,6 +424,7 @@ class DestinationRole:
             self._set(row.migration_id, _D.ABORTED)
         ctx.keystore.wipe_orphans()
         self._blobs.pop(row.migration_id, None)
+        self._received.pop(row.migration_id, None)
         LOG.info('Migration %s aborted; nothing of instance %s kept on '
                  'this host', row.migration_id, row.instance_uuid)
 
@@ -387,6 +465,10 @@ class DestinationRole:
         if row is None or row.instance_uuid != instance_uuid:
             raise errors.KeyNotFound(instance_uuid=instance_uuid)
         if row.state == _D.INSTALLED.value:
+            received = self._received.get(migration_id)
+            if received is not None and self.ctx.keystore.migration_of(
+                    instance_uuid) == migration_id:
+                return received
             return self.ctx.keystore.read(
                 instance_uuid, allowed=(states.KeyState.PENDING,),
                 migration_id=migration_id)

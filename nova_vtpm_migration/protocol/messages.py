@@ -226,17 +226,17 @@ SCHEMAS: dict[str, wire.Schema] = {
         'payload_nonce': _B(exact=12),
         'ciphertext': _B(1, 2 * 1024 * 1024),
         'manifest': _O(MANIFEST),
-        'manifest_signature': _B(1, 512),
     },
+    # Unsigned: authenticated by the session; signatures come at commit.
     'transfer_reply': {
         'migration_id': UUID,
         'receipt': _O(RECEIPT),
-        'receipt_signature': _B(1, 512),
     },
     'commit': {
         'seq': _I(3, 3),
         'migration_id': UUID,
         'manifest_hash': HASH,
+        'manifest_signature': _B(1, 512),
     },
     'commit_reply': {
         'migration_id': UUID,

@@ -18,7 +18,9 @@
 Every state change is journalled (and fsynced) before the message that
 depends on it is sent; the key is ``LOCKED`` in the same transaction that
 enters ``TRANSFERRING`` and destroyed in the one that enters
-``COMMITTED``.
+``COMMITTED``. The manifest is signed (``TPM2_Sign``) when the commit is
+decided, outside the state lock, and the signature is journalled with
+``COMMITTING`` so that a re-sent commit carries the same one.
 """
 
 import dataclasses
@@ -47,6 +49,10 @@ _ROLE = states.Role.SOURCE
 
 SIGNED_MANIFEST = receipts.SIGNED_MANIFEST
 SIGNED_RECEIPT = receipts.SIGNED_RECEIPT
+MANIFEST = messages.MANIFEST
+RECEIPT = messages.RECEIPT
+
+_IN_DOUBT = (_S.TRANSFERRING.value, _S.TRANSFERRED.value)
 
 #: ``guard(row) -> bool``: whether a destination's rollback may abort.
 AbortGuard = ty.Callable[[journal_mod.MigrationRow], bool]
@@ -61,8 +67,9 @@ class MigrationHandle:
     :ivar migration_id: the single-use migration id.
     :ivar instance_uuid: the instance.
     :ivar peer: the destination's transport address.
-    :ivar manifest: the signed manifest (public).
-    :ivar receipt: the destination's signed ``installed`` receipt.
+    :ivar manifest: the manifest (public; signed at commit).
+    :ivar receipt: the destination's ``installed`` receipt
+        (authenticated by the session; unsigned).
     """
 
     migration_id: str
@@ -166,7 +173,7 @@ class SourceRole:
                 row.instance_uuid != instance_uuid or row.peer != peer:
             return None
         receipt = wire.decode(self._record(mid, 'receipt_installed'),
-                              SIGNED_RECEIPT)['receipt']
+                              RECEIPT)
         return MigrationHandle(migration_id=mid, instance_uuid=instance_uuid,
                                peer=peer, manifest=self._manifest(mid),
                                receipt=receipt)
@@ -205,8 +212,8 @@ class SourceRole:
                                            reason='other migration')
         binding_key = messages.certified_from_wire(body['binding_key'])
         transfer.verify_binding_key(binding_key, sess.peer_identity,
-                                    sess.peer_pcr_values, prepare_raw,
-                                    body['nonce'], ctx.policy,
+                                    sess.peer_pcr_values,
+                                    sess.binding_qualifier(), ctx.policy,
                                     peer_clock=sess.peer_clock)
         mig = transfer.MigrationContext(
             migration_id=mid, instance_uuid=instance_uuid,
@@ -217,17 +224,14 @@ class SourceRole:
             migration_hash=transfer.migration_hash(prepare_raw, reply.raw))
         self._set(mid, _S.PREPARED, **mig.to_json())
         tbody, manifest = transfer.build_transfer(
-            ctx.tpm, mig, ctx.keystore.read(instance_uuid), blobs,
-            int(time.time()))
+            mig, ctx.keystore.read(instance_uuid), blobs, int(time.time()))
         # One durable transaction locks the key (no second
         # export) and journals TRANSFERRING before the key leaves.
         with ctx.state_lock, ctx.journal.transaction():
             ctx.keystore.lock_for_export(instance_uuid, mid)
             self._set(mid, _S.TRANSFERRING)
-            ctx.journal.put_record(mid, 'manifest', wire.encode(
-                {'manifest': manifest,
-                 'signature': tbody['manifest_signature']},
-                SIGNED_MANIFEST))
+            ctx.journal.put_record(mid, 'manifest',
+                                   wire.encode(manifest, MANIFEST))
             ctx.journal.put_record(mid, 'dest_evidence', wire.encode(
                 receipts.signer_evidence(sess.peer_identity,
                                          sess.peer_signing_key),
@@ -235,13 +239,10 @@ class SourceRole:
         reply, _raw, _sess = ctx.channel.call(peer, 'transfer', tbody,
                                               session=sess, expect_ak=pinned)
         receipt = reply.body['receipt']
-        self._check_receipt(mid, receipt, reply.body['receipt_signature'],
-                            manifest, 'installed')
+        receipts.check_receipt_matches(receipt, manifest, 'installed')
         with ctx.journal.transaction():
-            ctx.journal.put_record(mid, 'receipt_installed', wire.encode(
-                {'receipt': receipt,
-                 'signature': reply.body['receipt_signature']},
-                SIGNED_RECEIPT))
+            ctx.journal.put_record(mid, 'receipt_installed',
+                                   wire.encode(receipt, RECEIPT))
             self._set(mid, _S.TRANSFERRED,
                       manifest_hash=receipts.manifest_hash(manifest).hex())
         LOG.info('Migration %s: key of instance %s transferred to %s '
@@ -267,8 +268,8 @@ class SourceRole:
         return data
 
     def _manifest(self, mid: str) -> dict[str, ty.Any]:
-        signed = wire.decode(self._record(mid, 'manifest'), SIGNED_MANIFEST)
-        manifest: dict[str, ty.Any] = signed['manifest']
+        manifest: dict[str, ty.Any] = wire.decode(
+            self._record(mid, 'manifest'), MANIFEST)
         return manifest
 
     # -- commit ---------------------------------------------------------
@@ -280,31 +281,49 @@ class SourceRole:
         :returns: the signed ``committed`` receipt.
         :raises StateError: the migration is not ``TRANSFERRED``.
         """
-        with self.ctx.state_lock:
+        row = self._row(mid)
+        if row.state == _S.TRANSFERRED.value:
+            self._decide_commit(mid)
             row = self._row(mid)
-            if row.state == _S.TRANSFERRED.value:
-                row = self._set(mid, _S.COMMITTING)
-            elif row.state != _S.COMMITTING.value:
-                raise errors.StateError(role=_ROLE.value, migration_id=mid,
-                                        old=row.state,
-                                        new=_S.COMMITTING.value)
+        if row.state != _S.COMMITTING.value:
+            raise errors.StateError(role=_ROLE.value, migration_id=mid,
+                                    old=row.state, new=_S.COMMITTING.value)
         return self._send_commit(row)
+
+    def _decide_commit(self, mid: str,
+                       before: tuple[str, ...] = (_S.TRANSFERRED.value,)
+                       ) -> None:
+        """``TRANSFERRED -> COMMITTING`` (or from another state of
+        ``before``) with the manifest signature.
+
+        The TPM signs before the state lock is taken; a concurrent
+        decision (another commit, an abort) found under the lock wins and
+        this signature is dropped.
+        """
+        signature = receipts.sign_manifest(self.ctx.tpm, self._manifest(mid))
+        with self.ctx.state_lock, self.ctx.journal.transaction():
+            if self._row(mid).state not in before:
+                return
+            self.ctx.journal.put_record(mid, 'manifest_signature',
+                                        signature)
+            self._set(mid, _S.COMMITTING)
 
     def _send_commit(self, row: journal_mod.MigrationRow
                      ) -> dict[str, ty.Any]:
         ctx = self.ctx
         mid = row.migration_id
         manifest = self._manifest(mid)
+        manifest_signature = self._record(mid, 'manifest_signature')
         reply, _raw, _sess = ctx.channel.call(row.peer, 'commit', {
             'seq': 3, 'migration_id': mid,
-            'manifest_hash': receipts.manifest_hash(manifest)},
+            'manifest_hash': receipts.manifest_hash(manifest),
+            'manifest_signature': manifest_signature},
             session=self._session(mid), expect_ak=row.peer_ak_name)
         receipt = reply.body['receipt']
         signature = reply.body['receipt_signature']
         self._check_receipt(mid, receipt, signature, manifest, 'committed')
-        signed = wire.decode(self._record(mid, 'manifest'), SIGNED_MANIFEST)
         record = receipts.build_record(
-            manifest, signed['signature'], receipt, signature,
+            manifest, manifest_signature, receipt, signature,
             receipts.signer_evidence(ctx.channel.local.identity,
                                      ctx.channel.local.signing_key),
             wire.decode(self._record(mid, 'dest_evidence'),
@@ -450,7 +469,7 @@ class SourceRole:
         LOG.info('Migration %s of instance %s decided: %s', mid,
                  row.instance_uuid, outcome)
         if outcome == 'commit':
-            self._set(mid, _S.COMMITTING)
+            self._decide_commit(mid, _IN_DOUBT)
             self._send_commit(self._row(mid))
         else:
             self.abort(mid, reason='operator decision')
@@ -500,7 +519,7 @@ class SourceRole:
                     LOG.info('Recovery: migration %s in %s, oracle says '
                              '%s', mid, row.state, outcome)
                     if outcome == 'commit':
-                        self._set(mid, _S.COMMITTING)
+                        self._decide_commit(mid, _IN_DOUBT)
                         self._send_commit(self._row(mid))
                     elif outcome == 'abort':
                         self.abort(mid, reason='recovery')

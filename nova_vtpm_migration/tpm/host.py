@@ -386,7 +386,9 @@ class HostTpm:
                          daemon=True).start()
 
     def certified_binding_key(self, qualifying_data: bytes, *,
-                              reuse: evidence.CertifiedKey | None = None
+                              reuse: evidence.CertifiedKey | None = None,
+                              pcr_values: collections.abc.Mapping[
+                                  int, bytes] | None = None
                               ) -> evidence.CertifiedKey:
         """The current binding key, certified by the AK (``TPM2_Certify``).
 
@@ -400,10 +402,14 @@ class HostTpm:
             qualifying data: returned as it is (no ``TPM2_Certify``) when
             it still names the current key, which is bound to the current
             PCR values.
+        :param pcr_values: the current PCR values, read by the caller
+            just before (no ``TPM2_PCR_Read``).
         """
         def op(e: context.Esys) -> evidence.CertifiedKey:
             srk = self._srk(e)
-            blob = self._current_binding_key(e, srk, self._read_pcrs(e))
+            values = dict(pcr_values) if pcr_values is not None \
+                else self._read_pcrs(e)
+            blob = self._current_binding_key(e, srk, values)
             if reuse is not None and reuse.public == blob.public:
                 return reuse
             return self._certify(e, self._loaded(e, 'binding', blob),
