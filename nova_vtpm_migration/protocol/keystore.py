@@ -164,12 +164,19 @@ class KeyStore:
                                blob: bytes) -> None:
         """Store a received secret, sealed by :meth:`seal`, as
         ``PENDING`` for ``migration_id``."""
+        self._store_sealed(instance_uuid, blob, _K.PENDING, migration_id)
+
+    def add_sealed(self, instance_uuid: str, blob: bytes) -> None:
+        """Provision a secret sealed by :meth:`seal` as ``ACTIVE``."""
+        self._store_sealed(instance_uuid, blob, _K.ACTIVE, '')
+
+    def _store_sealed(self, instance_uuid: str, blob: bytes,
+                      new: states.KeyState, migration_id: str) -> None:
         messages.check_uuid(instance_uuid, 'instance_uuid')
         row = self._row(instance_uuid)
-        states.check_key(instance_uuid, _K(row[0]) if row else None,
-                         _K.PENDING)
+        states.check_key(instance_uuid, _K(row[0]) if row else None, new)
         name = self._write_sealed(instance_uuid, blob)
-        self._set(instance_uuid, _K.PENDING, migration_id, blob_file=name)
+        self._set(instance_uuid, new, migration_id, blob_file=name)
 
     def lock_for_export(self, instance_uuid: str, migration_id: str) -> None:
         """``ACTIVE -> LOCKED``: the key leaves with ``migration_id``."""
