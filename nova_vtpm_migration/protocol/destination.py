@@ -262,57 +262,89 @@ class DestinationRole:
 
     def _on_commit(self, sess: session_mod.Session,
                    msg: messages.Message) -> bytes:
+        body = msg.body
+        mid = body['migration_id']
+        done = self.commit_items(sess, [(mid, body['manifest_hash'])],
+                                 body['manifest_batch'],
+                                 body['manifest_signature'])
+        signed = done[mid]
+        return messages.encode('commit_reply', {
+            'migration_id': mid, 'receipt': signed['receipt'],
+            'receipt_batch': signed['batch'],
+            'receipt_signature': signed['signature']})
+
+    def commit_items(self, sess: session_mod.Session,
+                     items: list[tuple[str, bytes]],
+                     manifest_batch: list[bytes],
+                     manifest_signature: bytes
+                     ) -> dict[str, dict[str, ty.Any]]:
+        """Commit migrations the source committed together: verify its
+        one signature over their manifests' batch, sign one batch of
+        ``committed`` receipts (one ``TPM2_Sign``, outside the state
+        lock), then per migration, under the lock: journal the receipt and
+        the audit record and make the key ACTIVE. A repeated commit gets
+        the receipts kept the first time.
+
+        :param items: (migration id, manifest hash) pairs.
+        :returns: migration id -> :data:`~.receipts.SIGNED_RECEIPT_IN_BATCH`
+            body.
+        :raises ProtocolError: an item names another manifest, is in
+            another state, or the source did not sign the batch.
+        """
         ctx = self.ctx
-        mid = msg.body['migration_id']
-        row = self._committable(mid, sess, msg)
-        signed = ctx.journal.get_record(mid, 'receipt_committed')
-        if signed is None:
-            manifest = wire.decode(self._journalled(mid, 'manifest'),
-                                   messages.MANIFEST)
-            source = messages.certified_from_wire(wire.decode(
-                self._journalled(mid, 'source_evidence'),
-                receipts.SIGNER)['signing_key'])
-            # Non-repudiation: the key is activated only against the
-            # source's TPM signature of the manifest.
-            transfer.check_manifest_signature(
-                manifest, msg.body['manifest_signature'], source)
-            receipt = transfer.build_receipt(
-                self._context(row, sess), 'committed',
-                bytes.fromhex(row.context['manifest_hash']),
-                int(time.time()))
-            signature = receipts.sign_receipt(ctx.tpm, receipt)
+        pending = []
+        for mid, manifest_hash in items:
+            row = self._committable(mid, sess, manifest_hash)
+            if ctx.journal.get_record(mid, 'receipt_committed') is None:
+                pending.append(row)
+        fresh: dict[str, tuple[dict[str, ty.Any], dict[str, ty.Any]]] = {}
+        if pending:
+            for row in pending:
+                manifest = wire.decode(
+                    self._journalled(row.migration_id, 'manifest'),
+                    messages.MANIFEST)
+                source = messages.certified_from_wire(wire.decode(
+                    self._journalled(row.migration_id, 'source_evidence'),
+                    receipts.SIGNER)['signing_key'])
+                # Non-repudiation: a key is activated only against the
+                # source's TPM signature of its manifest.
+                transfer.check_manifest_signature(
+                    manifest, manifest_signature, source, manifest_batch)
+                fresh[row.migration_id] = (manifest, transfer.build_receipt(
+                    self._context(row, sess), 'committed',
+                    bytes.fromhex(row.context['manifest_hash']),
+                    int(time.time())))
+            receipt_batch, signature = receipts.sign_receipts(
+                ctx.tpm, [r for _, r in fresh.values()])
+        done: dict[str, dict[str, ty.Any]] = {}
+        for mid, manifest_hash in items:
             with ctx.state_lock:
-                row = self._committable(mid, sess, msg)
-                if ctx.journal.get_record(mid, 'receipt_committed') is None:
-                    signed = wire.encode({'receipt': receipt,
-                                          'signature': signature},
-                                         receipts.SIGNED_RECEIPT)
+                row = self._committable(mid, sess, manifest_hash)
+                stored = ctx.journal.get_record(mid, 'receipt_committed')
+                if stored is None:
+                    manifest, receipt = fresh[mid]
+                    stored = wire.encode(
+                        {'receipt': receipt, 'batch': receipt_batch,
+                         'signature': signature},
+                        receipts.SIGNED_RECEIPT_IN_BATCH)
                     with ctx.journal.transaction():
                         ctx.journal.put_record(mid, 'receipt_committed',
-                                               signed)
+                                               stored)
                         ctx.journal.put_record(mid, 'record', self._record(
-                            mid, manifest, msg.body['manifest_signature'],
-                            receipt, signature))
+                            mid, manifest, manifest_batch,
+                            manifest_signature, receipt, receipt_batch,
+                            signature))
                         if row.state == _D.INSTALLED.value:
                             self.commit_local(row)
-                signed = ctx.journal.get_record(mid, 'receipt_committed')
-                assert signed is not None
-        elif row.state == _D.INSTALLED.value:
-            with ctx.state_lock:
-                row = self._committable(mid, sess, msg)
-                if row.state == _D.INSTALLED.value:
+                elif row.state == _D.INSTALLED.value:
                     self.commit_local(row)
-        decoded = wire.decode(signed, receipts.SIGNED_RECEIPT)
-        receipt, signature = decoded['receipt'], decoded['signature']
-        return messages.encode('commit_reply', {
-            'migration_id': mid, 'receipt': receipt,
-            'receipt_signature': signature})
+            done[mid] = wire.decode(stored, receipts.SIGNED_RECEIPT_IN_BATCH)
+        return done
 
     def _committable(self, mid: str, sess: session_mod.Session,
-                     msg: messages.Message) -> journal_mod.MigrationRow:
+                     manifest_hash: bytes) -> journal_mod.MigrationRow:
         row = self._row(mid, sess)
-        if msg.body['manifest_hash'].hex() != row.context.get(
-                'manifest_hash'):
+        if manifest_hash.hex() != row.context.get('manifest_hash'):
             raise errors.AuthenticationFailed(
                 reason='commit names another manifest')
         if row.state not in (_D.INSTALLED.value, _D.COMMITTED.value):
@@ -328,7 +360,8 @@ class DestinationRole:
         return data
 
     def _record(self, mid: str, manifest: dict[str, ty.Any],
-                manifest_signature: bytes, receipt: dict[str, ty.Any],
+                manifest_batch: list[bytes], manifest_signature: bytes,
+                receipt: dict[str, ty.Any], receipt_batch: list[bytes],
                 signature: bytes) -> bytes:
         """The complete audit record kept by the destination: the
         source-signed manifest, this host's committed receipt and both
@@ -338,7 +371,8 @@ class DestinationRole:
         local = self.ctx.channel.local
         return receipts.build_record(
             manifest, manifest_signature, receipt, signature, source,
-            receipts.signer_evidence(local.identity, local.signing_key))
+            receipts.signer_evidence(local.identity, local.signing_key),
+            manifest_batch=manifest_batch, receipt_batch=receipt_batch)
 
     def request_rollback(self, migration_id: str, reason: str) -> None:
         """Ask the source of an incoming migration to abort it.

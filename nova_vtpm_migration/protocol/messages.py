@@ -150,6 +150,9 @@ RECEIPT: wire.Schema = {
     'manifest_hash': HASH,
     'created_at': _I(),
 }
+#: At most this many migrations share one phase-2 exchange and one
+#: signature per side (see :mod:`.batch`).
+MAX_BATCH = 32
 #: Plaintext of the transfer AEAD.
 MAX_BLOB_SIZE = 1024 * 1024
 PAYLOAD: wire.Schema = {
@@ -232,15 +235,18 @@ SCHEMAS: dict[str, wire.Schema] = {
         'migration_id': UUID,
         'receipt': _O(RECEIPT),
     },
+    # The manifest hashes one source signature covers (its batch).
     'commit': {
         'seq': _I(3, 3),
         'migration_id': UUID,
         'manifest_hash': HASH,
+        'manifest_batch': _L(HASH, max=MAX_BATCH),
         'manifest_signature': _B(1, 512),
     },
     'commit_reply': {
         'migration_id': UUID,
         'receipt': _O(RECEIPT),
+        'receipt_batch': _L(HASH, max=MAX_BATCH),
         'receipt_signature': _B(1, 512),
     },
     'abort': {

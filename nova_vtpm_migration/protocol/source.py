@@ -255,10 +255,11 @@ class SourceRole:
 
     def _check_receipt(self, mid: str, receipt: dict[str, ty.Any],
                        signature: bytes, manifest: dict[str, ty.Any],
-                       status: str) -> None:
+                       status: str, batch: list[bytes]) -> None:
         dest = wire.decode(self._record(mid, 'dest_evidence'),
                            receipts.SIGNER)
-        receipts.verify_receipt(receipt, signature, dest, self.ctx.policy)
+        receipts.verify_receipt(receipt, signature, dest, self.ctx.policy,
+                                batch=batch)
         receipts.check_receipt_matches(receipt, manifest, status)
 
     def _record(self, mid: str, kind: str) -> bytes:
@@ -294,40 +295,77 @@ class SourceRole:
                        before: tuple[str, ...] = (_S.TRANSFERRED.value,)
                        ) -> None:
         """``TRANSFERRED -> COMMITTING`` (or from another state of
-        ``before``) with the manifest signature.
+        ``before``) with the manifest signature."""
+        self.decide_commits([mid], before)
+
+    def decide_commits(self, mids: list[str],
+                       before: tuple[str, ...] = (_S.TRANSFERRED.value,)
+                       ) -> None:
+        """Decide commit for a batch: one ``TPM2_Sign`` over the batch of
+        their manifest hashes; each migration journals the signature and
+        the batch with ``COMMITTING``.
 
         The TPM signs before the state lock is taken; a concurrent
         decision (another commit, an abort) found under the lock wins and
-        this signature is dropped.
+        that migration keeps its own.
         """
-        signature = receipts.sign_manifest(self.ctx.tpm, self._manifest(mid))
-        with self.ctx.state_lock, self.ctx.journal.transaction():
-            if self._row(mid).state not in before:
-                return
-            self.ctx.journal.put_record(mid, 'manifest_signature',
-                                        signature)
-            self._set(mid, _S.COMMITTING)
+        batch, signature = receipts.sign_manifests(
+            self.ctx.tpm, [self._manifest(mid) for mid in mids])
+        encoded = wire.encode({'kind': 'manifests', 'hashes': batch},
+                              receipts.BATCH)
+        for mid in mids:
+            with self.ctx.state_lock, self.ctx.journal.transaction():
+                if self._row(mid).state not in before:
+                    continue
+                self.ctx.journal.put_record(mid, 'manifest_signature',
+                                            signature)
+                self.ctx.journal.put_record(mid, 'manifest_batch', encoded)
+                self._set(mid, _S.COMMITTING)
+
+    def signed_manifest(self, mid: str) -> tuple[list[bytes], bytes]:
+        """The batch and signature journalled with ``COMMITTING``."""
+        batch = wire.decode(self._record(mid, 'manifest_batch'),
+                            receipts.BATCH)['hashes']
+        return batch, self._record(mid, 'manifest_signature')
 
     def _send_commit(self, row: journal_mod.MigrationRow
                      ) -> dict[str, ty.Any]:
         ctx = self.ctx
         mid = row.migration_id
         manifest = self._manifest(mid)
-        manifest_signature = self._record(mid, 'manifest_signature')
+        batch, manifest_signature = self.signed_manifest(mid)
         reply, _raw, _sess = ctx.channel.call(row.peer, 'commit', {
             'seq': 3, 'migration_id': mid,
             'manifest_hash': receipts.manifest_hash(manifest),
+            'manifest_batch': batch,
             'manifest_signature': manifest_signature},
             session=self._session(mid), expect_ak=row.peer_ak_name)
-        receipt = reply.body['receipt']
-        signature = reply.body['receipt_signature']
-        self._check_receipt(mid, receipt, signature, manifest, 'committed')
+        return self.finish_commit(row, reply.body['receipt'],
+                                  reply.body['receipt_batch'],
+                                  reply.body['receipt_signature'])
+
+    def finish_commit(self, row: journal_mod.MigrationRow,
+                      receipt: dict[str, ty.Any], receipt_batch: list[bytes],
+                      signature: bytes) -> dict[str, ty.Any]:
+        """Verify the ``committed`` receipt, keep the audit record and
+        destroy this host's key (``COMMITTED``).
+
+        :returns: the receipt with its signature.
+        :raises ReceiptInvalid: the receipt does not verify.
+        """
+        ctx = self.ctx
+        mid = row.migration_id
+        manifest = self._manifest(mid)
+        batch, manifest_signature = self.signed_manifest(mid)
+        self._check_receipt(mid, receipt, signature, manifest, 'committed',
+                            receipt_batch)
         record = receipts.build_record(
             manifest, manifest_signature, receipt, signature,
             receipts.signer_evidence(ctx.channel.local.identity,
                                      ctx.channel.local.signing_key),
             wire.decode(self._record(mid, 'dest_evidence'),
-                        receipts.SIGNER))
+                        receipts.SIGNER),
+            manifest_batch=batch, receipt_batch=receipt_batch)
         with ctx.state_lock:
             with ctx.journal.transaction():
                 ctx.journal.put_record(mid, 'record', record)

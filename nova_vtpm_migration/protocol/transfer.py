@@ -56,6 +56,7 @@ from nova_vtpm_migration.protocol import crypto
 from nova_vtpm_migration.protocol import errors
 from nova_vtpm_migration.protocol import messages
 from nova_vtpm_migration.protocol import names
+from nova_vtpm_migration.protocol import receipts
 from nova_vtpm_migration.protocol import wire
 from nova_vtpm_migration.tpm import evidence
 from nova_vtpm_migration.tpm import verify
@@ -210,15 +211,20 @@ def check_manifest(ctx: MigrationContext, body: dict[str, ty.Any]) -> None:
 
 def check_manifest_signature(manifest: dict[str, ty.Any],
                              signature: bytes,
-                             source_signing_key: evidence.CertifiedKey
-                             ) -> None:
-    """Check the source's signature of a manifest (sent with ``commit``).
+                             source_signing_key: evidence.CertifiedKey,
+                             batch: list[bytes]) -> None:
+    """Check the source's signature of a batch of manifests that names
+    this one (sent with ``commit``).
 
-    :raises SignatureInvalid: the source did not sign this manifest.
+    :raises AuthenticationFailed: the batch does not name the manifest.
+    :raises SignatureInvalid: the source did not sign this batch.
     """
+    if receipts.manifest_hash(manifest) not in batch:
+        raise errors.AuthenticationFailed(
+            reason='the signed batch does not name this manifest')
     with names.checked('manifest signature'):
         verify.verify_signature(source_signing_key.public,
-                                wire.encode(manifest, messages.MANIFEST),
+                                receipts.batch_statement('manifests', batch),
                                 signature)
 
 
