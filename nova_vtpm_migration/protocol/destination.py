@@ -24,12 +24,14 @@ migrations on one host wait for each other's journal writes, never for
 each other's TPM commands.
 """
 
+import functools
 import time
 import typing as ty
 
 from oslo_log import log as logging
 
 from nova_vtpm_migration import exception
+from nova_vtpm_migration.protocol import batch
 from nova_vtpm_migration.protocol import context as context_mod
 from nova_vtpm_migration.protocol import crypto
 from nova_vtpm_migration.protocol import errors
@@ -79,16 +81,25 @@ class DestinationRole:
 
         :raises ProtocolError: the request is refused.
         """
-        handlers = {'prepare': self._on_prepare,
+        handlers: dict[str, ty.Callable[
+            [session_mod.Session, messages.Message], bytes]] = {
+                    'prepare': self._on_prepare,
                     'transfer': self._on_transfer,
                     'commit': self._on_commit,
+                    'prepare_batch': functools.partial(
+                        batch.on_prepare_batch, self),
+                    'transfer_batch': functools.partial(
+                        batch.on_transfer_batch, self),
+                    'commit_batch': functools.partial(
+                        batch.on_commit_batch, self),
                     'abort': self._on_abort,
                     'status': self._on_status}
         handler = handlers.get(msg.type)
         if handler is None:
             raise errors.UnexpectedMessage(type=msg.type,
                                            reason='not a request')
-        return handler(sess, msg)
+        reply: bytes = handler(sess, msg)
+        return reply
 
     def _row(self, mid: str, sess: session_mod.Session
              ) -> journal_mod.MigrationRow:
@@ -111,16 +122,8 @@ class DestinationRole:
         ctx = self.ctx
         body = msg.body
         mid, instance = body['migration_id'], body['instance_uuid']
-        if not ctx.channel.fresh_enough(sess):
-            # The initiator attests again and retries (its call() does).
-            raise errors.SessionError(reason='the session\'s evidence is '
-                                             'too old for a new migration')
-        if body['source_host'] != sess.peer_host:
-            raise errors.PeerIdentityMismatch(
-                reason=f"source {body['source_host']!r} is not the host "
-                       f'its TPM identity is certified for '
-                       f'({sess.peer_host!r})')
-        self._check_free(mid, instance)
+        self.check_session(sess, body['source_host'])
+        self.check_free(mid, instance)
         dest_nonce = crypto.random_bytes(crypto.NONCE_SIZE)
         # Certified once per session (phase 1); one PCR_Read here
         # tells whether it still names the current key bound to the
@@ -133,13 +136,38 @@ class DestinationRole:
             'migration_id': mid, 'nonce': dest_nonce,
             'binding_key': messages.certified_to_wire(key)})
         with ctx.state_lock:
-            self._check_free(mid, instance)
-            self._reserve(sess, msg, dest_nonce, key, reply)
+            self.check_free(mid, instance)
+            self.reserve(sess, mid, instance, body['nonce'], dest_nonce, key,
+                         transfer.migration_hash(msg.raw, reply))
         LOG.info('Migration %s: reserved a slot for instance %s', mid,
                  instance)
         return reply
 
-    def _check_free(self, mid: str, instance: str) -> None:
+    def check_session(self, sess: session_mod.Session,
+                      source_host: str) -> None:
+        """A new migration may start on ``sess`` from ``source_host``.
+
+        :raises SessionError: the session's evidence is too old (the
+            initiator attests again and retries).
+        :raises PeerIdentityMismatch: the source names another host than
+            its TPM identity is certified for.
+        """
+        if not self.ctx.channel.fresh_enough(sess):
+            raise errors.SessionError(reason='the session\'s evidence is '
+                                             'too old for a new migration')
+        if source_host != sess.peer_host:
+            raise errors.PeerIdentityMismatch(
+                reason=f'source {source_host!r} is not the host '
+                       f'its TPM identity is certified for '
+                       f'({sess.peer_host!r})')
+
+    @staticmethod
+    def now() -> int:
+        """Seconds since the epoch (receipt times)."""
+        return int(time.time())
+
+    def check_free(self, mid: str, instance: str) -> None:
+        """Refuse a used migration id or an instance whose key is here."""
         ctx = self.ctx
         if ctx.journal.is_seen(mid):
             raise errors.MigrationIdReused(migration_id=mid)
@@ -149,27 +177,28 @@ class DestinationRole:
                 instance_uuid=instance,
                 reason=f'this host holds its key ({key_state.value})')
 
-    def _reserve(self, sess: session_mod.Session, msg: messages.Message,
-                 dest_nonce: bytes, key: evidence.CertifiedKey,
-                 reply: bytes) -> None:
+    def reserve(self, sess: session_mod.Session, mid: str, instance: str,
+                source_nonce: bytes, dest_nonce: bytes,
+                key: evidence.CertifiedKey, migration_hash: bytes,
+                **extra: ty.Any) -> None:
+        """Journal a RESERVED migration (under the state lock, after
+        :meth:`check_free`)."""
         ctx = self.ctx
-        body = msg.body
-        mid, instance = body['migration_id'], body['instance_uuid']
         with ctx.journal.transaction():
             ctx.journal.mark_seen(mid)
             ctx.journal.create_migration(
                 mid, _ROLE, _D.RESERVED.value, instance,
-                body['source_host'], context={
+                sess.peer_host, context={
+                    **extra,
                     'peer_ak_name': sess.peer_ak_name.hex(),
                     'source_host': sess.peer_host,
                     'dest_host': ctx.channel.local.host,
                     'peer_pcrs': [[i, v.hex()]
                                   for i, v in sess.peer_pcr_values],
                     'version': sess.version,
-                    'source_nonce': body['nonce'].hex(),
+                    'source_nonce': source_nonce.hex(),
                     'dest_nonce': dest_nonce.hex(),
-                    'migration_hash': transfer.migration_hash(
-                        msg.raw, reply).hex(),
+                    'migration_hash': migration_hash.hex(),
                     'binding_key': [key.public.hex(),
                                     key.certify_attest.hex(),
                                     key.certify_signature.hex()],
@@ -180,8 +209,9 @@ class DestinationRole:
                                          sess.peer_signing_key),
                 receipts.SIGNER))
 
-    def _context(self, row: journal_mod.MigrationRow,
-                 sess: session_mod.Session) -> transfer.MigrationContext:
+    def context_of(self, row: journal_mod.MigrationRow,
+                   sess: session_mod.Session) -> transfer.MigrationContext:
+        """What both sides agreed on for the migration of ``row``."""
         c = row.context
         public, attest, signature = (bytes.fromhex(x)
                                      for x in c['binding_key'])
@@ -205,8 +235,8 @@ class DestinationRole:
         ctx = self.ctx
         body = msg.body
         mid = body['migration_id']
-        row = self._reserved(mid, sess)
-        mig = self._context(row, sess)
+        row = self.reserved(mid, sess)
+        mig = self.context_of(row, sess)
         try:
             transfer.check_manifest(mig, body)
             secret, blobs = transfer.open_transfer(ctx.tpm, mig, body)
@@ -219,13 +249,35 @@ class DestinationRole:
             # the PCRs changed since the binding key was certified) ends
             # the migration here; the source learns it from the error.
             with ctx.state_lock:
-                if self._reserved(mid, sess, check=False) is not None:
-                    self._set(mid, _D.ABORTED)
+                self.abort_reserved(mid, sess)
             raise
-        manifest = body['manifest']
+        manifest_hash = self.install(sess, mid, secret, sealed,
+                                     body['manifest'], blobs)
+        del secret
+        receipt = transfer.build_receipt(mig, 'installed', manifest_hash,
+                                         int(time.time()))
+        return messages.encode('transfer_reply', {
+            'migration_id': mid, 'receipt': receipt})
+
+    def abort_reserved(self, mid: str, sess: session_mod.Session) -> None:
+        """End a RESERVED migration whose transfer failed (under the state
+        lock; nothing was installed)."""
+        if self.reserved(mid, sess, check=False) is not None:
+            self._set(mid, _D.ABORTED)
+
+    def install(self, sess: session_mod.Session, mid: str, secret: bytes,
+                sealed: bytes, manifest: dict[str, ty.Any],
+                blobs: dict[str, bytes]) -> bytes:
+        """RESERVED -> INSTALLED with the sealed secret PENDING (under the
+        state lock); the secret is kept for the local consumer.
+
+        :returns: the manifest hash.
+        :raises StateError: no longer RESERVED.
+        """
+        ctx = self.ctx
         manifest_hash = receipts.manifest_hash(manifest)
         with ctx.state_lock:
-            row = self._reserved(mid, sess)
+            row = self.reserved(mid, sess)
             with ctx.journal.transaction():
                 ctx.keystore.install_pending_sealed(row.instance_uuid, mid,
                                                     sealed)
@@ -238,16 +290,12 @@ class DestinationRole:
             self._received[mid] = secret
             if blobs:
                 self._blobs[mid] = blobs
-        del secret
-        receipt = transfer.build_receipt(mig, 'installed', manifest_hash,
-                                         int(time.time()))
         LOG.info('Migration %s: key of instance %s installed (PENDING)',
                  mid, row.instance_uuid)
-        return messages.encode('transfer_reply', {
-            'migration_id': mid, 'receipt': receipt})
+        return manifest_hash
 
-    def _reserved(self, mid: str, sess: session_mod.Session,
-                  check: bool = True) -> ty.Any:
+    def reserved(self, mid: str, sess: session_mod.Session,
+                 check: bool = True) -> ty.Any:
         """The migration's row if it is RESERVED; else raise (or return
         ``None`` when not ``check``)."""
         row = self._row(mid, sess)
@@ -264,84 +312,16 @@ class DestinationRole:
                    msg: messages.Message) -> bytes:
         body = msg.body
         mid = body['migration_id']
-        done = self.commit_items(sess, [(mid, body['manifest_hash'])],
-                                 body['manifest_batch'],
-                                 body['manifest_signature'])
+        done = batch.commit_items(self, sess, [(mid, body['manifest_hash'])],
+                                  body['manifest_batch'],
+                                  body['manifest_signature'])
         signed = done[mid]
         return messages.encode('commit_reply', {
             'migration_id': mid, 'receipt': signed['receipt'],
             'receipt_batch': signed['batch'],
             'receipt_signature': signed['signature']})
 
-    def commit_items(self, sess: session_mod.Session,
-                     items: list[tuple[str, bytes]],
-                     manifest_batch: list[bytes],
-                     manifest_signature: bytes
-                     ) -> dict[str, dict[str, ty.Any]]:
-        """Commit migrations the source committed together: verify its
-        one signature over their manifests' batch, sign one batch of
-        ``committed`` receipts (one ``TPM2_Sign``, outside the state
-        lock), then per migration, under the lock: journal the receipt and
-        the audit record and make the key ACTIVE. A repeated commit gets
-        the receipts kept the first time.
-
-        :param items: (migration id, manifest hash) pairs.
-        :returns: migration id -> :data:`~.receipts.SIGNED_RECEIPT_IN_BATCH`
-            body.
-        :raises ProtocolError: an item names another manifest, is in
-            another state, or the source did not sign the batch.
-        """
-        ctx = self.ctx
-        pending = []
-        for mid, manifest_hash in items:
-            row = self._committable(mid, sess, manifest_hash)
-            if ctx.journal.get_record(mid, 'receipt_committed') is None:
-                pending.append(row)
-        fresh: dict[str, tuple[dict[str, ty.Any], dict[str, ty.Any]]] = {}
-        if pending:
-            for row in pending:
-                manifest = wire.decode(
-                    self._journalled(row.migration_id, 'manifest'),
-                    messages.MANIFEST)
-                source = messages.certified_from_wire(wire.decode(
-                    self._journalled(row.migration_id, 'source_evidence'),
-                    receipts.SIGNER)['signing_key'])
-                # Non-repudiation: a key is activated only against the
-                # source's TPM signature of its manifest.
-                transfer.check_manifest_signature(
-                    manifest, manifest_signature, source, manifest_batch)
-                fresh[row.migration_id] = (manifest, transfer.build_receipt(
-                    self._context(row, sess), 'committed',
-                    bytes.fromhex(row.context['manifest_hash']),
-                    int(time.time())))
-            receipt_batch, signature = receipts.sign_receipts(
-                ctx.tpm, [r for _, r in fresh.values()])
-        done: dict[str, dict[str, ty.Any]] = {}
-        for mid, manifest_hash in items:
-            with ctx.state_lock:
-                row = self._committable(mid, sess, manifest_hash)
-                stored = ctx.journal.get_record(mid, 'receipt_committed')
-                if stored is None:
-                    manifest, receipt = fresh[mid]
-                    stored = wire.encode(
-                        {'receipt': receipt, 'batch': receipt_batch,
-                         'signature': signature},
-                        receipts.SIGNED_RECEIPT_IN_BATCH)
-                    with ctx.journal.transaction():
-                        ctx.journal.put_record(mid, 'receipt_committed',
-                                               stored)
-                        ctx.journal.put_record(mid, 'record', self._record(
-                            mid, manifest, manifest_batch,
-                            manifest_signature, receipt, receipt_batch,
-                            signature))
-                        if row.state == _D.INSTALLED.value:
-                            self.commit_local(row)
-                elif row.state == _D.INSTALLED.value:
-                    self.commit_local(row)
-            done[mid] = wire.decode(stored, receipts.SIGNED_RECEIPT_IN_BATCH)
-        return done
-
-    def _committable(self, mid: str, sess: session_mod.Session,
+    def committable(self, mid: str, sess: session_mod.Session,
                      manifest_hash: bytes) -> journal_mod.MigrationRow:
         row = self._row(mid, sess)
         if manifest_hash.hex() != row.context.get('manifest_hash'):
@@ -353,20 +333,20 @@ class DestinationRole:
                 new=_D.COMMITTED.value)
         return row
 
-    def _journalled(self, mid: str, kind: str) -> bytes:
+    def journalled(self, mid: str, kind: str) -> bytes:
         data = self.ctx.journal.get_record(mid, kind)
         if data is None:
             raise errors.JournalError(reason=f'{kind} of {mid} missing')
         return data
 
-    def _record(self, mid: str, manifest: dict[str, ty.Any],
+    def record(self, mid: str, manifest: dict[str, ty.Any],
                 manifest_batch: list[bytes], manifest_signature: bytes,
                 receipt: dict[str, ty.Any], receipt_batch: list[bytes],
                 signature: bytes) -> bytes:
         """The complete audit record kept by the destination: the
         source-signed manifest, this host's committed receipt and both
         signers' evidence."""
-        source = wire.decode(self._journalled(mid, 'source_evidence'),
+        source = wire.decode(self.journalled(mid, 'source_evidence'),
                              receipts.SIGNER)
         local = self.ctx.channel.local
         return receipts.build_record(

@@ -138,10 +138,25 @@ class SourceRole:
                                   'migration_id')
         messages.check_uuid(instance_uuid, 'instance_uuid')
         blobs = dict(state_blobs or {})
-        ctx = self.ctx
         done = self._transferred(mid, instance_uuid, peer)
         if done is not None:
             return done
+        self.register(mid, instance_uuid, peer)
+        try:
+            return self._run(mid, instance_uuid, peer, blobs, expect_ak,
+                             check_session)
+        except Exception as exc:
+            self.abort_failed(mid, exc)
+            raise
+
+    def register(self, mid: str, instance_uuid: str, peer: str) -> None:
+        """Journal a NEW migration of an instance whose key is ACTIVE
+        here.
+
+        :raises InstanceBusy: the key is not ``ACTIVE`` here.
+        :raises MigrationIdReused: ``mid`` was used before.
+        """
+        ctx = self.ctx
         with ctx.state_lock:
             if ctx.keystore.state(instance_uuid) is not states.KeyState.ACTIVE:
                 raise errors.InstanceBusy(
@@ -151,18 +166,16 @@ class SourceRole:
                 ctx.journal.mark_seen(mid)
                 ctx.journal.create_migration(mid, _ROLE, _S.NEW.value,
                                            instance_uuid, peer)
+
+    def abort_failed(self, mid: str, exc: BaseException) -> None:
+        """Abort a migration that failed with ``exc`` (best effort: an
+        abort that cannot be delivered is finished by recovery)."""
+        LOG.warning('Migration %s failed: %s', mid, exc)
         try:
-            return self._run(mid, instance_uuid, peer, blobs, expect_ak,
-                             check_session)
-        except Exception as exc:
-            LOG.warning('Migration %s of instance %s to %s failed: %s',
-                        mid, instance_uuid, peer, exc)
-            try:
-                self.abort(mid, reason=type(exc).__name__)
-            except exception.VtpmMigrationException as abort_exc:
-                LOG.warning('Abort of migration %s incomplete (recovery '
-                            'will finish it): %s', mid, abort_exc)
-            raise
+            self.abort(mid, reason=type(exc).__name__)
+        except exception.VtpmMigrationException as abort_exc:
+            LOG.warning('Abort of migration %s incomplete (recovery '
+                        'will finish it): %s', mid, abort_exc)
 
     def _transferred(self, mid: str, instance_uuid: str,
                      peer: str) -> MigrationHandle | None:

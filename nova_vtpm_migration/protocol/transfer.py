@@ -142,9 +142,33 @@ def build_transfer(ctx: MigrationContext, secret: bytes,
     :returns: the ``transfer`` body and the manifest.
     """
     data_key = crypto.random_bytes(crypto.KEY_SIZE)
+    wrapped_wire = wrap_data_key(ctx.binding_key, data_key, _wrap_info(ctx))
+    item = seal_item(ctx, data_key, wrapped_wire, secret, blobs,
+                     created_at)
+    body = dict(item, seq=TRANSFER_SEQ, wrapped_key=wrapped_wire)
+    return body, item['manifest']
+
+
+def wrap_data_key(binding_key: evidence.CertifiedKey, data_key: bytes,
+                  info: bytes) -> dict[str, ty.Any]:
+    """The data key wrapped to the binding key (one ECDH in software),
+    in wire form."""
     with names.checked('binding key'):
-        wrapped = verify.wrap(ctx.binding_key.public, data_key,
-                              _wrap_info(ctx))
+        wrapped = verify.wrap(binding_key.public, data_key, info)
+    return messages.wrapped_to_wire(wrapped)
+
+
+def seal_item(ctx: MigrationContext, data_key: bytes,
+              wrapped_wire: dict[str, ty.Any], secret: bytes,
+              blobs: dict[str, bytes], created_at: int
+              ) -> dict[str, ty.Any]:
+    """One migration's encrypted payload and manifest under a data key
+    (shared by the migrations of a batch; each has its own payload key,
+    AAD and manifest).
+
+    :returns: ``migration_id``, ``payload_nonce``, ``ciphertext`` and
+        ``manifest``.
+    """
     payload = wire.encode({'secret': secret,
                            'blobs': [{'name': n, 'data': d}
                                      for n, d in sorted(blobs.items())]},
@@ -153,7 +177,6 @@ def build_transfer(ctx: MigrationContext, secret: bytes,
     ciphertext = crypto.aead_encrypt(
         crypto.payload_key(data_key, ctx.migration_hash), nonce, payload,
         _aad(ctx))
-    wrapped_wire = messages.wrapped_to_wire(wrapped)
     manifest = {
         'version': ctx.version,
         'migration_id': ctx.migration_id,
@@ -171,15 +194,8 @@ def build_transfer(ctx: MigrationContext, secret: bytes,
         'blob_names': sorted(blobs),
         'created_at': created_at,
     }
-    body = {
-        'seq': TRANSFER_SEQ,
-        'migration_id': ctx.migration_id,
-        'wrapped_key': wrapped_wire,
-        'payload_nonce': nonce,
-        'ciphertext': ciphertext,
-        'manifest': manifest,
-    }
-    return body, manifest
+    return {'migration_id': ctx.migration_id, 'payload_nonce': nonce,
+            'ciphertext': ciphertext, 'manifest': manifest}
 
 
 def check_manifest(ctx: MigrationContext, body: dict[str, ty.Any]) -> None:
@@ -240,16 +256,33 @@ def open_transfer(tpm: ty.Any, ctx: MigrationContext,
         was certified (unwrap refused by the TPM).
     :raises DecryptionFailed: wrong key, AAD or altered ciphertext.
     """
+    return open_item(ctx, unwrap_data_key(tpm, body['wrapped_key'],
+                                          _wrap_info(ctx)), body)
+
+
+def unwrap_data_key(tpm: ty.Any, wrapped_wire: dict[str, ty.Any],
+                    info: bytes) -> bytes:
+    """Unwrap a data key with the host TPM (``TPM2_ECDH_ZGen``)."""
     with names.checked('wrapped key'):
-        data_key: bytes = tpm.unwrap(
-            messages.wrapped_from_wire(body['wrapped_key']),
-            _wrap_info(ctx))
+        data_key: bytes = tpm.unwrap(messages.wrapped_from_wire(wrapped_wire),
+                                     info)
+    return data_key
+
+
+def open_item(ctx: MigrationContext, data_key: bytes,
+              item: dict[str, ty.Any]) -> tuple[bytes, dict[str, bytes]]:
+    """Decrypt one migration's payload (see :func:`seal_item`).
+
+    :returns: the secret and the state blobs.
+    :raises DecryptionFailed: wrong key, AAD or altered ciphertext.
+    :raises AuthenticationFailed: the blobs differ from the manifest.
+    """
     plaintext = crypto.aead_decrypt(
         crypto.payload_key(data_key, ctx.migration_hash),
-        body['payload_nonce'], body['ciphertext'], _aad(ctx))
+        item['payload_nonce'], item['ciphertext'], _aad(ctx))
     payload = wire.decode(plaintext, messages.PAYLOAD)
     blobs = {b['name']: b['data'] for b in payload['blobs']}
-    if sorted(blobs) != body['manifest']['blob_names'] or \
+    if sorted(blobs) != item['manifest']['blob_names'] or \
             len(blobs) != len(payload['blobs']):
         raise errors.AuthenticationFailed(
             reason='state blobs differ from the manifest')
