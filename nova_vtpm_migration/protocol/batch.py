@@ -63,10 +63,10 @@ from nova_vtpm_migration.protocol import states
 from nova_vtpm_migration.protocol import transfer
 from nova_vtpm_migration.protocol import wire
 
-if ty.TYPE_CHECKING:
-    from nova_vtpm_migration.protocol import destination
-
 LOG = logging.getLogger(__name__)
+
+#: The handlers take the :class:`~.destination.DestinationRole` as
+#: ``role`` (typed ``Any``: the role module imports this one).
 
 MAX_BATCH = messages.MAX_BATCH
 
@@ -104,7 +104,7 @@ def _code(exc: Exception) -> str:
 
 # -- destination ------------------------------------------------------------
 
-def on_prepare_batch(role: 'destination.DestinationRole',
+def on_prepare_batch(role: ty.Any,
                      sess: session_mod.Session,
                      msg: messages.Message) -> bytes:
     """Reserve a slot for every migration of the batch that this host can
@@ -152,7 +152,7 @@ def on_prepare_batch(role: 'destination.DestinationRole',
     return reply
 
 
-def on_transfer_batch(role: 'destination.DestinationRole',
+def on_transfer_batch(role: ty.Any,
                       sess: session_mod.Session,
                       msg: messages.Message) -> bytes:
     """Unwrap the batch's data key once (``TPM2_ECDH_ZGen``), then per
@@ -210,7 +210,7 @@ def on_transfer_batch(role: 'destination.DestinationRole',
         'receipts': receipts_, 'refused': refused})
 
 
-def commit_items(role: 'destination.DestinationRole',
+def commit_items(role: ty.Any,
                  sess: session_mod.Session, items: list[tuple[str, bytes]],
                  manifest_batch: list[bytes], manifest_signature: bytes
                  ) -> dict[str, dict[str, ty.Any]]:
@@ -278,7 +278,7 @@ def commit_items(role: 'destination.DestinationRole',
     return done
 
 
-def on_commit_batch(role: 'destination.DestinationRole',
+def on_commit_batch(role: ty.Any,
                     sess: session_mod.Session,
                     msg: messages.Message) -> bytes:
     """Commit the migrations of a batch (see
