@@ -94,6 +94,7 @@ class Channel:
         self.session_lifetime = float(session_lifetime)
         self._hellos = ratelimit.TokenBucket(handshake_rate)
         self._lock = threading.RLock()
+        self._local_lock = threading.Lock()
         self._local: handshake.LocalEvidence | None = None
         self._out: dict[str, session_mod.Session] = {}
         self._in: collections.OrderedDict[bytes, session_mod.Session] = (
@@ -110,13 +111,19 @@ class Channel:
         """This host's public TPM evidence (collected once; the TPM's
         keys and sessions are made ready for migrations at the same
         time, so that the first migration costs what later ones do)."""
-        with self._lock:
+        local = self._local
+        if local is not None:
+            return local
+        # Its own lock: sessions and calls do not wait for these TPM
+        # commands (under self._lock they would).
+        with self._local_lock:
             if self._local is None:
-                self._local = handshake.local_evidence(
+                local = handshake.local_evidence(
                     self.tpm, self.ak_certificate, self.host)
                 warm_up = getattr(self.tpm, 'warm_up', None)
                 if warm_up is not None:
                     warm_up()
+                self._local = local
             return self._local
 
     @property
