@@ -35,9 +35,11 @@ from nova_vtpm_migration.protocol import wire
 from nova_vtpm_migration.tpm import evidence
 
 #: The protocol version this code speaks (2: host-bound identities, phase-1
-#: evidence encrypted, no online credential round trip).
-VERSION = 2
-SUPPORTED_VERSIONS = (2,)
+#: evidence encrypted, no online credential round trip; 3: the binding key
+#: certified per session, no signature before the commit, signatures over
+#: batches, batch messages). A version 2 peer is refused in phase 1.
+VERSION = 3
+SUPPORTED_VERSIONS = (3,)
 #: The only cipher suite: ECDH P-256 + HKDF-SHA256 + HMAC-SHA256 +
 #: AES-256-GCM, TPM ECDSA P-256/SHA-256 quotes and signatures.
 SUITE = 'p256-hkdf-sha256-aes256gcm-ecdsa'
