@@ -104,9 +104,9 @@ class SecretVault:
             ``PENDING``) or the envelope cannot be written.
         """
         path = self.path(instance_uuid)
+        envelope = self.seal_envelope(instance_uuid, secret)
         with self._lock:
-            self._write(instance_uuid, path,
-                        self.seal_envelope(instance_uuid, secret))
+            self._write(instance_uuid, path, envelope)
         LOG.info('vTPM secret of instance %s sealed in the vault of host %s',
                  instance_uuid, self._host)
 
@@ -119,20 +119,35 @@ class SecretVault:
         :raises SecretUnavailable: the key is moving (``LOCKED`` or
             ``PENDING``).
         """
+        # The TPM seals or unseals outside the state lock; the lock
+        # covers the custody check and change only.
+        kek: bytes | None = None
+        if self._state_or_fail(instance_uuid) in (None, _K.DESTROYED):
+            # A new key is used as generated: no unseal of what was
+            # just sealed.
+            new = secret_envelope.new_kek()
+            sealed = self._keys.seal(instance_uuid, new)
+            with self._lock:
+                if self._state_or_fail(instance_uuid) in (None,
+                                                          _K.DESTROYED):
+                    self._keys.add_sealed(instance_uuid, sealed)
+                    kek = new
+        if kek is None:
+            kek = self._keys.read(instance_uuid)
+        return secret_envelope.wrap(kek, instance_uuid, secret)
+
+    def _state_or_fail(self, instance_uuid: str) -> states.KeyState | None:
+        """The key's custody state unless it is moving.
+
+        :raises SecretUnavailable: ``LOCKED`` or ``PENDING``.
+        """
         with self._lock:
             state = self._keys.state(instance_uuid)
-            if state in (None, _K.DESTROYED):
-                # A new key is used as generated: no unseal of what was
-                # just sealed.
-                kek = secret_envelope.new_kek()
-                self._keys.add(instance_uuid, kek)
-            elif state == _K.ACTIVE:
-                kek = self._keys.read(instance_uuid)
-            else:
+            if state not in (None, _K.DESTROYED, _K.ACTIVE):
                 moving = self._keys.migration_of(instance_uuid)
                 self._fail(instance_uuid, f'its key is {state.value} for '
                            f'migration {moving}')
-        return secret_envelope.wrap(kek, instance_uuid, secret)
+            return state
 
     def store(self, instance_uuid: str, envelope: bytes) -> None:
         """Keep an envelope received with a migration (already encrypted
@@ -169,18 +184,19 @@ class SecretVault:
             envelope does not decrypt under the key.
         """
         path = self.path(instance_uuid)
+        # Unsealed outside the state lock (read() checks ACTIVE).
+        try:
+            kek = self._keys.read(instance_uuid)
+        except protocol_errors.KeyNotFound:
+            state = self._keys.state(instance_uuid)
+            self._fail(instance_uuid, 'its key is ' + (
+                state.value if state else 'not on this host'))
+        except tpm_errors.TpmError as exc:
+            # e.g. the PCRs changed since sealing: the host no longer
+            # boots what it booted when it took custody.
+            self._fail(instance_uuid, f'the host TPM does not unseal '
+                       f'its key: {exc}')
         with self._lock:
-            try:
-                kek = self._keys.read(instance_uuid)
-            except protocol_errors.KeyNotFound:
-                state = self._keys.state(instance_uuid)
-                self._fail(instance_uuid, 'its key is ' + (
-                    state.value if state else 'not on this host'))
-            except tpm_errors.TpmError as exc:
-                # e.g. the PCRs changed since sealing: the host no longer
-                # boots what it booted when it took custody.
-                self._fail(instance_uuid, f'the host TPM does not unseal '
-                           f'its key: {exc}')
             try:
                 with open(path, 'rb') as f:
                     envelope = f.read()

@@ -100,6 +100,28 @@ Related options:
 
 * ``srk_handle``
 """),
+    cfg.IntOpt('signing_key_handle',
+        default=0x81000010,
+        min=0x81000000,
+        max=0x817FFFFF,
+        help="""
+Persistent handle where this host keeps its receipt signing key loaded.
+
+The signing key (an AK-certified ECC P-256 key under the SRK, kept as a
+TPM-encrypted blob in ``state_path``) signs every manifest and receipt.
+Persisting it saves a ``TPM2_Load`` and a transient object slot per
+signature. The plugin checks that the object at the handle is its own key
+(by name) and replaces it otherwise.
+
+Possible values:
+
+* A persistent handle between 0x81000000 and 0x817FFFFF, other than
+  ``srk_handle`` and ``ak_handle``.
+
+Related options:
+
+* ``srk_handle``, ``ak_handle``
+"""),
     cfg.StrOpt('owner_auth_file',
         help="""
 File holding the authorisation value of the TPM's owner (storage) hierarchy.

@@ -94,6 +94,7 @@ class Channel:
         self.session_lifetime = float(session_lifetime)
         self._hellos = ratelimit.TokenBucket(handshake_rate)
         self._lock = threading.RLock()
+        self._local_lock = threading.Lock()
         self._local: handshake.LocalEvidence | None = None
         self._out: dict[str, session_mod.Session] = {}
         self._in: collections.OrderedDict[bytes, session_mod.Session] = (
@@ -107,11 +108,22 @@ class Channel:
 
     @property
     def local(self) -> handshake.LocalEvidence:
-        """This host's public TPM evidence (collected once)."""
-        with self._lock:
+        """This host's public TPM evidence (collected once; the TPM's
+        keys and sessions are made ready for migrations at the same
+        time, so that the first migration costs what later ones do)."""
+        local = self._local
+        if local is not None:
+            return local
+        # Its own lock: sessions and calls do not wait for these TPM
+        # commands (under self._lock they would).
+        with self._local_lock:
             if self._local is None:
-                self._local = handshake.local_evidence(
+                local = handshake.local_evidence(
                     self.tpm, self.ak_certificate, self.host)
+                warm_up = getattr(self.tpm, 'warm_up', None)
+                if warm_up is not None:
+                    warm_up()
+                self._local = local
             return self._local
 
     @property
@@ -259,20 +271,22 @@ class Channel:
 
     def _exchange(self, sess: session_mod.Session, msg_type: str,
                   inner: bytes) -> messages.Message:
-        with sess.call_lock:
-            envelope = sess.seal(inner)
-            raw = self.raw_call(sess.peer, envelope)
-            msg = messages.decode(raw, allowed=('sealed', 'error'))
-            if msg.type == 'error':
-                raise errors.PeerRefused(
-                    peer=sess.peer, request=msg_type,
-                    peer_code=msg.body['code'],
-                    peer_message=msg.body['message'])
-            try:
-                reply = sess.open(msg, request=envelope)
-            except errors.ProtocolError:
-                sess.valid = False
-                raise
+        # No lock is held across the round trip: concurrent
+        # requests on one session may overtake each other (the peer
+        # accepts each sequence number once, within a window).
+        envelope = sess.seal(inner)
+        raw = self.raw_call(sess.peer, envelope)
+        msg = messages.decode(raw, allowed=('sealed', 'error'))
+        if msg.type == 'error':
+            raise errors.PeerRefused(
+                peer=sess.peer, request=msg_type,
+                peer_code=msg.body['code'],
+                peer_message=msg.body['message'])
+        try:
+            reply = sess.open(msg, request=envelope)
+        except errors.ProtocolError:
+            sess.valid = False
+            raise
         if reply.type == 'error':
             raise errors.PeerRefused(peer=sess.peer, request=msg_type,
                                      peer_code=reply.body['code'],

@@ -16,16 +16,22 @@
 """The destination role: handlers of the sealed phase-2 and outcome
 requests, the local consumer's access to a received key, and recovery.
 
-Every handler runs under the engine's state lock and checks that the
-attested peer of the session is the AK the migration is bound to.
+Every handler checks that the attested peer of the session is the AK the
+migration is bound to. TPM work (binding key, unwrap, seal, signature)
+runs outside the engine's state lock; the lock is taken for the state
+change only, and the state is checked again under it, so concurrent
+migrations on one host wait for each other's journal writes, never for
+each other's TPM commands.
 """
 
+import functools
 import time
 import typing as ty
 
 from oslo_log import log as logging
 
 from nova_vtpm_migration import exception
+from nova_vtpm_migration.protocol import batch
 from nova_vtpm_migration.protocol import context as context_mod
 from nova_vtpm_migration.protocol import crypto
 from nova_vtpm_migration.protocol import errors
@@ -64,6 +70,9 @@ class DestinationRole:
         self.ctx = ctx
         self._source_decision = source_decision
         self._blobs: dict[str, dict[str, bytes]] = {}
+        #: migration id -> the secret it brought, for the local consumer
+        #: until the outcome (it is not unsealed again); memory only.
+        self._received: dict[str, bytes] = {}
 
     def dispatch(self, sess: session_mod.Session,
                  msg: messages.Message) -> bytes:
@@ -72,17 +81,25 @@ class DestinationRole:
 
         :raises ProtocolError: the request is refused.
         """
-        handlers = {'prepare': self._on_prepare,
+        handlers: dict[str, ty.Callable[
+            [session_mod.Session, messages.Message], bytes]] = {
+                    'prepare': self._on_prepare,
                     'transfer': self._on_transfer,
                     'commit': self._on_commit,
+                    'prepare_batch': functools.partial(
+                        batch.on_prepare_batch, self),
+                    'transfer_batch': functools.partial(
+                        batch.on_transfer_batch, self),
+                    'commit_batch': functools.partial(
+                        batch.on_commit_batch, self),
                     'abort': self._on_abort,
                     'status': self._on_status}
         handler = handlers.get(msg.type)
         if handler is None:
             raise errors.UnexpectedMessage(type=msg.type,
                                            reason='not a request')
-        with self.ctx.state_lock:
-            return handler(sess, msg)
+        reply: bytes = handler(sess, msg)
+        return reply
 
     def _row(self, mid: str, sess: session_mod.Session
              ) -> journal_mod.MigrationRow:
@@ -105,15 +122,53 @@ class DestinationRole:
         ctx = self.ctx
         body = msg.body
         mid, instance = body['migration_id'], body['instance_uuid']
-        if not ctx.channel.fresh_enough(sess):
-            # The initiator attests again and retries (its call() does).
+        self.check_session(sess, body['source_host'])
+        self.check_free(mid, instance)
+        dest_nonce = crypto.random_bytes(crypto.NONCE_SIZE)
+        # Certified once per session (phase 1); one PCR_Read here
+        # tells whether it still names the current key bound to the
+        # current PCR values, else a new key is certified (and refused by
+        # the source when the PCRs changed since the session's quote).
+        key = ctx.tpm.certified_binding_key(sess.binding_qualifier(),
+                                            reuse=sess.binding_key)
+        sess.binding_key = key
+        reply = messages.encode('prepare_reply', {
+            'migration_id': mid, 'nonce': dest_nonce,
+            'binding_key': messages.certified_to_wire(key)})
+        with ctx.state_lock:
+            self.check_free(mid, instance)
+            self.reserve(sess, mid, instance, body['nonce'], dest_nonce, key,
+                         transfer.migration_hash(msg.raw, reply))
+        LOG.info('Migration %s: reserved a slot for instance %s', mid,
+                 instance)
+        return reply
+
+    def check_session(self, sess: session_mod.Session,
+                      source_host: str) -> None:
+        """A new migration may start on ``sess`` from ``source_host``.
+
+        :raises SessionError: the session's evidence is too old (the
+            initiator attests again and retries).
+        :raises PeerIdentityMismatch: the source names another host than
+            its TPM identity is certified for.
+        """
+        if not self.ctx.channel.fresh_enough(sess):
             raise errors.SessionError(reason='the session\'s evidence is '
                                              'too old for a new migration')
-        if body['source_host'] != sess.peer_host:
+        if source_host != sess.peer_host:
             raise errors.PeerIdentityMismatch(
-                reason=f"source {body['source_host']!r} is not the host "
+                reason=f'source {source_host!r} is not the host '
                        f'its TPM identity is certified for '
                        f'({sess.peer_host!r})')
+
+    @staticmethod
+    def now() -> int:
+        """Seconds since the epoch (receipt times)."""
+        return int(time.time())
+
+    def check_free(self, mid: str, instance: str) -> None:
+        """Refuse a used migration id or an instance whose key is here."""
+        ctx = self.ctx
         if ctx.journal.is_seen(mid):
             raise errors.MigrationIdReused(migration_id=mid)
         key_state = ctx.keystore.state(instance)
@@ -121,27 +176,29 @@ class DestinationRole:
             raise errors.InstanceBusy(
                 instance_uuid=instance,
                 reason=f'this host holds its key ({key_state.value})')
-        dest_nonce = crypto.random_bytes(crypto.NONCE_SIZE)
-        key = ctx.tpm.certified_binding_key(
-            transfer.binding_qualifier(msg.raw, dest_nonce))
-        reply = messages.encode('prepare_reply', {
-            'migration_id': mid, 'nonce': dest_nonce,
-            'binding_key': messages.certified_to_wire(key)})
+
+    def reserve(self, sess: session_mod.Session, mid: str, instance: str,
+                source_nonce: bytes, dest_nonce: bytes,
+                key: evidence.CertifiedKey, migration_hash: bytes,
+                **extra: ty.Any) -> None:
+        """Journal a RESERVED migration (under the state lock, after
+        :meth:`check_free`)."""
+        ctx = self.ctx
         with ctx.journal.transaction():
             ctx.journal.mark_seen(mid)
             ctx.journal.create_migration(
                 mid, _ROLE, _D.RESERVED.value, instance,
-                body['source_host'], context={
+                sess.peer_host, context={
+                    **extra,
                     'peer_ak_name': sess.peer_ak_name.hex(),
                     'source_host': sess.peer_host,
                     'dest_host': ctx.channel.local.host,
                     'peer_pcrs': [[i, v.hex()]
                                   for i, v in sess.peer_pcr_values],
                     'version': sess.version,
-                    'source_nonce': body['nonce'].hex(),
+                    'source_nonce': source_nonce.hex(),
                     'dest_nonce': dest_nonce.hex(),
-                    'migration_hash': transfer.migration_hash(
-                        msg.raw, reply).hex(),
+                    'migration_hash': migration_hash.hex(),
                     'binding_key': [key.public.hex(),
                                     key.certify_attest.hex(),
                                     key.certify_signature.hex()],
@@ -151,12 +208,10 @@ class DestinationRole:
                 receipts.signer_evidence(sess.peer_identity,
                                          sess.peer_signing_key),
                 receipts.SIGNER))
-        LOG.info('Migration %s: reserved a slot for instance %s', mid,
-                 instance)
-        return reply
 
-    def _context(self, row: journal_mod.MigrationRow,
-                 sess: session_mod.Session) -> transfer.MigrationContext:
+    def context_of(self, row: journal_mod.MigrationRow,
+                   sess: session_mod.Session) -> transfer.MigrationContext:
+        """What both sides agreed on for the migration of ``row``."""
         c = row.context
         public, attest, signature = (bytes.fromhex(x)
                                      for x in c['binding_key'])
@@ -180,94 +235,124 @@ class DestinationRole:
         ctx = self.ctx
         body = msg.body
         mid = body['migration_id']
-        row = self._row(mid, sess)
-        if row.state != _D.RESERVED.value:
-            raise errors.StateError(role=_ROLE.value, migration_id=mid,
-                                    old=row.state, new=_D.INSTALLED.value)
-        mig = self._context(row, sess)
+        row = self.reserved(mid, sess)
+        mig = self.context_of(row, sess)
         try:
-            transfer.check_manifest(mig, body, sess.peer_signing_key)
+            transfer.check_manifest(mig, body)
             secret, blobs = transfer.open_transfer(ctx.tpm, mig, body)
+            # Sealed under the binding key's PCR policy, which the
+            # unwrap just proved current (no PCR_Read).
+            sealed = ctx.keystore.seal(row.instance_uuid, secret,
+                                       bound_like=mig.binding_key.public)
         except (errors.ProtocolError, tpm_errors.TpmError):
             # A transfer that does not verify or unwrap (e.g.
             # the PCRs changed since the binding key was certified) ends
             # the migration here; the source learns it from the error.
-            self._set(mid, _D.ABORTED)
+            with ctx.state_lock:
+                self.abort_reserved(mid, sess)
             raise
-        manifest = body['manifest']
-        manifest_hash = receipts.manifest_hash(manifest)
-        with ctx.journal.transaction():
-            ctx.keystore.install_pending(row.instance_uuid, mid, secret)
-            self._set(mid, _D.INSTALLED, manifest_hash=manifest_hash.hex())
-            ctx.journal.put_record(mid, 'manifest', wire.encode(
-                {'manifest': manifest,
-                 'signature': body['manifest_signature']},
-                receipts.SIGNED_MANIFEST))
+        manifest_hash = self.install(sess, mid, secret, sealed,
+                                     body['manifest'], blobs)
         del secret
-        if blobs:
-            self._blobs[mid] = blobs
         receipt = transfer.build_receipt(mig, 'installed', manifest_hash,
                                          int(time.time()))
+        return messages.encode('transfer_reply', {
+            'migration_id': mid, 'receipt': receipt})
+
+    def abort_reserved(self, mid: str, sess: session_mod.Session) -> None:
+        """End a RESERVED migration whose transfer failed (under the state
+        lock; nothing was installed)."""
+        if self.reserved(mid, sess, check=False) is not None:
+            self._set(mid, _D.ABORTED)
+
+    def install(self, sess: session_mod.Session, mid: str, secret: bytes,
+                sealed: bytes, manifest: dict[str, ty.Any],
+                blobs: dict[str, bytes]) -> bytes:
+        """RESERVED -> INSTALLED with the sealed secret PENDING (under the
+        state lock); the secret is kept for the local consumer.
+
+        :returns: the manifest hash.
+        :raises StateError: no longer RESERVED.
+        """
+        ctx = self.ctx
+        manifest_hash = receipts.manifest_hash(manifest)
+        with ctx.state_lock:
+            row = self.reserved(mid, sess)
+            with ctx.journal.transaction():
+                ctx.keystore.install_pending_sealed(row.instance_uuid, mid,
+                                                    sealed)
+                self._set(mid, _D.INSTALLED,
+                          manifest_hash=manifest_hash.hex())
+                ctx.journal.put_record(mid, 'manifest', wire.encode(
+                    manifest, messages.MANIFEST))
+            # Handed straight to the local consumer: it is not
+            # unsealed again while the migration is in flight.
+            self._received[mid] = secret
+            if blobs:
+                self._blobs[mid] = blobs
         LOG.info('Migration %s: key of instance %s installed (PENDING)',
                  mid, row.instance_uuid)
-        return messages.encode('transfer_reply', {
-            'migration_id': mid, 'receipt': receipt,
-            'receipt_signature': receipts.sign_receipt(ctx.tpm, receipt)})
+        return manifest_hash
+
+    def reserved(self, mid: str, sess: session_mod.Session,
+                 check: bool = True) -> ty.Any:
+        """The migration's row if it is RESERVED; else raise (or return
+        ``None`` when not ``check``)."""
+        row = self._row(mid, sess)
+        if row.state != _D.RESERVED.value:
+            if not check:
+                return None
+            raise errors.StateError(role=_ROLE.value, migration_id=mid,
+                                    old=row.state, new=_D.INSTALLED.value)
+        return row
 
     # -- commit / abort ----------------------------------------------------
 
     def _on_commit(self, sess: session_mod.Session,
                    msg: messages.Message) -> bytes:
-        mid = msg.body['migration_id']
+        body = msg.body
+        mid = body['migration_id']
+        done = batch.commit_items(self, sess, [(mid, body['manifest_hash'])],
+                                  body['manifest_batch'],
+                                  body['manifest_signature'])
+        signed = done[mid]
+        return messages.encode('commit_reply', {
+            'migration_id': mid, 'receipt': signed['receipt'],
+            'receipt_batch': signed['batch'],
+            'receipt_signature': signed['signature']})
+
+    def committable(self, mid: str, sess: session_mod.Session,
+                     manifest_hash: bytes) -> journal_mod.MigrationRow:
         row = self._row(mid, sess)
-        if msg.body['manifest_hash'].hex() != row.context.get(
-                'manifest_hash'):
+        if manifest_hash.hex() != row.context.get('manifest_hash'):
             raise errors.AuthenticationFailed(
                 reason='commit names another manifest')
         if row.state not in (_D.INSTALLED.value, _D.COMMITTED.value):
             raise errors.StateError(
                 role=_ROLE.value, migration_id=mid, old=row.state,
                 new=_D.COMMITTED.value)
-        signed = self.ctx.journal.get_record(mid, 'receipt_committed')
-        if signed is None:
-            receipt = transfer.build_receipt(
-                self._context(row, sess), 'committed',
-                bytes.fromhex(row.context['manifest_hash']),
-                int(time.time()))
-            signature = receipts.sign_receipt(self.ctx.tpm, receipt)
-            signed = wire.encode({'receipt': receipt,
-                                  'signature': signature},
-                                 receipts.SIGNED_RECEIPT)
-            with self.ctx.journal.transaction():
-                self.ctx.journal.put_record(mid, 'receipt_committed', signed)
-                self.ctx.journal.put_record(mid, 'record', self._record(
-                    mid, receipt, signature))
-                if row.state == _D.INSTALLED.value:
-                    self.commit_local(row)
-        elif row.state == _D.INSTALLED.value:
-            self.commit_local(row)
-        decoded = wire.decode(signed, receipts.SIGNED_RECEIPT)
-        receipt, signature = decoded['receipt'], decoded['signature']
-        return messages.encode('commit_reply', {
-            'migration_id': mid, 'receipt': receipt,
-            'receipt_signature': signature})
+        return row
 
-    def _record(self, mid: str, receipt: dict[str, ty.Any],
+    def journalled(self, mid: str, kind: str) -> bytes:
+        data = self.ctx.journal.get_record(mid, kind)
+        if data is None:
+            raise errors.JournalError(reason=f'{kind} of {mid} missing')
+        return data
+
+    def record(self, mid: str, manifest: dict[str, ty.Any],
+                manifest_batch: list[bytes], manifest_signature: bytes,
+                receipt: dict[str, ty.Any], receipt_batch: list[bytes],
                 signature: bytes) -> bytes:
         """The complete audit record kept by the destination: the
         source-signed manifest, this host's committed receipt and both
         signers' evidence."""
-        journal = self.ctx.journal
-        manifest = journal.get_record(mid, 'manifest')
-        source = journal.get_record(mid, 'source_evidence')
-        if manifest is None or source is None:
-            raise errors.JournalError(reason=f'records of {mid} missing')
-        signed = wire.decode(manifest, receipts.SIGNED_MANIFEST)
+        source = wire.decode(self.journalled(mid, 'source_evidence'),
+                             receipts.SIGNER)
         local = self.ctx.channel.local
         return receipts.build_record(
-            signed['manifest'], signed['signature'], receipt, signature,
-            wire.decode(source, receipts.SIGNER),
-            receipts.signer_evidence(local.identity, local.signing_key))
+            manifest, manifest_signature, receipt, signature, source,
+            receipts.signer_evidence(local.identity, local.signing_key),
+            manifest_batch=manifest_batch, receipt_batch=receipt_batch)
 
     def request_rollback(self, migration_id: str, reason: str) -> None:
         """Ask the source of an incoming migration to abort it.
@@ -308,11 +393,17 @@ class DestinationRole:
         with ctx.journal.transaction():
             ctx.keystore.activate(row.instance_uuid, row.migration_id)
             self._set(row.migration_id, _D.COMMITTED)
+        self._received.pop(row.migration_id, None)
         LOG.info('Migration %s committed; key of instance %s is ACTIVE on '
                  'this host', row.migration_id, row.instance_uuid)
 
     def _on_abort(self, sess: session_mod.Session,
                   msg: messages.Message) -> bytes:
+        with self.ctx.state_lock:
+            return self._abort_locked(sess, msg)
+
+    def _abort_locked(self, sess: session_mod.Session,
+                      msg: messages.Message) -> bytes:
         ctx = self.ctx
         mid = msg.body['migration_id']
         row = ctx.journal.get(mid, _ROLE)
@@ -347,6 +438,7 @@ class DestinationRole:
             self._set(row.migration_id, _D.ABORTED)
         ctx.keystore.wipe_orphans()
         self._blobs.pop(row.migration_id, None)
+        self._received.pop(row.migration_id, None)
         LOG.info('Migration %s aborted; nothing of instance %s kept on '
                  'this host', row.migration_id, row.instance_uuid)
 
@@ -387,6 +479,10 @@ class DestinationRole:
         if row is None or row.instance_uuid != instance_uuid:
             raise errors.KeyNotFound(instance_uuid=instance_uuid)
         if row.state == _D.INSTALLED.value:
+            received = self._received.get(migration_id)
+            if received is not None and self.ctx.keystore.migration_of(
+                    instance_uuid) == migration_id:
+                return received
             return self.ctx.keystore.read(
                 instance_uuid, allowed=(states.KeyState.PENDING,),
                 migration_id=migration_id)

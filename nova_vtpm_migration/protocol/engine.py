@@ -34,6 +34,7 @@ import typing as ty
 from oslo_log import log as logging
 
 from nova_vtpm_migration import exception
+from nova_vtpm_migration.protocol import batch_source
 from nova_vtpm_migration.protocol import channel as channel_mod
 from nova_vtpm_migration.protocol import context as context_mod
 from nova_vtpm_migration.protocol import destination
@@ -120,6 +121,8 @@ class MigrationEngine:
     :param abort_guard: whether a destination's rollback request may
         abort a migration this host coordinates (see
         :meth:`.source.SourceRole.on_rollback`).
+    :param coalesce: concurrent migrations (and commits) towards one
+        peer leave as one batch (see :mod:`.batch`).
     """
 
     def __init__(self, host: str, tpm: ty.Any, policy: ty.Any,
@@ -132,7 +135,8 @@ class MigrationEngine:
                  handshake_rate: float = channel_mod.DEFAULT_HANDSHAKE_RATE,
                  state_lock: 'threading.RLock | None' = None,
                  ak_certificate: bytes = b'',
-                 abort_guard: source.AbortGuard | None = None) -> None:
+                 abort_guard: source.AbortGuard | None = None,
+                 coalesce: bool = True) -> None:
         self.outcome_oracle = outcome_oracle
         self.channel = channel_mod.Channel(
             tpm, policy, journal, transport, host, ak_certificate,
@@ -146,6 +150,8 @@ class MigrationEngine:
         self.source = source.SourceRole(self.ctx, abort_guard)
         self.destination = destination.DestinationRole(
             self.ctx, self.source.decision)
+        self._coalescer = (batch_source.Coalescer(self.source) if coalesce
+                           else None)
 
     @classmethod
     def open(cls, host: str, tpm: ty.Any, policy: ty.Any, state_dir: str,
@@ -266,9 +272,34 @@ class MigrationEngine:
                     check_session: source.SessionCheck | None = None
                     ) -> 'source.MigrationHandle':
         """Phases 1 and 2 as source; see :meth:`.source.SourceRole.migrate`.
+
+        Concurrent migrations towards ``peer`` leave as one batch (unless
+        the engine was built with ``coalesce=False``).
         """
+        if self._coalescer is not None:
+            return self._coalescer.migrate(instance_uuid, peer,
+                                           migration_id, state_blobs,
+                                           expect_ak, check_session)
         return self.source.migrate(instance_uuid, peer, migration_id,
                                    state_blobs, expect_ak, check_session)
+
+    def migrate_keys(self, items: list['batch_source.BatchItem'], peer: str,
+                     expect_ak: bytes = b'',
+                     check_session: source.SessionCheck | None = None
+                     ) -> list['batch_source.Outcome']:
+        """Phases 1 and 2 for several instances towards one peer as one
+        batch (an evacuation); see :func:`.batch_source.migrate_batch`.
+
+        :returns: per item, its handle or the exception that ended it.
+        """
+        return batch_source.migrate_batch(self.source, peer, items,
+                                          expect_ak, check_session)
+
+    def commit_many(self, migration_ids: list[str]
+                    ) -> list[dict[str, ty.Any] | Exception]:
+        """Commit several transferred migrations with one signature per
+        host; see :func:`.batch_source.commit_batch`."""
+        return batch_source.commit_batch(self.source, migration_ids)
 
     def request_rollback(self, migration_id: str,
                          reason: str = 'requested') -> None:
@@ -277,7 +308,12 @@ class MigrationEngine:
         self.destination.request_rollback(migration_id, reason)
 
     def commit(self, migration_id: str) -> dict[str, ty.Any]:
-        """Commit a transferred migration; returns the signed receipt."""
+        """Commit a transferred migration; returns the signed receipt.
+
+        Concurrent commits of migrations to one peer share their
+        signatures (unless ``coalesce=False``)."""
+        if self._coalescer is not None:
+            return self._coalescer.commit(migration_id)
         return self.source.commit(migration_id)
 
     def abort(self, migration_id: str, reason: str = 'requested') -> None:

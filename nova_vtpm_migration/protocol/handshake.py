@@ -27,6 +27,9 @@
                                          identity and key))}_hsI, cookie
     R -> I  attest_reply sid, confirm = HMAC(k_confirm, T3)
 
+    R certifies its binding key for the session:
+            certify_AK_R(binding key, H('binding-key', T3))
+
     Z = ECDH(eI, eR)
     hsR = HKDF(Z, H(hello, reply core)),  T2 = H(hello, reply core, {..}_hsR)
     hsI = HKDF(Z, T2),                    T3 = H(T2, {..}_hsI)
@@ -54,6 +57,12 @@ what it needs to finish is in the cookie, encrypted under its own key, so
 a flood of ``hello`` messages costs it no TPM command and cannot crowd out
 or kill a real handshake; a forged ``attest`` changes nothing, and a
 replayed one is refused (its session id was used).
+
+A finished handshake costs the responder one ``TPM2_PCR_Read`` (its PCRs
+must still be those of its epoch quote) and one ``TPM2_Certify``: its
+binding key, certified with qualifying data bound to the session's
+transcript, is presented for every migration on the session (see
+:mod:`.transfer`).
 """
 
 import collections
@@ -335,7 +344,8 @@ class Initiator:
             version=reply.body['version'], suite=reply.body['suite'],
             local_ak_name=self._local.ak_name, peer_ak_name=ak_name,
             peer_identity=identity, peer_signing_key=signing_key,
-            peer_pcr_values=pcrs, peer_host=peer_host, peer_clock=clock)
+            peer_pcr_values=pcrs, peer_host=peer_host, peer_clock=clock,
+            transcript=t3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -424,16 +434,18 @@ class Responder:
                                              'is over); start again')
         return epoch
 
-    def _check_own_state(self, epoch: Epoch) -> None:
+    def _check_own_state(self, epoch: Epoch) -> dict[int, bytes]:
         """This host's PCRs are still those its epoch quote showed (one
         ``TPM2_PCR_Read`` per finished handshake, none per ``hello``):
         otherwise the epoch ends and the initiator attests again, so it
         sees the current state.
 
+        :returns: the PCR values.
         :raises SessionError: the PCRs changed.
         """
-        if dict(self._tpm.pcr_values()) == dict(epoch.quote.pcr_values):
-            return
+        values = dict(self._tpm.pcr_values())
+        if values == dict(epoch.quote.pcr_values):
+            return values
         with self._lock:
             self._epochs.pop(epoch.epoch_id, None)
         LOG.warning('PCR values changed since the responder epoch was '
@@ -552,7 +564,7 @@ class Responder:
             quote, identity, ak_name,
             crypto.transcript_hash('quote-initiator', t2, keys_part),
             self._policy, self._clocks)
-        self._check_own_state(epoch)
+        pcr_values = self._check_own_state(epoch)
         t3 = _t3(t2, crypto.sha256(body['evidence']))
         keys = crypto.derive_session_keys(z, t3)
         with self._lock:
@@ -565,12 +577,17 @@ class Responder:
         reply = messages.encode('attest_reply', {
             'session_id': sid,
             'confirm': crypto.mac(keys.confirm_r, 'confirm', t3)})
-        LOG.info('Attested session with %s established (peer AK %s)',
-                 peer_host, ak_name.hex()[:16])
-        return reply, session_mod.Session(
+        sess = session_mod.Session(
             session_id=sid, peer=peer_host, initiator=False, keys=keys,
             version=cookie['version'], suite=messages.SUITE,
             local_ak_name=self._local().ak_name, peer_ak_name=ak_name,
             peer_identity=identity, peer_signing_key=signing_key,
             peer_pcr_values=quote.pcr_values, peer_host=peer_host,
-            peer_clock=clock)
+            peer_clock=clock, transcript=t3)
+        # The binding key is certified once per session, here, for
+        # every migration the initiator starts on it (TPM2_Certify).
+        sess.binding_key = self._tpm.certified_binding_key(
+            sess.binding_qualifier(), pcr_values=pcr_values)
+        LOG.info('Attested session with %s established (peer AK %s)',
+                 peer_host, ak_name.hex()[:16])
+        return reply, sess

@@ -104,16 +104,32 @@ class KeyStore:
                      blob_file if blob_file is not None else row[3],
                      time.time(), instance_uuid))
 
-    def _write_blob(self, instance_uuid: str, secret: bytes) -> str:
-        row = self._row(instance_uuid)
-        generation = (row[2] + 1) if row else 1
-        name = f'{instance_uuid}.{generation}.sealed'
+    def seal(self, instance_uuid: str, secret: bytes,
+             bound_like: bytes | None = None) -> bytes:
+        """Seal ``secret`` with the host TPM (no custody change; call it
+        outside the state lock, then :meth:`install_pending_sealed`).
+
+        :param bound_like: this host's binding key that unwrapped the
+            secret: seal under its PCR policy (see ``HostTpm.seal``).
+        :raises KeyStoreError: the secret cannot be sealed (size).
+        """
         try:
-            blob = self._tpm.seal(secret)
+            blob: bytes = (self._tpm.seal(secret) if bound_like is None else
+                           self._tpm.seal(secret, bound_like=bound_like))
         except ValueError:
             raise errors.KeyStoreError(
                 instance_uuid=instance_uuid,
                 reason='the secret cannot be sealed (size)') from None
+        return blob
+
+    def _write_blob(self, instance_uuid: str, secret: bytes) -> str:
+        return self._write_sealed(instance_uuid,
+                                  self.seal(instance_uuid, secret))
+
+    def _write_sealed(self, instance_uuid: str, blob: bytes) -> str:
+        row = self._row(instance_uuid)
+        generation = (row[2] + 1) if row else 1
+        name = f'{instance_uuid}.{generation}.sealed'
         path = os.path.join(self._dir, name)
         try:
             fileutils.write_durably(path, blob)
@@ -143,6 +159,24 @@ class KeyStore:
                         secret: bytes) -> None:
         """Store a received secret as ``PENDING`` for ``migration_id``."""
         self._store(instance_uuid, secret, _K.PENDING, migration_id)
+
+    def install_pending_sealed(self, instance_uuid: str, migration_id: str,
+                               blob: bytes) -> None:
+        """Store a received secret, sealed by :meth:`seal`, as
+        ``PENDING`` for ``migration_id``."""
+        self._store_sealed(instance_uuid, blob, _K.PENDING, migration_id)
+
+    def add_sealed(self, instance_uuid: str, blob: bytes) -> None:
+        """Provision a secret sealed by :meth:`seal` as ``ACTIVE``."""
+        self._store_sealed(instance_uuid, blob, _K.ACTIVE, '')
+
+    def _store_sealed(self, instance_uuid: str, blob: bytes,
+                      new: states.KeyState, migration_id: str) -> None:
+        messages.check_uuid(instance_uuid, 'instance_uuid')
+        row = self._row(instance_uuid)
+        states.check_key(instance_uuid, _K(row[0]) if row else None, new)
+        name = self._write_sealed(instance_uuid, blob)
+        self._set(instance_uuid, new, migration_id, blob_file=name)
 
     def lock_for_export(self, instance_uuid: str, migration_id: str) -> None:
         """``ACTIVE -> LOCKED``: the key leaves with ``migration_id``."""

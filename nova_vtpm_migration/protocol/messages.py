@@ -35,9 +35,11 @@ from nova_vtpm_migration.protocol import wire
 from nova_vtpm_migration.tpm import evidence
 
 #: The protocol version this code speaks (2: host-bound identities, phase-1
-#: evidence encrypted, no online credential round trip).
-VERSION = 2
-SUPPORTED_VERSIONS = (2,)
+#: evidence encrypted, no online credential round trip; 3: the binding key
+#: certified per session, no signature before the commit, signatures over
+#: batches, batch messages). A version 2 peer is refused in phase 1.
+VERSION = 3
+SUPPORTED_VERSIONS = (3,)
 #: The only cipher suite: ECDH P-256 + HKDF-SHA256 + HMAC-SHA256 +
 #: AES-256-GCM, TPM ECDSA P-256/SHA-256 quotes and signatures.
 SUITE = 'p256-hkdf-sha256-aes256gcm-ecdsa'
@@ -150,6 +152,12 @@ RECEIPT: wire.Schema = {
     'manifest_hash': HASH,
     'created_at': _I(),
 }
+#: At most this many migrations share one phase-2 exchange and one
+#: signature per side (see :mod:`.batch`).
+MAX_BATCH = 32
+#: The payload of one migration of a batch, at most (secret and small
+#: state blobs; a bigger payload goes in a migration of its own).
+MAX_BATCH_CIPHERTEXT = 64 * 1024
 #: Plaintext of the transfer AEAD.
 MAX_BLOB_SIZE = 1024 * 1024
 PAYLOAD: wire.Schema = {
@@ -226,22 +234,66 @@ SCHEMAS: dict[str, wire.Schema] = {
         'payload_nonce': _B(exact=12),
         'ciphertext': _B(1, 2 * 1024 * 1024),
         'manifest': _O(MANIFEST),
-        'manifest_signature': _B(1, 512),
     },
+    # Unsigned: authenticated by the session; signatures come at commit.
     'transfer_reply': {
         'migration_id': UUID,
         'receipt': _O(RECEIPT),
-        'receipt_signature': _B(1, 512),
     },
+    # The manifest hashes one source signature covers (its batch).
     'commit': {
         'seq': _I(3, 3),
         'migration_id': UUID,
         'manifest_hash': HASH,
+        'manifest_batch': _L(HASH, max=MAX_BATCH),
+        'manifest_signature': _B(1, 512),
     },
     'commit_reply': {
         'migration_id': UUID,
         'receipt': _O(RECEIPT),
+        'receipt_batch': _L(HASH, max=MAX_BATCH),
         'receipt_signature': _B(1, 512),
+    },
+    # Phase 2 and the commit of a batch of migrations between the same
+    # two hosts (one exchange, one unwrap, one signature per side).
+    'prepare_batch': {
+        'seq': _I(1, 1),
+        'source_host': _S(max=255),
+        'nonce': NONCE,
+        'items': _L(_O({'migration_id': UUID, 'instance_uuid': UUID}),
+                    max=MAX_BATCH),
+    },
+    'prepare_batch_reply': {
+        'nonce': NONCE,
+        'binding_key': _O(CERTIFIED_KEY),
+        # code '' = reserved, else the refusal's error code.
+        'items': _L(_O({'migration_id': UUID, 'code': _S(min=0, max=64)}),
+                    max=MAX_BATCH),
+    },
+    'transfer_batch': {
+        'seq': _I(2, 2),
+        'wrapped_key': _O(WRAPPED_KEY),
+        'items': _L(_O({'migration_id': UUID,
+                        'payload_nonce': _B(exact=12),
+                        'ciphertext': _B(1, MAX_BATCH_CIPHERTEXT),
+                        'manifest': _O(MANIFEST)}), max=MAX_BATCH),
+    },
+    'transfer_batch_reply': {
+        'receipts': _L(_O(RECEIPT), max=MAX_BATCH),
+        'refused': _L(_O({'migration_id': UUID, 'code': _S(max=64)}),
+                      max=MAX_BATCH),
+    },
+    'commit_batch': {
+        'seq': _I(3, 3),
+        'items': _L(_O({'migration_id': UUID, 'manifest_hash': HASH}),
+                    max=MAX_BATCH),
+        'manifest_batch': _L(HASH, max=MAX_BATCH),
+        'manifest_signature': _B(1, 512),
+    },
+    'commit_batch_reply': {
+        'items': _L(_O({'receipt': _O(RECEIPT),
+                        'batch': _L(HASH, max=MAX_BATCH),
+                        'signature': _B(1, 512)}), max=MAX_BATCH),
     },
     'abort': {
         'seq': _I(3, 3),
@@ -284,6 +336,9 @@ REPLIES = {
     'prepare': 'prepare_reply',
     'transfer': 'transfer_reply',
     'commit': 'commit_reply',
+    'prepare_batch': 'prepare_batch_reply',
+    'transfer_batch': 'transfer_batch_reply',
+    'commit_batch': 'commit_batch_reply',
     'abort': 'abort_reply',
     'rollback': 'rollback_reply',
     'status': 'status_reply',
@@ -292,6 +347,9 @@ PHASE1_TYPES = frozenset({'hello', 'hello_reply', 'attest',
                           'attest_reply'})
 SEALED_TYPES = frozenset({'prepare', 'prepare_reply', 'transfer',
                           'transfer_reply', 'commit', 'commit_reply',
+                          'prepare_batch', 'prepare_batch_reply',
+                          'transfer_batch', 'transfer_batch_reply',
+                          'commit_batch', 'commit_batch_reply',
                           'abort', 'abort_reply', 'rollback',
                           'rollback_reply', 'status', 'status_reply',
                           'error'})

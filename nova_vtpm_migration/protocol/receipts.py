@@ -15,6 +15,12 @@
 
 """Signed manifests and receipts, and their offline verification.
 
+One TPM signature covers a *batch*: the source signs the list of the
+hashes of the manifests it commits together, the destination the list of
+the hashes of its receipts (a single migration is a batch of one). A
+record carries its batch list, so it verifies alone: its manifest's
+(receipt's) hash must be in the signed list.
+
 The source signs a *manifest* of each transfer with its TPM signing key
 (source non-repudiation); the destination signs *receipts* (``installed``
 after phase 2, ``committed`` after the commit) that name the manifest's
@@ -46,6 +52,12 @@ SIGNER: wire.Schema = {
     'identity': wire.Obj(messages.IDENTITY),
     'signing_key': wire.Obj(messages.CERTIFIED_KEY),
 }
+MAX_BATCH = messages.MAX_BATCH
+#: A list of manifest or receipt hashes, signed once for a batch.
+BATCH: wire.Schema = {
+    'kind': wire.Str(choices=('manifests', 'receipts')),
+    'hashes': wire.List(messages.HASH, max=MAX_BATCH),
+}
 SIGNED_MANIFEST: wire.Schema = {
     'manifest': wire.Obj(messages.MANIFEST),
     'signature': wire.Bytes(1, 512),
@@ -54,11 +66,20 @@ SIGNED_RECEIPT: wire.Schema = {
     'receipt': wire.Obj(messages.RECEIPT),
     'signature': wire.Bytes(1, 512),
 }
+#: A receipt with the batch its signature covers (kept by the
+#: destination for a repeated ``commit``).
+SIGNED_RECEIPT_IN_BATCH: wire.Schema = {
+    'receipt': wire.Obj(messages.RECEIPT),
+    'batch': wire.List(messages.HASH, max=MAX_BATCH),
+    'signature': wire.Bytes(1, 512),
+}
 #: An audit record: manifest + receipt + both signers' evidence.
 RECORD: wire.Schema = {
     'manifest': wire.Obj(messages.MANIFEST),
+    'manifest_batch': wire.List(messages.HASH, max=MAX_BATCH),
     'manifest_signature': wire.Bytes(1, 512),
     'receipt': wire.Obj(messages.RECEIPT),
+    'receipt_batch': wire.List(messages.HASH, max=MAX_BATCH),
     'receipt_signature': wire.Bytes(1, 512),
     'source': wire.Obj(SIGNER),
     'dest': wire.Obj(SIGNER),
@@ -72,16 +93,58 @@ def manifest_hash(manifest: Body) -> bytes:
     return crypto.sha256(wire.encode(manifest, messages.MANIFEST))
 
 
+def receipt_hash(receipt: Body) -> bytes:
+    """SHA-256 of the canonical receipt encoding."""
+    return crypto.sha256(wire.encode(receipt, messages.RECEIPT))
+
+
+def batch_statement(kind: str, hashes: collections.abc.Sequence[bytes]
+                    ) -> bytes:
+    """What one signature of a batch covers: the canonical encoding of
+    ``kind`` (``manifests``/``receipts``) and the hashes."""
+    return wire.encode({'kind': kind, 'hashes': list(hashes)}, BATCH)
+
+
+def sign_manifests(tpm: ty.Any, manifests: collections.abc.Sequence[Body]
+                   ) -> tuple[list[bytes], bytes]:
+    """Sign a batch of manifests with one ``TPM2_Sign``.
+
+    :returns: the batch (manifest hashes) and the signature.
+    """
+    hashes = [manifest_hash(m) for m in manifests]
+    sig: bytes = tpm.sign(batch_statement('manifests', hashes))
+    return hashes, sig
+
+
+def sign_receipts(tpm: ty.Any, receipts: collections.abc.Sequence[Body]
+                  ) -> tuple[list[bytes], bytes]:
+    """Sign a batch of receipts with one ``TPM2_Sign``.
+
+    :returns: the batch (receipt hashes) and the signature.
+    """
+    hashes = [receipt_hash(r) for r in receipts]
+    sig: bytes = tpm.sign(batch_statement('receipts', hashes))
+    return hashes, sig
+
+
 def sign_manifest(tpm: ty.Any, manifest: Body) -> bytes:
-    """Sign a manifest with the host TPM's signing key."""
-    sig: bytes = tpm.sign(wire.encode(manifest, messages.MANIFEST))
-    return sig
+    """Sign one manifest (a batch of one) with the host TPM."""
+    return sign_manifests(tpm, [manifest])[1]
 
 
 def sign_receipt(tpm: ty.Any, receipt: Body) -> bytes:
-    """Sign a receipt with the host TPM's signing key."""
-    sig: bytes = tpm.sign(wire.encode(receipt, messages.RECEIPT))
-    return sig
+    """Sign one receipt (a batch of one) with the host TPM."""
+    return sign_receipts(tpm, [receipt])[1]
+
+
+def _statement(kind: str, own: bytes,
+               batch: collections.abc.Sequence[bytes] | None,
+               what: str) -> bytes:
+    batch = [own] if batch is None else list(batch)
+    if own not in batch:
+        raise errors.ReceiptInvalid(
+            reason=f'the signed batch does not name this {what}')
+    return batch_statement(kind, batch)
 
 
 def signer_evidence(identity: evidence.HostIdentity,
@@ -112,29 +175,39 @@ def _verify_signed(data: bytes, signature: bytes, signer: Body,
 
 def verify_manifest(manifest: Body, signature: bytes, source: Body,
                     policy: ty.Any,
-                    at: datetime.datetime | None = None) -> None:
+                    at: datetime.datetime | None = None,
+                    batch: collections.abc.Sequence[bytes] | None = None
+                    ) -> None:
     """Verify a manifest's signature from the source's evidence alone:
     signed by the TPM of the host the manifest names as source.
 
     :param source: the source's :data:`SIGNER` evidence.
     :param at: judge certificates at this time (default: now).
+    :param batch: the signed batch the manifest belongs to (default: a
+        batch of one).
     :raises ReceiptInvalid: anything does not verify.
     """
-    _verify_signed(wire.encode(manifest, messages.MANIFEST), signature,
+    _verify_signed(_statement('manifests', manifest_hash(manifest), batch,
+                              'manifest'), signature,
                    source, manifest['source_ak_name'],
                    manifest['source_host'], policy, 'manifest', at)
 
 
 def verify_receipt(receipt: Body, signature: bytes, dest: Body,
                    policy: ty.Any,
-                   at: datetime.datetime | None = None) -> None:
+                   at: datetime.datetime | None = None,
+                   batch: collections.abc.Sequence[bytes] | None = None
+                   ) -> None:
     """Verify a receipt's signature from the destination's evidence alone:
     signed by the TPM of the host the receipt names as destination.
 
     :param at: judge certificates at this time (default: now).
+    :param batch: the signed batch the receipt belongs to (default: a
+        batch of one).
     :raises ReceiptInvalid: anything does not verify.
     """
-    _verify_signed(wire.encode(receipt, messages.RECEIPT), signature,
+    _verify_signed(_statement('receipts', receipt_hash(receipt), batch,
+                              'receipt'), signature,
                    dest, receipt['dest_ak_name'], receipt['dest_host'],
                    policy, 'receipt', at)
 
@@ -160,14 +233,21 @@ def check_receipt_matches(receipt: Body, manifest: Body,
 
 
 def build_record(manifest: Body, manifest_signature: bytes, receipt: Body,
-                 receipt_signature: bytes, source: Body, dest: Body
-                 ) -> bytes:
-    """Encode an audit record canonically."""
-    return wire.encode({'manifest': manifest,
-                        'manifest_signature': manifest_signature,
-                        'receipt': receipt,
-                        'receipt_signature': receipt_signature,
-                        'source': source, 'dest': dest}, RECORD)
+                 receipt_signature: bytes, source: Body, dest: Body, *,
+                 manifest_batch: collections.abc.Sequence[bytes] | None
+                 = None,
+                 receipt_batch: collections.abc.Sequence[bytes] | None
+                 = None) -> bytes:
+    """Encode an audit record canonically (the batches default to a
+    batch of one)."""
+    return wire.encode({
+        'manifest': manifest,
+        'manifest_batch': list(manifest_batch or [manifest_hash(manifest)]),
+        'manifest_signature': manifest_signature,
+        'receipt': receipt,
+        'receipt_batch': list(receipt_batch or [receipt_hash(receipt)]),
+        'receipt_signature': receipt_signature,
+        'source': source, 'dest': dest}, RECORD)
 
 
 def record_time(record: Body) -> datetime.datetime:
@@ -206,9 +286,9 @@ def verify_record(data: bytes, policy: ty.Any, status: str = 'committed',
             != manifest['source_ak_name']:
         raise errors.ReceiptInvalid(reason='manifest signer is not its '
                                            'source')
-    verify_manifest(manifest, record['manifest_signature'],
-                    record['source'], policy, when)
-    verify_receipt(receipt, record['receipt_signature'], record['dest'],
-                   policy, when)
     check_receipt_matches(receipt, manifest, status)
+    verify_manifest(manifest, record['manifest_signature'],
+                    record['source'], policy, when, record['manifest_batch'])
+    verify_receipt(receipt, record['receipt_signature'], record['dest'],
+                   policy, when, record['receipt_batch'])
     return record

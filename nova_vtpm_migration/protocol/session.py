@@ -18,10 +18,13 @@
 After phase 1 every message is the payload of a ``sealed`` envelope:
 ``{session_id, seq, request_hash, payload, mac}`` where ``mac`` is
 HMAC-SHA256 under the key of the sender's direction over the canonical
-encoding of the other four fields. ``seq`` strictly increases per
-direction (replays and reordering inside a session are refused); a reply
-carries the hash of the exact request it answers, so a reply cannot be
-moved to another request.
+encoding of the other four fields. ``seq`` increases per direction and
+each number is accepted once: a receiver keeps the highest number seen and
+a window of the :data:`REPLAY_WINDOW` numbers below it, so concurrent
+requests on one session may overtake each other while a replay, or a
+message older than the window, is refused. A reply carries the hash of
+the exact request it answers, so a reply cannot be moved to another
+request.
 """
 
 import dataclasses
@@ -33,6 +36,10 @@ from nova_vtpm_migration.protocol import errors
 from nova_vtpm_migration.protocol import messages
 from nova_vtpm_migration.protocol import wire
 from nova_vtpm_migration.tpm import evidence
+
+#: Sequence numbers below the highest one seen that are still accepted
+#: (once each).
+REPLAY_WINDOW = 64
 
 _MAC_INPUT: wire.Schema = {
     name: field for name, field in messages.SCHEMAS['sealed'].items()
@@ -54,6 +61,10 @@ class Session:
     :ivar peer_host: the host name the peer's AK certificate certifies.
     :ivar peer_clock: the TPM clock of the peer's verified quote (its
         evidence's age is judged against it later).
+    :ivar transcript: the handshake transcript hash both sides derived
+        the session keys from (binds per-session statements to it).
+    :ivar binding_key: responder side: this host's binding key as
+        certified for this session (reused by every migration on it).
     """
 
     session_id: bytes
@@ -72,15 +83,23 @@ class Session:
     established_at: float = dataclasses.field(default_factory=time.monotonic)
     send_seq: int = 0
     recv_seq: int = 0
+    #: Bit i set: ``recv_seq - i`` was accepted.
+    recv_window: int = 0
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock,
                                              repr=False)
-    #: Serialises request/reply exchanges of the initiator, so requests
-    #: leave in sequence-number order.
-    call_lock: threading.Lock = dataclasses.field(
-        default_factory=threading.Lock, repr=False)
     valid: bool = True
     peer_host: str = ''
     peer_clock: evidence.ClockInfo | None = None
+    transcript: bytes = dataclasses.field(default=b'', repr=False)
+    binding_key: evidence.CertifiedKey | None = dataclasses.field(
+        default=None, repr=False)
+
+    def binding_qualifier(self) -> bytes:
+        """The qualifying data of the responder's binding key
+        certification for this session: ``H('binding-key', transcript)``,
+        fresh for every handshake (it covers the initiator's nonce and
+        ephemeral key) and known to both sides only."""
+        return crypto.transcript_hash('binding-key', self.transcript)
 
     @property
     def age(self) -> float:
@@ -125,7 +144,8 @@ class Session:
         :param envelope: the decoded ``sealed`` message.
         :param request: for a reply, the sealed request this host sent.
         :raises AuthenticationFailed: wrong MAC, session or request hash.
-        :raises ReplayDetected: sequence number not above the last one.
+        :raises ReplayDetected: sequence number seen before, or older
+            than the replay window.
         :raises MalformedMessage: the inner message is malformed.
         """
         body = envelope.body
@@ -140,10 +160,24 @@ class Session:
             raise errors.AuthenticationFailed(
                 reason='reply does not answer this request')
         with self.lock:
-            if body['seq'] <= self.recv_seq:
-                raise errors.ReplayDetected(
-                    reason=f"sequence number {body['seq']} not above "
-                           f'{self.recv_seq}')
-            self.recv_seq = body['seq']
+            self._accept(body['seq'])
         return messages.decode(body['payload'],
                                allowed=messages.SEALED_TYPES)
+
+    def _accept(self, seq: int) -> None:
+        """Record ``seq`` as received (under :attr:`lock`).
+
+        :raises ReplayDetected: seen before or older than the window.
+        """
+        if seq > self.recv_seq:
+            shift = seq - self.recv_seq
+            self.recv_window = ((self.recv_window << shift) | 1) & (
+                (1 << REPLAY_WINDOW) - 1)
+            self.recv_seq = seq
+            return
+        age = self.recv_seq - seq
+        if age >= REPLAY_WINDOW or self.recv_window >> age & 1:
+            raise errors.ReplayDetected(
+                reason=f'sequence number {seq} seen before or older than '
+                       f'the last {REPLAY_WINDOW} below {self.recv_seq}')
+        self.recv_window |= 1 << age

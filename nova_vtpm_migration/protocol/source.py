@@ -18,7 +18,9 @@
 Every state change is journalled (and fsynced) before the message that
 depends on it is sent; the key is ``LOCKED`` in the same transaction that
 enters ``TRANSFERRING`` and destroyed in the one that enters
-``COMMITTED``.
+``COMMITTED``. The manifest is signed (``TPM2_Sign``) when the commit is
+decided, outside the state lock, and the signature is journalled with
+``COMMITTING`` so that a re-sent commit carries the same one.
 """
 
 import dataclasses
@@ -47,6 +49,10 @@ _ROLE = states.Role.SOURCE
 
 SIGNED_MANIFEST = receipts.SIGNED_MANIFEST
 SIGNED_RECEIPT = receipts.SIGNED_RECEIPT
+MANIFEST = messages.MANIFEST
+RECEIPT = messages.RECEIPT
+
+_IN_DOUBT = (_S.TRANSFERRING.value, _S.TRANSFERRED.value)
 
 #: ``guard(row) -> bool``: whether a destination's rollback may abort.
 AbortGuard = ty.Callable[[journal_mod.MigrationRow], bool]
@@ -61,8 +67,9 @@ class MigrationHandle:
     :ivar migration_id: the single-use migration id.
     :ivar instance_uuid: the instance.
     :ivar peer: the destination's transport address.
-    :ivar manifest: the signed manifest (public).
-    :ivar receipt: the destination's signed ``installed`` receipt.
+    :ivar manifest: the manifest (public; signed at commit).
+    :ivar receipt: the destination's ``installed`` receipt
+        (authenticated by the session; unsigned).
     """
 
     migration_id: str
@@ -131,10 +138,25 @@ class SourceRole:
                                   'migration_id')
         messages.check_uuid(instance_uuid, 'instance_uuid')
         blobs = dict(state_blobs or {})
-        ctx = self.ctx
         done = self._transferred(mid, instance_uuid, peer)
         if done is not None:
             return done
+        self.register(mid, instance_uuid, peer)
+        try:
+            return self._run(mid, instance_uuid, peer, blobs, expect_ak,
+                             check_session)
+        except Exception as exc:
+            self.abort_failed(mid, exc)
+            raise
+
+    def register(self, mid: str, instance_uuid: str, peer: str) -> None:
+        """Journal a NEW migration of an instance whose key is ACTIVE
+        here.
+
+        :raises InstanceBusy: the key is not ``ACTIVE`` here.
+        :raises MigrationIdReused: ``mid`` was used before.
+        """
+        ctx = self.ctx
         with ctx.state_lock:
             if ctx.keystore.state(instance_uuid) is not states.KeyState.ACTIVE:
                 raise errors.InstanceBusy(
@@ -144,18 +166,16 @@ class SourceRole:
                 ctx.journal.mark_seen(mid)
                 ctx.journal.create_migration(mid, _ROLE, _S.NEW.value,
                                            instance_uuid, peer)
+
+    def abort_failed(self, mid: str, exc: BaseException) -> None:
+        """Abort a migration that failed with ``exc`` (best effort: an
+        abort that cannot be delivered is finished by recovery)."""
+        LOG.warning('Migration %s failed: %s', mid, exc)
         try:
-            return self._run(mid, instance_uuid, peer, blobs, expect_ak,
-                             check_session)
-        except Exception as exc:
-            LOG.warning('Migration %s of instance %s to %s failed: %s',
-                        mid, instance_uuid, peer, exc)
-            try:
-                self.abort(mid, reason=type(exc).__name__)
-            except exception.VtpmMigrationException as abort_exc:
-                LOG.warning('Abort of migration %s incomplete (recovery '
-                            'will finish it): %s', mid, abort_exc)
-            raise
+            self.abort(mid, reason=type(exc).__name__)
+        except exception.VtpmMigrationException as abort_exc:
+            LOG.warning('Abort of migration %s incomplete (recovery '
+                        'will finish it): %s', mid, abort_exc)
 
     def _transferred(self, mid: str, instance_uuid: str,
                      peer: str) -> MigrationHandle | None:
@@ -166,7 +186,7 @@ class SourceRole:
                 row.instance_uuid != instance_uuid or row.peer != peer:
             return None
         receipt = wire.decode(self._record(mid, 'receipt_installed'),
-                              SIGNED_RECEIPT)['receipt']
+                              RECEIPT)
         return MigrationHandle(migration_id=mid, instance_uuid=instance_uuid,
                                peer=peer, manifest=self._manifest(mid),
                                receipt=receipt)
@@ -205,8 +225,8 @@ class SourceRole:
                                            reason='other migration')
         binding_key = messages.certified_from_wire(body['binding_key'])
         transfer.verify_binding_key(binding_key, sess.peer_identity,
-                                    sess.peer_pcr_values, prepare_raw,
-                                    body['nonce'], ctx.policy,
+                                    sess.peer_pcr_values,
+                                    sess.binding_qualifier(), ctx.policy,
                                     peer_clock=sess.peer_clock)
         mig = transfer.MigrationContext(
             migration_id=mid, instance_uuid=instance_uuid,
@@ -217,17 +237,14 @@ class SourceRole:
             migration_hash=transfer.migration_hash(prepare_raw, reply.raw))
         self._set(mid, _S.PREPARED, **mig.to_json())
         tbody, manifest = transfer.build_transfer(
-            ctx.tpm, mig, ctx.keystore.read(instance_uuid), blobs,
-            int(time.time()))
+            mig, ctx.keystore.read(instance_uuid), blobs, int(time.time()))
         # One durable transaction locks the key (no second
         # export) and journals TRANSFERRING before the key leaves.
         with ctx.state_lock, ctx.journal.transaction():
             ctx.keystore.lock_for_export(instance_uuid, mid)
             self._set(mid, _S.TRANSFERRING)
-            ctx.journal.put_record(mid, 'manifest', wire.encode(
-                {'manifest': manifest,
-                 'signature': tbody['manifest_signature']},
-                SIGNED_MANIFEST))
+            ctx.journal.put_record(mid, 'manifest',
+                                   wire.encode(manifest, MANIFEST))
             ctx.journal.put_record(mid, 'dest_evidence', wire.encode(
                 receipts.signer_evidence(sess.peer_identity,
                                          sess.peer_signing_key),
@@ -235,13 +252,10 @@ class SourceRole:
         reply, _raw, _sess = ctx.channel.call(peer, 'transfer', tbody,
                                               session=sess, expect_ak=pinned)
         receipt = reply.body['receipt']
-        self._check_receipt(mid, receipt, reply.body['receipt_signature'],
-                            manifest, 'installed')
+        receipts.check_receipt_matches(receipt, manifest, 'installed')
         with ctx.journal.transaction():
-            ctx.journal.put_record(mid, 'receipt_installed', wire.encode(
-                {'receipt': receipt,
-                 'signature': reply.body['receipt_signature']},
-                SIGNED_RECEIPT))
+            ctx.journal.put_record(mid, 'receipt_installed',
+                                   wire.encode(receipt, RECEIPT))
             self._set(mid, _S.TRANSFERRED,
                       manifest_hash=receipts.manifest_hash(manifest).hex())
         LOG.info('Migration %s: key of instance %s transferred to %s '
@@ -254,10 +268,11 @@ class SourceRole:
 
     def _check_receipt(self, mid: str, receipt: dict[str, ty.Any],
                        signature: bytes, manifest: dict[str, ty.Any],
-                       status: str) -> None:
+                       status: str, batch: list[bytes]) -> None:
         dest = wire.decode(self._record(mid, 'dest_evidence'),
                            receipts.SIGNER)
-        receipts.verify_receipt(receipt, signature, dest, self.ctx.policy)
+        receipts.verify_receipt(receipt, signature, dest, self.ctx.policy,
+                                batch=batch)
         receipts.check_receipt_matches(receipt, manifest, status)
 
     def _record(self, mid: str, kind: str) -> bytes:
@@ -267,8 +282,8 @@ class SourceRole:
         return data
 
     def _manifest(self, mid: str) -> dict[str, ty.Any]:
-        signed = wire.decode(self._record(mid, 'manifest'), SIGNED_MANIFEST)
-        manifest: dict[str, ty.Any] = signed['manifest']
+        manifest: dict[str, ty.Any] = wire.decode(
+            self._record(mid, 'manifest'), MANIFEST)
         return manifest
 
     # -- commit ---------------------------------------------------------
@@ -280,35 +295,90 @@ class SourceRole:
         :returns: the signed ``committed`` receipt.
         :raises StateError: the migration is not ``TRANSFERRED``.
         """
-        with self.ctx.state_lock:
+        row = self._row(mid)
+        if row.state == _S.TRANSFERRED.value:
+            self._decide_commit(mid)
             row = self._row(mid)
-            if row.state == _S.TRANSFERRED.value:
-                row = self._set(mid, _S.COMMITTING)
-            elif row.state != _S.COMMITTING.value:
-                raise errors.StateError(role=_ROLE.value, migration_id=mid,
-                                        old=row.state,
-                                        new=_S.COMMITTING.value)
+        if row.state != _S.COMMITTING.value:
+            raise errors.StateError(role=_ROLE.value, migration_id=mid,
+                                    old=row.state, new=_S.COMMITTING.value)
         return self._send_commit(row)
+
+    def _decide_commit(self, mid: str,
+                       before: tuple[str, ...] = (_S.TRANSFERRED.value,)
+                       ) -> None:
+        """``TRANSFERRED -> COMMITTING`` (or from another state of
+        ``before``) with the manifest signature."""
+        self.decide_commits([mid], before)
+
+    def decide_commits(self, mids: list[str],
+                       before: tuple[str, ...] = (_S.TRANSFERRED.value,)
+                       ) -> None:
+        """Decide commit for a batch: one ``TPM2_Sign`` over the batch of
+        their manifest hashes; each migration journals the signature and
+        the batch with ``COMMITTING``.
+
+        The TPM signs before the state lock is taken; a concurrent
+        decision (another commit, an abort) found under the lock wins and
+        that migration keeps its own.
+        """
+        batch, signature = receipts.sign_manifests(
+            self.ctx.tpm, [self._manifest(mid) for mid in mids])
+        encoded = wire.encode({'kind': 'manifests', 'hashes': batch},
+                              receipts.BATCH)
+        for mid in mids:
+            with self.ctx.state_lock, self.ctx.journal.transaction():
+                if self._row(mid).state not in before:
+                    continue
+                self.ctx.journal.put_record(mid, 'manifest_signature',
+                                            signature)
+                self.ctx.journal.put_record(mid, 'manifest_batch', encoded)
+                self._set(mid, _S.COMMITTING)
+
+    def signed_manifest(self, mid: str) -> tuple[list[bytes], bytes]:
+        """The batch and signature journalled with ``COMMITTING``."""
+        batch = wire.decode(self._record(mid, 'manifest_batch'),
+                            receipts.BATCH)['hashes']
+        return batch, self._record(mid, 'manifest_signature')
 
     def _send_commit(self, row: journal_mod.MigrationRow
                      ) -> dict[str, ty.Any]:
         ctx = self.ctx
         mid = row.migration_id
         manifest = self._manifest(mid)
+        batch, manifest_signature = self.signed_manifest(mid)
         reply, _raw, _sess = ctx.channel.call(row.peer, 'commit', {
             'seq': 3, 'migration_id': mid,
-            'manifest_hash': receipts.manifest_hash(manifest)},
+            'manifest_hash': receipts.manifest_hash(manifest),
+            'manifest_batch': batch,
+            'manifest_signature': manifest_signature},
             session=self._session(mid), expect_ak=row.peer_ak_name)
-        receipt = reply.body['receipt']
-        signature = reply.body['receipt_signature']
-        self._check_receipt(mid, receipt, signature, manifest, 'committed')
-        signed = wire.decode(self._record(mid, 'manifest'), SIGNED_MANIFEST)
+        return self.finish_commit(row, reply.body['receipt'],
+                                  reply.body['receipt_batch'],
+                                  reply.body['receipt_signature'])
+
+    def finish_commit(self, row: journal_mod.MigrationRow,
+                      receipt: dict[str, ty.Any], receipt_batch: list[bytes],
+                      signature: bytes) -> dict[str, ty.Any]:
+        """Verify the ``committed`` receipt, keep the audit record and
+        destroy this host's key (``COMMITTED``).
+
+        :returns: the receipt with its signature.
+        :raises ReceiptInvalid: the receipt does not verify.
+        """
+        ctx = self.ctx
+        mid = row.migration_id
+        manifest = self._manifest(mid)
+        batch, manifest_signature = self.signed_manifest(mid)
+        self._check_receipt(mid, receipt, signature, manifest, 'committed',
+                            receipt_batch)
         record = receipts.build_record(
-            manifest, signed['signature'], receipt, signature,
+            manifest, manifest_signature, receipt, signature,
             receipts.signer_evidence(ctx.channel.local.identity,
                                      ctx.channel.local.signing_key),
             wire.decode(self._record(mid, 'dest_evidence'),
-                        receipts.SIGNER))
+                        receipts.SIGNER),
+            manifest_batch=batch, receipt_batch=receipt_batch)
         with ctx.state_lock:
             with ctx.journal.transaction():
                 ctx.journal.put_record(mid, 'record', record)
@@ -450,7 +520,7 @@ class SourceRole:
         LOG.info('Migration %s of instance %s decided: %s', mid,
                  row.instance_uuid, outcome)
         if outcome == 'commit':
-            self._set(mid, _S.COMMITTING)
+            self._decide_commit(mid, _IN_DOUBT)
             self._send_commit(self._row(mid))
         else:
             self.abort(mid, reason='operator decision')
@@ -500,7 +570,7 @@ class SourceRole:
                     LOG.info('Recovery: migration %s in %s, oracle says '
                              '%s', mid, row.state, outcome)
                     if outcome == 'commit':
-                        self._set(mid, _S.COMMITTING)
+                        self._decide_commit(mid, _IN_DOUBT)
                         self._send_commit(self._row(mid))
                     elif outcome == 'abort':
                         self.abort(mid, reason='recovery')

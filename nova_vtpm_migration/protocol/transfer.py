@@ -19,20 +19,34 @@
 
     S -> D  prepare        seq=1, migration_id, instance_uuid, nS2
     D -> S  prepare_reply  nD2, binding key certified by D's AK with
-                           qualifying data H('binding-key', prepare, nD2)
+                           qualifying data H('binding-key', T3)
     S -> D  transfer       seq=2, WrappedKey(data key -> binding key,
                            info = H('wrap', M)),
                            AES-256-GCM(HKDF(data key, M), secret + blobs,
                            AAD = v, migration id, instance, AK names, seq),
-                           manifest + S's TPM signature
-    D -> S  transfer_reply receipt('installed') + D's TPM signature
+                           manifest
+    D -> S  transfer_reply receipt('installed')
 
     M = H('migration', prepare, prepare_reply)
+    T3 = the phase-1 transcript of the session (see :mod:`.handshake`)
 
 The binding key must be certified by the AK attested in phase 1 and its
 PCR policy must be the one of the PCR values that AK quoted (no
 bait-and-switch between the phases); only ``TPM2_ECDH_ZGen`` under that
-PCR policy in D's TPM recovers the data key.
+PCR policy in D's TPM recovers the data key. D certifies its binding key
+once per session (in phase 1) and presents that certification for every
+migration on the session; it reads its PCRs at each ``prepare`` and
+presents a new key, certified afresh, when they changed (the source then
+refuses: the new key's policy is not over the quoted PCRs) -- so a PCR
+change after attestation stops the migration before the key leaves.
+
+Phase 2 sends no signature: ``transfer`` and its reply are authenticated
+by the attested session (MAC, sequence number, request hash), and the
+manifest and receipt are bound to each other by hashes. The TPM
+signatures that make a migration non-repudiable are made at commit (see
+:mod:`.receipts`): S signs the manifest and sends the signature with
+``commit``; D verifies it before it activates the key and signs the
+``committed`` receipt.
 """
 
 import dataclasses
@@ -77,11 +91,6 @@ class MigrationContext:
                 'migration_hash': self.migration_hash.hex()}
 
 
-def binding_qualifier(prepare_raw: bytes, dest_nonce: bytes) -> bytes:
-    """Qualifying data of the binding key's certification."""
-    return crypto.transcript_hash('binding-key', prepare_raw, dest_nonce)
-
-
 def migration_hash(prepare_raw: bytes, prepare_reply_raw: bytes) -> bytes:
     """Hash of the migration's transcript (prepare and its reply)."""
     return crypto.transcript_hash('migration', prepare_raw,
@@ -104,11 +113,12 @@ def _aad(ctx: MigrationContext) -> bytes:
 def verify_binding_key(key: evidence.CertifiedKey,
                        peer_identity: evidence.HostIdentity,
                        peer_pcr_values: tuple[tuple[int, bytes], ...],
-                       prepare_raw: bytes, dest_nonce: bytes,
-                       policy: ty.Any,
+                       qualifier: bytes, policy: ty.Any,
                        peer_clock: evidence.ClockInfo | None = None) -> None:
     """Check the destination's binding key against phase-1 evidence.
 
+    :param qualifier: the session's binding key qualifier
+        (:meth:`~.session.Session.binding_qualifier`).
     :param peer_clock: the TPM clock of the destination's phase-1 quote;
         the certification (a fresh TPM statement) must come from the same
         boot and within the policy's ``max_evidence_age`` of it, which
@@ -119,22 +129,46 @@ def verify_binding_key(key: evidence.CertifiedKey,
     """
     with names.checked('binding key'):
         verify.verify_binding_key(key, peer_identity.ak_public,
-                                  binding_qualifier(prepare_raw, dest_nonce),
-                                  policy, peer_pcr_values,
+                                  qualifier, policy, peer_pcr_values,
                                   evidence_clock=peer_clock)
 
 
-def build_transfer(tpm: ty.Any, ctx: MigrationContext, secret: bytes,
+def build_transfer(ctx: MigrationContext, secret: bytes,
                    blobs: dict[str, bytes], created_at: int
                    ) -> tuple[dict[str, ty.Any], dict[str, ty.Any]]:
-    """Encrypt the secret (and state blobs) and sign the manifest.
+    """Encrypt the secret (and state blobs) and build the manifest (signed
+    at commit, see :func:`~.receipts.sign_manifest`).
 
     :returns: the ``transfer`` body and the manifest.
     """
     data_key = crypto.random_bytes(crypto.KEY_SIZE)
+    wrapped_wire = wrap_data_key(ctx.binding_key, data_key, _wrap_info(ctx))
+    item = seal_item(ctx, data_key, wrapped_wire, secret, blobs,
+                     created_at)
+    body = dict(item, seq=TRANSFER_SEQ, wrapped_key=wrapped_wire)
+    return body, item['manifest']
+
+
+def wrap_data_key(binding_key: evidence.CertifiedKey, data_key: bytes,
+                  info: bytes) -> dict[str, ty.Any]:
+    """The data key wrapped to the binding key (one ECDH in software),
+    in wire form."""
     with names.checked('binding key'):
-        wrapped = verify.wrap(ctx.binding_key.public, data_key,
-                              _wrap_info(ctx))
+        wrapped = verify.wrap(binding_key.public, data_key, info)
+    return messages.wrapped_to_wire(wrapped)
+
+
+def seal_item(ctx: MigrationContext, data_key: bytes,
+              wrapped_wire: dict[str, ty.Any], secret: bytes,
+              blobs: dict[str, bytes], created_at: int
+              ) -> dict[str, ty.Any]:
+    """One migration's encrypted payload and manifest under a data key
+    (shared by the migrations of a batch; each has its own payload key,
+    AAD and manifest).
+
+    :returns: ``migration_id``, ``payload_nonce``, ``ciphertext`` and
+        ``manifest``.
+    """
     payload = wire.encode({'secret': secret,
                            'blobs': [{'name': n, 'data': d}
                                      for n, d in sorted(blobs.items())]},
@@ -143,7 +177,6 @@ def build_transfer(tpm: ty.Any, ctx: MigrationContext, secret: bytes,
     ciphertext = crypto.aead_encrypt(
         crypto.payload_key(data_key, ctx.migration_hash), nonce, payload,
         _aad(ctx))
-    wrapped_wire = messages.wrapped_to_wire(wrapped)
     manifest = {
         'version': ctx.version,
         'migration_id': ctx.migration_id,
@@ -161,24 +194,15 @@ def build_transfer(tpm: ty.Any, ctx: MigrationContext, secret: bytes,
         'blob_names': sorted(blobs),
         'created_at': created_at,
     }
-    body = {
-        'seq': TRANSFER_SEQ,
-        'migration_id': ctx.migration_id,
-        'wrapped_key': wrapped_wire,
-        'payload_nonce': nonce,
-        'ciphertext': ciphertext,
-        'manifest': manifest,
-        'manifest_signature': receipts.sign_manifest(tpm, manifest),
-    }
-    return body, manifest
+    return {'migration_id': ctx.migration_id, 'payload_nonce': nonce,
+            'ciphertext': ciphertext, 'manifest': manifest}
 
 
-def check_manifest(ctx: MigrationContext, body: dict[str, ty.Any],
-                   source_signing_key: evidence.CertifiedKey) -> None:
-    """Check the manifest against the agreed context and its signature.
+def check_manifest(ctx: MigrationContext, body: dict[str, ty.Any]) -> None:
+    """Check the manifest against the agreed context (the session
+    authenticated its sender; its signature comes with ``commit``).
 
     :raises AuthenticationFailed: a bound field or hash differs.
-    :raises SignatureInvalid: the source did not sign this manifest.
     """
     manifest = body['manifest']
     expected = {
@@ -199,10 +223,25 @@ def check_manifest(ctx: MigrationContext, body: dict[str, ty.Any],
             raise errors.AuthenticationFailed(
                 reason=f'manifest field {name} does not match the '
                        f'migration')
+
+
+def check_manifest_signature(manifest: dict[str, ty.Any],
+                             signature: bytes,
+                             source_signing_key: evidence.CertifiedKey,
+                             batch: list[bytes]) -> None:
+    """Check the source's signature of a batch of manifests that names
+    this one (sent with ``commit``).
+
+    :raises AuthenticationFailed: the batch does not name the manifest.
+    :raises SignatureInvalid: the source did not sign this batch.
+    """
+    if receipts.manifest_hash(manifest) not in batch:
+        raise errors.AuthenticationFailed(
+            reason='the signed batch does not name this manifest')
     with names.checked('manifest signature'):
         verify.verify_signature(source_signing_key.public,
-                                wire.encode(manifest, messages.MANIFEST),
-                                body['manifest_signature'])
+                                receipts.batch_statement('manifests', batch),
+                                signature)
 
 
 def open_transfer(tpm: ty.Any, ctx: MigrationContext,
@@ -217,16 +256,33 @@ def open_transfer(tpm: ty.Any, ctx: MigrationContext,
         was certified (unwrap refused by the TPM).
     :raises DecryptionFailed: wrong key, AAD or altered ciphertext.
     """
+    return open_item(ctx, unwrap_data_key(tpm, body['wrapped_key'],
+                                          _wrap_info(ctx)), body)
+
+
+def unwrap_data_key(tpm: ty.Any, wrapped_wire: dict[str, ty.Any],
+                    info: bytes) -> bytes:
+    """Unwrap a data key with the host TPM (``TPM2_ECDH_ZGen``)."""
     with names.checked('wrapped key'):
-        data_key: bytes = tpm.unwrap(
-            messages.wrapped_from_wire(body['wrapped_key']),
-            _wrap_info(ctx))
+        data_key: bytes = tpm.unwrap(messages.wrapped_from_wire(wrapped_wire),
+                                     info)
+    return data_key
+
+
+def open_item(ctx: MigrationContext, data_key: bytes,
+              item: dict[str, ty.Any]) -> tuple[bytes, dict[str, bytes]]:
+    """Decrypt one migration's payload (see :func:`seal_item`).
+
+    :returns: the secret and the state blobs.
+    :raises DecryptionFailed: wrong key, AAD or altered ciphertext.
+    :raises AuthenticationFailed: the blobs differ from the manifest.
+    """
     plaintext = crypto.aead_decrypt(
         crypto.payload_key(data_key, ctx.migration_hash),
-        body['payload_nonce'], body['ciphertext'], _aad(ctx))
+        item['payload_nonce'], item['ciphertext'], _aad(ctx))
     payload = wire.decode(plaintext, messages.PAYLOAD)
     blobs = {b['name']: b['data'] for b in payload['blobs']}
-    if sorted(blobs) != body['manifest']['blob_names'] or \
+    if sorted(blobs) != item['manifest']['blob_names'] or \
             len(blobs) != len(payload['blobs']):
         raise errors.AuthenticationFailed(
             reason='state blobs differ from the manifest')

@@ -59,6 +59,7 @@ def host_tpm(conf: cfg.ConfigOpts,
     return host_mod.HostTpm(
         ctx, os.path.join(group.state_path, 'tpm'),
         srk_handle=group.srk_handle, ak_handle=group.ak_handle,
+        signing_key_handle=group.signing_key_handle,
         pcr_selection=pcr_selection,
         binding_key_lifetime=group.binding_key_rotation_interval,
         ek_types=group.ek_types,

@@ -18,20 +18,34 @@
 the EK), answers credential challenges, quotes PCRs, offers a certified
 non-migratable PCR-bound binding key and unwraps secrets wrapped to it,
 signs with a certified non-migratable key and seals secrets under a PCR
-policy. All TPM access goes through one
-:class:`~nova_vtpm_migration.tpm.context.TpmContext` block per operation,
-so nothing stays loaded in the TPM afterwards.
+policy. All TPM access goes through
+:class:`~nova_vtpm_migration.tpm.context.TpmContext` blocks.
+
+What a migration uses on every run stays loaded between operations: the
+signing key is persistent (next to the SRK and the AK), and the current
+binding key, one salted policy session (re-armed with ``TPM2_PolicyPCR``
+for each use; the TPM resets it after a successful use,
+``TPM2_PolicyRestart`` after a failed one) and one salted HMAC session
+for parameter encryption into the TPM are residents of the TPM
+connection (see :mod:`.context`). So an unwrap costs ``PolicyPCR`` +
+``ECDH_ZGen``, a signature one ``Sign``, and no operation on the
+migration path needs ``CreatePrimary``, ``StartAuthSession`` (an ECC
+point multiplication for the salt) or ``GetCapability``. The binding key
+is created ahead and replaced in the background before it expires
+(:mod:`.keyblobs`); only a PCR change creates one on the spot, because
+the key must be bound to the current PCR values.
 
 Key blobs kept under ``state_dir`` are encrypted by the TPM (TPM2B_PRIVATE
 under the SRK); no plaintext key material is ever written.
 """
 
 import collections.abc
-import dataclasses
+import contextlib
 import hashlib
 import json
 import os
 import pathlib
+import threading
 import time
 import typing as ty
 
@@ -48,8 +62,10 @@ from nova_vtpm_migration.tpm import context
 from nova_vtpm_migration.tpm import ek as ek_mod
 from nova_vtpm_migration.tpm import errors
 from nova_vtpm_migration.tpm import evidence
+from nova_vtpm_migration.tpm import keyblobs
 from nova_vtpm_migration.tpm import objects
 from nova_vtpm_migration.tpm import policy
+from nova_vtpm_migration.tpm import rc
 
 LOG = logging.getLogger(__name__)
 
@@ -61,27 +77,9 @@ _AES128CFB = types.TPMT_SYM_DEF(
     mode=types.TPMU_SYM_MODE(aes=constants.TPM2_ALG.CFB))
 _SEAL_MAGIC = b'NVMSEAL1'
 _MAX_SEAL = 128
-_RC_HANDLE = 0x8B
 #: EK certificate types tried in order (TCG EK credential profile names).
 DEFAULT_EK_TYPES = ek_mod.DEFAULT_EK_TYPES
-
-
-@dataclasses.dataclass(frozen=True)
-class _KeyBlob:
-    public: bytes
-    private: bytes
-    created: float = 0.0
-    pcr_digest: bytes = b''
-
-    def to_json(self) -> dict[str, ty.Any]:
-        return {'public': self.public.hex(), 'private': self.private.hex(),
-                'created': self.created, 'pcr_digest': self.pcr_digest.hex()}
-
-    @classmethod
-    def from_json(cls, data: dict[str, ty.Any]) -> '_KeyBlob':
-        return cls(bytes.fromhex(data['public']),
-                   bytes.fromhex(data['private']), float(data['created']),
-                   bytes.fromhex(data['pcr_digest']))
+_T = ty.TypeVar('_T')
 
 
 class HostTpm:
@@ -91,6 +89,8 @@ class HostTpm:
     :param state_dir: directory for TPM-encrypted key blobs.
     :param srk_handle: persistent handle of the SRK (created if absent).
     :param ak_handle: persistent handle of the AK (created if absent).
+    :param signing_key_handle: persistent handle where the signing key
+        is kept loaded (replaced when another object is there).
     :param pcr_selection: sha256 PCR indices quoted and used in policies.
     :param binding_key_lifetime: seconds after which the binding key is
         replaced.
@@ -111,13 +111,14 @@ class HostTpm:
                  *, binding_key_lifetime: float = 86400.0,
                  ek_types: collections.abc.Sequence[str] = DEFAULT_EK_TYPES,
                  owner_auth: auth.HierarchyAuth | None = None,
-                 endorsement_auth: auth.HierarchyAuth | None = None
-                 ) -> None:
+                 endorsement_auth: auth.HierarchyAuth | None = None,
+                 signing_key_handle: int = 0x81000010) -> None:
         self.ctx = ctx
         self.state_dir = pathlib.Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.srk_handle = srk_handle
         self.ak_handle = ak_handle
+        self.signing_key_handle = signing_key_handle
         self.pcr_selection = tuple(sorted(set(pcr_selection)))
         policy.pcr_selection_bytes(self.pcr_selection)  # validates indices
         self.binding_key_lifetime = binding_key_lifetime
@@ -128,30 +129,26 @@ class HostTpm:
         for hierarchy in (self.owner_auth, self.endorsement_auth):
             hierarchy.check()
         self._identity: evidence.HostIdentity | None = None
+        self._binding = keyblobs.BindingKeys(
+            self.state_dir / 'binding-key.json', binding_key_lifetime)
+        self._rotating = threading.Lock()
 
     # -- low-level helpers (inside an esys block) --------------------------
 
-    @staticmethod
-    def _persistent(e: context.Esys, handle: int) -> ty.Any:
-        try:
-            return e.tr_from_tpmpublic(handle)
-        except errors.TpmCommandError as exc:
-            if context.tpm_rc_code(exc.kwargs['rc']) == _RC_HANDLE:
-                return None
-            raise
-
     def _srk(self, e: context.Esys) -> ty.Any:
-        srk = self._persistent(e, self.srk_handle)
-        if srk is not None:
-            return srk
+        try:
+            return e.persistent(self.srk_handle)
+        except errors.TpmCommandError as exc:
+            if context.tpm_rc_code(exc.kwargs['rc']) != rc.RC_HANDLE:
+                raise
         LOG.info('Creating the SRK at persistent handle %#x',
                  self.srk_handle)
         with self.owner_auth.authorize(e, 'CreatePrimary') as owner:
             tmp, *_ = e.create_primary(None, objects.srk_template(), owner)
         with self.owner_auth.authorize(e, 'EvictControl') as owner:
-            srk = e.evict_control(owner, tmp, self.srk_handle)
+            e.evict_control(owner, tmp, self.srk_handle)
         e.flush_context(tmp)
-        return srk
+        return e.persistent(self.srk_handle)
 
     def _ek(self, e: context.Esys, recreate: bool = False) -> ek_mod.Ek:
         """This host's EK (see :func:`~nova_vtpm_migration.tpm.ek.find`).
@@ -159,27 +156,56 @@ class HostTpm:
         return ek_mod.find(e, self.ek_types, self.endorsement_auth,
                            recreate=recreate)
 
-    def _pcr_session(self, e: context.Esys, srk: ty.Any,
-                     encrypt: bool) -> ty.Any:
-        """A PolicyPCR session salted to the SRK; with ``encrypt`` the
-        TPM encrypts the first response parameter (Z, unsealed data)."""
-        s = e.start_auth_session(srk, _TR.NONE, constants.TPM2_SE.POLICY,
-                                 _AES128CFB, constants.TPM2_ALG.SHA256)
-        attrs = constants.TPMA_SESSION.CONTINUESESSION
-        if encrypt:
-            attrs |= constants.TPMA_SESSION.ENCRYPT
-        e.trsess_set_attributes(s, attrs)
-        e.policy_pcr(s, None, objects.selection_string(self.pcr_selection))
-        return s
+    def _session(self, e: context.Esys, kind: str) -> ty.Any:
+        """The resident session ``kind`` salted to the SRK: ``policy``
+        (PolicyPCR; the TPM encrypts the first response parameter: Z,
+        unsealed data) or ``hmac`` (the caller's first command parameter,
+        a secret to seal, travels encrypted)."""
+        srk = self._srk(e)
+
+        def start(e: context.Esys) -> ty.Any:
+            policy_kind = kind == 'policy'
+            s = e.start_auth_session(
+                srk, _TR.NONE, constants.TPM2_SE.POLICY if policy_kind
+                else constants.TPM2_SE.HMAC, _AES128CFB,
+                constants.TPM2_ALG.SHA256)
+            e.trsess_set_attributes(
+                s, constants.TPMA_SESSION.CONTINUESESSION
+                | (constants.TPMA_SESSION.ENCRYPT if policy_kind
+                   else constants.TPMA_SESSION.DECRYPT))
+            return s
+        return e.resident(f'{kind}-session/{self.srk_handle:#x}', start)
+
+    def _with_pcr_policy(self, e: context.Esys,
+                         command: collections.abc.Callable[[ty.Any], _T]
+                         ) -> _T:
+        """Run ``command(session)`` on the resident policy session armed
+        with PolicyPCR over the configured PCRs.
+
+        The TPM resets a policy session after a successful use; after a
+        failed one it is restarted here (``TPM2_PolicyRestart``).
+        """
+        s = self._session(e, 'policy')
+        try:
+            e.policy_pcr(s, None, objects.selection_string(self.pcr_selection))
+            return command(s)
+        except context.ResidentLost:
+            raise
+        except errors.TpmError:
+            with contextlib.suppress(errors.TpmError):
+                e.policy_restart(s)
+            raise
 
     def _ak(self, e: context.Esys) -> ty.Any:
-        ak = self._persistent(e, self.ak_handle)
-        if ak is None:
-            # Identity() creates the AK; it must have been
-            # proven to the peers through a credential challenge first.
-            self._create_ak(e)
-            ak = self._persistent(e, self.ak_handle)
-        return ak
+        try:
+            return e.persistent(self.ak_handle)
+        except errors.TpmCommandError as exc:
+            if context.tpm_rc_code(exc.kwargs['rc']) != rc.RC_HANDLE:
+                raise
+        # Identity() creates the AK; it must have been proven to the
+        # peers through a credential challenge first.
+        self._create_ak(e)
+        return e.persistent(self.ak_handle)
 
     def _create_ak(self, e: context.Esys) -> None:
         ek = self._ek(e)
@@ -197,25 +223,40 @@ class HostTpm:
                  self.ak_handle)
 
     def _read_pcrs(self, e: context.Esys) -> dict[int, bytes]:
-        values: dict[int, bytes] = {}
-        todo = list(self.pcr_selection)
-        while todo:
-            chunk = todo[:8]
-            _, sel, digests = e.pcr_read(objects.selection_string(chunk))
-            got = [i for s in sel for i in _bitmap_indices(s)]
-            if not got:
-                raise errors.TpmStateError(
-                    reason=f'PCRs {chunk} of the sha256 bank are not '
-                           'allocated')
-            for index, digest in zip(got, digests, strict=True):
-                values[index] = bytes(digest)
-            todo = [i for i in todo if i not in values]
-        return values
+        return objects.read_pcrs(e, self.pcr_selection)
+
+    def _loaded(self, e: context.Esys, kind: str,
+                blob: keyblobs.KeyBlob) -> ty.Any:
+        """``blob`` loaded under the SRK as the resident ``kind`` (one
+        key of each kind stays loaded)."""
+        srk = self._srk(e)
+        pub = objects.unmarshal_public(blob.public)
+        key = f'{kind}/{objects.public_name(pub).hex()}'
+        for other in e.resident_keys():
+            if other.startswith(kind + '/') and other != key:
+                e.drop_resident(other)
+
+        def load(e: context.Esys) -> ty.Any:
+            priv, _ = types.TPM2B_PRIVATE.unmarshal(blob.private)
+            return e.load(srk, priv, pub)
+        return e.resident(key, load)
 
     def pcr_values(self) -> dict[int, bytes]:
         """The current sha256 values of the configured PCRs."""
-        with self.ctx.esys() as e:
-            return self._read_pcrs(e)
+        return self.ctx.run(self._read_pcrs)
+
+    def warm_up(self) -> None:
+        """Make the first migration as cheap as the next ones: create
+        what is missing (SRK, AK, signing and binding keys) and load the
+        residents."""
+        def op(e: context.Esys) -> None:
+            self._ak(e)
+            self._signing_key(e)
+            self._loaded(e, 'binding', self._current_binding_key(
+                e, self._srk(e), self._read_pcrs(e)))
+            self._session(e, 'policy')
+            self._session(e, 'hmac')
+        self.ctx.run(op)
 
     # -- identity and attestation -----------------------------------------
 
@@ -282,12 +323,14 @@ class HostTpm:
         return bytes(cred)
 
     def quote(self, qualifying_data: bytes) -> evidence.Quote:
-        """A quote by the AK over the configured PCRs.
+        """A quote by the AK over the configured PCRs (``TPM2_Quote``,
+        then ``TPM2_PCR_Read`` for the values it covers).
 
         :param qualifying_data: the verifier's nonce (at most 64 bytes).
         """
         sel = objects.selection_string(self.pcr_selection)
-        with self.ctx.esys() as e:
+
+        def op(e: context.Esys) -> evidence.Quote:
             ak = self._ak(e)
             for _ in range(3):
                 attest, sig = e.quote(ak, sel, qualifying_data, _NULL_SCHEME)
@@ -298,80 +341,97 @@ class HostTpm:
                         policy.pcr_composite_digest(values):
                     break
                 LOG.debug('PCRs changed while quoting, quoting again')
-        return evidence.Quote(attest=raw, signature=sig.marshal(),
-                              pcr_values=tuple(sorted(values.items())))
+            return evidence.Quote(attest=raw, signature=sig.marshal(),
+                                  pcr_values=tuple(sorted(values.items())))
+        return self.ctx.run(op)
 
     # -- binding key --------------------------------------------------------
 
-    @property
-    def _binding_path(self) -> pathlib.Path:
-        return self.state_dir / 'binding-key.json'
-
-    def _binding_blobs(self) -> list[_KeyBlob]:
-        try:
-            data = json.loads(self._binding_path.read_text())
-        except FileNotFoundError:
-            return []
-        except ValueError as exc:
-            LOG.warning('Ignoring corrupt binding key cache %s: %s',
-                        self._binding_path, exc)
-            return []
-        return [_KeyBlob.from_json(d) for d in data.get('keys', [])]
-
-    def _current_binding_key(self, e: context.Esys, srk: ty.Any) -> _KeyBlob:
-        values = self._read_pcrs(e)
-        digest = policy.pcr_composite_digest(values)
-        blobs = self._binding_blobs()
-        if blobs and blobs[0].pcr_digest == digest and \
-                0 <= time.time() - blobs[0].created < \
-                self.binding_key_lifetime:
-            return blobs[0]
+    def _create_binding_key(self, e: context.Esys, srk: ty.Any,
+                            values: dict[int, bytes]) -> keyblobs.KeyBlob:
         priv, pub, *_ = e.create(
             srk, None,
             objects.binding_template(policy.pcr_policy_digest(values)))
-        blob = _KeyBlob(pub.marshal(), priv.marshal(), time.time(), digest)
-        # Keep the previous key so that a wrap made just before
-        # an age-based rotation can still be unwrapped.
-        keep = [blob] + blobs[:1]
-        fileutils.atomic_write(self._binding_path, json.dumps(
-            {'keys': [b.to_json() for b in keep]}).encode())
-        LOG.info('Created a new binding key (PCR digest %s)', digest.hex())
+        blob = keyblobs.KeyBlob(pub.marshal(), priv.marshal(), time.time(),
+                                policy.pcr_composite_digest(values))
+        self._binding.add(blob)
         return blob
 
-    def _certify(self, e: context.Esys, srk: ty.Any, blob: _KeyBlob,
-                 qualifying_data: bytes) -> evidence.CertifiedKey:
-        pub = objects.unmarshal_public(blob.public)
-        priv, _ = types.TPM2B_PRIVATE.unmarshal(blob.private)
-        key = e.load(srk, priv, pub)
-        attest, sig = e.certify(key, self._ak(e), qualifying_data,
-                                _NULL_SCHEME)
-        e.flush_context(key)
-        return evidence.CertifiedKey(public=blob.public,
-                                     certify_attest=bytes(attest),
-                                     certify_signature=sig.marshal())
+    def _current_binding_key(self, e: context.Esys, srk: ty.Any,
+                             values: dict[int, bytes]) -> keyblobs.KeyBlob:
+        blob = self._binding.usable(policy.pcr_composite_digest(values))
+        if blob is None:
+            # The key must be bound to the current PCR values: created now.
+            return self._create_binding_key(e, srk, values)
+        if self._binding.due():
+            self._rotate_in_background()
+        return blob
 
-    def certified_binding_key(self, qualifying_data: bytes
+    def _rotate_in_background(self) -> None:
+        if not self._rotating.acquire(blocking=False):
+            return
+
+        def rotate() -> None:
+            try:
+                def op(e: context.Esys) -> None:
+                    values = self._read_pcrs(e)
+                    if self._binding.due():
+                        self._create_binding_key(e, self._srk(e), values)
+                self.ctx.run(op)
+            except Exception as exc:  # noqa: BLE001 - retried next time
+                LOG.warning('Replacing the binding key failed: %s', exc)
+            finally:
+                self._rotating.release()
+        threading.Thread(target=rotate, name='binding-key-rotation',
+                         daemon=True).start()
+
+    def certified_binding_key(self, qualifying_data: bytes, *,
+                              reuse: evidence.CertifiedKey | None = None,
+                              pcr_values: collections.abc.Mapping[
+                                  int, bytes] | None = None
                               ) -> evidence.CertifiedKey:
-        """The current binding key, certified by the AK.
+        """The current binding key, certified by the AK (``TPM2_Certify``).
 
         The key is created when missing, older than
         ``binding_key_lifetime`` or bound to other PCR values than the
-        current ones.
+        current ones (``TPM2_PCR_Read`` tells).
 
         :param qualifying_data: the verifier's nonce, put in the
             certification.
+        :param reuse: an earlier certification made with the same
+            qualifying data: returned as it is (no ``TPM2_Certify``) when
+            it still names the current key, which is bound to the current
+            PCR values.
+        :param pcr_values: the current PCR values, read by the caller
+            just before (no ``TPM2_PCR_Read``).
         """
-        with self.ctx.esys() as e:
+        def op(e: context.Esys) -> evidence.CertifiedKey:
             srk = self._srk(e)
-            blob = self._current_binding_key(e, srk)
-            return self._certify(e, srk, blob, qualifying_data)
+            values = dict(pcr_values) if pcr_values is not None \
+                else self._read_pcrs(e)
+            blob = self._current_binding_key(e, srk, values)
+            if reuse is not None and reuse.public == blob.public:
+                return reuse
+            return self._certify(e, self._loaded(e, 'binding', blob),
+                                 blob, qualifying_data)
+        return self.ctx.run(op)
+
+    def _certify(self, e: context.Esys, key: ty.Any, blob: keyblobs.KeyBlob,
+                 qualifying_data: bytes) -> evidence.CertifiedKey:
+        attest, sig = e.certify(key, self._ak(e), qualifying_data,
+                                _NULL_SCHEME)
+        return evidence.CertifiedKey(public=blob.public,
+                                     certify_attest=bytes(attest),
+                                     certify_signature=sig.marshal())
 
     def unwrap(self, wrapped: evidence.WrappedKey, info: bytes) -> bytes:
         """Recover a secret wrapped to the binding key (see
         :func:`~nova_vtpm_migration.tpm.verify.wrap`).
 
-        ECDH_ZGen runs in the TPM inside a PolicyPCR session; HKDF and
-        AES-GCM run in software.
+        ``TPM2_ECDH_ZGen`` runs in the TPM under the PCR policy (the
+        resident policy session; the TPM encrypts Z on its way out); HKDF
+        and AES-GCM run in software. The current key is resident; the
+        previous one is loaded only if the current one does not open it.
 
         :raises errors.TpmPolicyCheckFailed: the PCRs changed since the
             binding key(s) were created (no key could be used at all).
@@ -383,31 +443,40 @@ class HostTpm:
                                             'uncompressed P-256 point')
         ecc_point = types.TPM2B_ECC_POINT(point=types.TPMS_ECC_POINT(
             x=point[1:33], y=point[33:]))
+        return self.ctx.run(lambda e: self._unwrap(e, wrapped, ecc_point,
+                                                   info))
+
+    def _unwrap(self, e: context.Esys, wrapped: evidence.WrappedKey,
+                ecc_point: ty.Any, info: bytes) -> bytes:
         policy_error: errors.TpmPolicyCheckFailed | None = None
         opened = False
-        with self.ctx.esys() as e:
-            srk = self._srk(e)
-            for blob in self._binding_blobs():
-                pub = objects.unmarshal_public(blob.public)
+        srk = self._srk(e)
+        for index, blob in enumerate(self._binding.blobs()):
+            pub = objects.unmarshal_public(blob.public)
+            if index == 0:
+                key = self._loaded(e, 'binding', blob)
+            else:
                 priv, _ = types.TPM2B_PRIVATE.unmarshal(blob.private)
                 key = e.load(srk, priv, pub)
-                s = self._pcr_session(e, srk, encrypt=True)
-                try:
-                    z = e.ecdh_zgen(key, ecc_point, session1=s)
-                except errors.TpmPolicyCheckFailed as exc:
-                    policy_error = policy_error or exc
-                    continue
-                finally:
-                    e.flush_context(s)
+            def zgen(s: ty.Any, k: ty.Any = key) -> ty.Any:
+                return e.ecdh_zgen(k, ecc_point, session1=s)
+            try:
+                z = self._with_pcr_policy(e, zgen)
+            except errors.TpmPolicyCheckFailed as exc:
+                policy_error = policy_error or exc
+                continue
+            finally:
+                if index:
                     e.flush_context(key)
-                opened = True
-                name = objects.public_name(pub)
-                kek = objects.derive_kek(bytes(z.point.x), point, name, info)
-                try:
-                    return aead.AESGCM(kek).decrypt(
-                        wrapped.nonce, wrapped.ciphertext, name)
-                except crypto_exceptions.InvalidTag:
-                    continue
+            opened = True
+            name = objects.public_name(pub)
+            kek = objects.derive_kek(bytes(z.point.x),
+                                     wrapped.ephemeral_point, name, info)
+            try:
+                return aead.AESGCM(kek).decrypt(
+                    wrapped.nonce, wrapped.ciphertext, name)
+            except crypto_exceptions.InvalidTag:
+                continue
         if policy_error is not None and not opened:
             raise policy_error
         reason = 'no usable binding key of this host opens it (wrong key, ' \
@@ -419,17 +488,49 @@ class HostTpm:
 
     # -- signing key ----------------------------------------------------------
 
-    def _signing_blob(self, e: context.Esys, srk: ty.Any) -> _KeyBlob:
+    def _signing_blob(self, e: context.Esys, srk: ty.Any) -> keyblobs.KeyBlob:
         path = self.state_dir / 'signing-key.json'
         try:
-            return _KeyBlob.from_json(json.loads(path.read_text()))
+            return keyblobs.KeyBlob.from_json(json.loads(path.read_text()))
         except FileNotFoundError:
             pass
         priv, pub, *_ = e.create(srk, None, objects.signing_template())
-        blob = _KeyBlob(pub.marshal(), priv.marshal(), time.time())
+        blob = keyblobs.KeyBlob(pub.marshal(), priv.marshal(), time.time())
         fileutils.atomic_write(path, json.dumps(blob.to_json()).encode())
         LOG.info('Created the signing key')
         return blob
+
+    def _signing_key(self, e: context.Esys) -> tuple[ty.Any,
+                                                     keyblobs.KeyBlob]:
+        """The signing key, persisted at ``signing_key_handle``: a
+        persistent object takes a transient slot only while a command
+        uses it, which leaves room for ``TPM2_Load`` under the SRK (the
+        SRK and the new object take two of libtpms' three slots) next to
+        the resident binding key."""
+        srk = self._srk(e)
+        blob = self._signing_blob(e, srk)
+        name = objects.public_name(blob.public)
+        try:
+            tr = e.persistent(self.signing_key_handle)
+            if bytes(e.tr_get_name(tr)) == name:
+                return tr, blob
+            LOG.warning('Replacing the object at signing key handle %#x: '
+                        'it is not this host\'s signing key',
+                        self.signing_key_handle)
+            with self.owner_auth.authorize(e, 'EvictControl') as owner:
+                e.evict_control(owner, tr, self.signing_key_handle)
+            e.forget_persistent(self.signing_key_handle)
+        except errors.TpmCommandError as exc:
+            if context.tpm_rc_code(exc.kwargs['rc']) != rc.RC_HANDLE:
+                raise
+        priv, _ = types.TPM2B_PRIVATE.unmarshal(blob.private)
+        key = e.load(srk, priv, objects.unmarshal_public(blob.public))
+        with self.owner_auth.authorize(e, 'EvictControl') as owner:
+            e.evict_control(owner, key, self.signing_key_handle)
+        e.flush_context(key)
+        LOG.info('Persisted the signing key at handle %#x',
+                 self.signing_key_handle)
+        return e.persistent(self.signing_key_handle), blob
 
     def certified_signing_key(self, qualifying_data: bytes
                               ) -> evidence.CertifiedKey:
@@ -437,60 +538,66 @@ class HostTpm:
 
         :param qualifying_data: the verifier's nonce.
         """
-        with self.ctx.esys() as e:
-            srk = self._srk(e)
-            return self._certify(e, srk, self._signing_blob(e, srk),
-                                 qualifying_data)
+        def op(e: context.Esys) -> evidence.CertifiedKey:
+            key, blob = self._signing_key(e)
+            return self._certify(e, key, blob, qualifying_data)
+        return self.ctx.run(op)
 
     def sign(self, message: bytes) -> bytes:
-        """Sign ``message`` with the signing key.
+        """Sign ``message`` with the signing key (``TPM2_Sign``).
 
         :returns: a DER-encoded ECDSA-P256/SHA-256 signature, verifiable
             with :func:`~nova_vtpm_migration.tpm.verify.verify_signature`.
         """
         digest = hashlib.sha256(message).digest()
-        with self.ctx.esys() as e:
-            srk = self._srk(e)
-            blob = self._signing_blob(e, srk)
-            priv, _ = types.TPM2B_PRIVATE.unmarshal(blob.private)
-            key = e.load(srk, priv, objects.unmarshal_public(blob.public))
-            sig = e.sign(key, digest, _NULL_SCHEME)
-            e.flush_context(key)
+        sig = self.ctx.run(lambda e: e.sign(self._signing_key(e)[0], digest,
+                                            _NULL_SCHEME))
         return asym_utils.encode_dss_signature(
             int.from_bytes(bytes(sig.signature.ecdsa.signatureR), 'big'),
             int.from_bytes(bytes(sig.signature.ecdsa.signatureS), 'big'))
 
     # -- sealing ----------------------------------------------------------
 
-    def seal(self, secret: bytes) -> bytes:
+    def seal(self, secret: bytes, *, bound_like: bytes | None = None
+             ) -> bytes:
         """Seal ``secret`` to this TPM under a PolicyPCR of the current
-        PCR values. The result is TPM-encrypted and safe to store.
+        PCR values (``TPM2_Create`` of a sealed data object; the secret
+        travels encrypted by the resident salted HMAC session). The result
+        is TPM-encrypted and safe to store.
 
         :param secret: at most 128 bytes.
+        :param bound_like: the public area of this host's binding key
+            that just unwrapped ``secret``: its PCR policy is used, as a
+            successful ``TPM2_ECDH_ZGen`` under it proved those are the
+            current values (no ``TPM2_PCR_Read``).
+        :raises ValueError: wrong size, or ``bound_like`` is not one of
+            this host's binding keys.
         """
         if not 0 < len(secret) <= _MAX_SEAL:
             raise ValueError(f'can seal 1..{_MAX_SEAL} bytes')
+        auth_policy = None
+        if bound_like is not None:
+            if all(b.public != bound_like for b in self._binding.blobs()):
+                raise ValueError('not a binding key of this host')
+            auth_policy = bytes(objects.unmarshal_public(
+                bound_like).publicArea.authPolicy)
         sensitive = types.TPM2B_SENSITIVE_CREATE(
             sensitive=types.TPMS_SENSITIVE_CREATE(data=secret))
-        with self.ctx.esys() as e:
+
+        def op(e: context.Esys) -> bytes:
             srk = self._srk(e)
-            values = self._read_pcrs(e)
-            # A salted session encrypts the secret on its way
-            # into the TPM (parameter encryption).
-            s = e.start_auth_session(srk, _TR.NONE, constants.TPM2_SE.HMAC,
-                                     _AES128CFB, constants.TPM2_ALG.SHA256)
-            e.trsess_set_attributes(
-                s, constants.TPMA_SESSION.CONTINUESESSION
-                | constants.TPMA_SESSION.DECRYPT)
-            priv, pub, *_ = e.create(
-                srk, sensitive,
-                objects.seal_template(policy.pcr_policy_digest(values)),
-                session1=s)
-            e.flush_context(s)
-        return bytes(_SEAL_MAGIC + pub.marshal() + priv.marshal())
+            digest = auth_policy if auth_policy is not None else \
+                policy.pcr_policy_digest(self._read_pcrs(e))
+            priv, pub, *_ = e.create(srk, sensitive,
+                                     objects.seal_template(digest),
+                                     session1=self._session(e, 'hmac'))
+            return bytes(_SEAL_MAGIC + pub.marshal() + priv.marshal())
+        return self.ctx.run(op)
 
     def unseal(self, blob: bytes) -> bytes:
-        """Recover a secret sealed by :meth:`seal` on this TPM.
+        """Recover a secret sealed by :meth:`seal` on this TPM
+        (``TPM2_Load``, ``TPM2_PolicyPCR``, ``TPM2_Unseal`` with the
+        output encrypted by the session, ``TPM2_FlushContext``).
 
         :raises errors.TpmPolicyCheckFailed: the PCRs changed.
         :raises errors.TpmCommandError: the blob is not from this TPM.
@@ -504,17 +611,13 @@ class HostTpm:
         except Exception as exc:
             raise errors.TpmStateError(
                 reason=f'malformed sealed blob: {exc}') from exc
-        with self.ctx.esys() as e:
-            srk = self._srk(e)
-            obj = e.load(srk, priv, pub)
-            s = self._pcr_session(e, srk, encrypt=True)
-            data = e.unseal(obj, session1=s)
-            e.flush_context(s)
-            e.flush_context(obj)
-        return bytes(data)
 
-
-def _bitmap_indices(sel: ty.Any) -> list[int]:
-    bitmap = bytes(sel.pcrSelect)[:int(sel.sizeofSelect)]
-    return [byte * 8 + bit for byte, value in enumerate(bitmap)
-            for bit in range(8) if value >> bit & 1]
+        def op(e: context.Esys) -> bytes:
+            obj = e.load(self._srk(e), priv, pub)
+            try:
+                data = self._with_pcr_policy(
+                    e, lambda s: e.unseal(obj, session1=s))
+            finally:
+                e.flush_context(obj)
+            return bytes(data)
+        return self.ctx.run(op)

@@ -80,6 +80,12 @@ _HANDLES = {int(_CC.CreatePrimary): 1, int(_CC.Create): 1,
 _CREATING = frozenset((int(_CC.CreatePrimary), int(_CC.Create),
                        int(_CC.CreateLoaded)))
 _RSA_SECRET_SIZES = frozenset((256, 384, 512))
+#: Commands whose response's first handle is a new transient object or
+#: session.
+_LOADING = frozenset(int(c) for c in (
+    _CC.CreatePrimary, _CC.Load, _CC.LoadExternal, _CC.CreateLoaded,
+    _CC.StartAuthSession, _CC.ContextLoad, _CC.HMAC_Start,
+    _CC.HashSequenceStart))
 
 
 def command_name(code: int) -> str:
@@ -427,6 +433,11 @@ class MeteredTcti(tpm2_pytss.PyTCTI):  # type: ignore[misc]
         self._inner = inner
         self.meter = meter
         self._pending: tuple[str, float] | None = None
+        self._header: tuple[int, int] = (0, 0)
+        #: TPM handles of the transient objects and sessions loaded
+        #: through this TCTI and not flushed since (see
+        #: :meth:`_track`); the TPM is never asked.
+        self.live_handles: set[int] = set()
 
     @property
     def inner(self) -> tpm2_pytss.TCTI:
@@ -436,6 +447,10 @@ class MeteredTcti(tpm2_pytss.PyTCTI):  # type: ignore[misc]
     def do_transmit(self, command: bytes) -> None:
         """Send ``command`` through the inner TCTI and start its clock."""
         cls = command_class(command)
+        header = parse_header(command)
+        flushed = int.from_bytes(command[10:14], 'big') \
+            if header.code == _CC.FlushContext and len(command) >= 14 else 0
+        self._header = (header.code, flushed)
         start = time.perf_counter()
         self._inner.transmit(command)
         # The command reached the transport; it is counted when
@@ -454,8 +469,19 @@ class MeteredTcti(tpm2_pytss.PyTCTI):  # type: ignore[misc]
             raise
         failed = len(response) < _HEADER or int.from_bytes(
             response[6:10], 'big') != 0
+        self._track(response, failed)
         self._finish(failed=failed)
         return response
+
+    def _track(self, response: bytes, failed: bool) -> None:
+        """Follow which transient objects and sessions are loaded: the
+        handle a loading command returns, minus flushed handles (also when
+        the flush failed: the handle was gone)."""
+        code, flushed = self._header
+        if code in _LOADING and not failed and len(response) >= 14:
+            self.live_handles.add(int.from_bytes(response[10:14], 'big'))
+        elif code == _CC.FlushContext:
+            self.live_handles.discard(flushed)
 
     def _finish(self, *, failed: bool) -> None:
         if self._pending is None:

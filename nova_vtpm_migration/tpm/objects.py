@@ -20,11 +20,14 @@ host creates and what a peer requires are defined in one place.
 """
 
 import collections.abc
+import typing as ty
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf import hkdf
 from tpm2_pytss import constants
 from tpm2_pytss import types
+
+from nova_vtpm_migration.tpm import errors
 
 _A = constants.TPMA_OBJECT
 
@@ -162,3 +165,32 @@ def derive_kek(shared_x: bytes, ephemeral_point: bytes, binding_name: bytes,
         info=WRAP_LABEL + len(binding_name).to_bytes(2, 'big')
         + binding_name + info,
     ).derive(shared_x)
+
+
+def read_pcrs(e: ty.Any, pcrs: collections.abc.Sequence[int]
+              ) -> dict[int, bytes]:
+    """The sha256 values of ``pcrs`` (``TPM2_PCR_Read``, 8 per call).
+
+    :param e: an ESAPI context (or :class:`~.context.Esys` proxy).
+    :raises errors.TpmStateError: a PCR of the bank is not allocated.
+    """
+    values: dict[int, bytes] = {}
+    todo = list(pcrs)
+    while todo:
+        chunk = todo[:8]
+        _, sel, digests = e.pcr_read(selection_string(chunk))
+        got = [i for s in sel for i in _bitmap_indices(s)]
+        if not got:
+            raise errors.TpmStateError(
+                reason=f'PCRs {chunk} of the sha256 bank are not '
+                       'allocated')
+        for index, digest in zip(got, digests, strict=True):
+            values[index] = bytes(digest)
+        todo = [i for i in todo if i not in values]
+    return values
+
+
+def _bitmap_indices(sel: ty.Any) -> list[int]:
+    bitmap = bytes(sel.pcrSelect)[:int(sel.sizeofSelect)]
+    return [byte * 8 + bit for byte, value in enumerate(bitmap)
+            for bit in range(8) if value >> bit & 1]

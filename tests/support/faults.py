@@ -126,7 +126,7 @@ STEPS: tuple[Step, ...] = (
     _s('src.tpm.unseal'), _s('src.tpm.sign'),
     _s('dst.tpm.quote'), _s('dst.tpm.activate_credential'),
     _s('dst.tpm.certified_binding_key'), _s('dst.tpm.unwrap'),
-    _s('dst.tpm.seal'), _s('dst.tpm.sign'), _s('dst.tpm.sign', nth=2),
+    _s('dst.tpm.seal'), _s('dst.tpm.sign'),
     _s('src.journal.ATTESTED'), _s('src.journal.PREPARED'),
     _s('src.journal.TRANSFERRING'), _s('src.journal.TRANSFERRED'),
     _s('src.journal.COMMITTING'), _s('src.journal.COMMITTED'),

@@ -32,6 +32,7 @@ from nova_vtpm_migration.protocol import wire
 from nova_vtpm_migration.tpm import errors as tpm_errors
 from nova_vtpm_migration.tpm import evidence
 from nova_vtpm_migration.tpm import host as host_mod
+from nova_vtpm_migration.tpm import keyblobs
 from nova_vtpm_migration.tpm import objects
 from nova_vtpm_migration.tpm import policy as policy_mod
 from tests.functional import swtpm_fixtures
@@ -210,14 +211,14 @@ def test_a_ak_not_bound_to_ek(cluster: conftest.Cluster,
 
 
 def _foreign_binding_key(victim_tpm: ty.Any) -> ty.Any:
-    return lambda qualifying_data: victim_tpm.certified_binding_key(
+    return lambda qualifying_data, **_: victim_tpm.certified_binding_key(
         qualifying_data)
 
 
 def _unfixed_binding_key(tpm: host_mod.HostTpm) -> ty.Any:
     """A real binding key of ``tpm`` without fixedTPM/fixedParent (it
     could be duplicated out of the TPM), certified by ``tpm``'s AK."""
-    def make(qualifying_data: bytes) -> evidence.CertifiedKey:
+    def make(qualifying_data: bytes, **_: ty.Any) -> evidence.CertifiedKey:
         from tpm2_pytss import constants
         unfixed = (objects.BINDING_ATTRIBUTES
                    & ~constants.TPMA_OBJECT.FIXEDTPM
@@ -229,10 +230,11 @@ def _unfixed_binding_key(tpm: host_mod.HostTpm) -> ty.Any:
                 unfixed, constants.TPM2_ALG.ECDH,
                 auth_policy=policy_mod.pcr_policy_digest(values))
             priv, pub, *_ = e.create(srk, None, template)
-            blob = host_mod._KeyBlob(pub.marshal(), priv.marshal(),
-                                     time.time(),
-                                     policy_mod.pcr_composite_digest(values))
-            return tpm._certify(e, srk, blob, qualifying_data)
+            blob = keyblobs.KeyBlob(pub.marshal(), priv.marshal(),
+                                    time.time(),
+                                    policy_mod.pcr_composite_digest(values))
+            return tpm._certify(e, e.load(srk, priv, pub), blob,
+                                qualifying_data)
     return make
 
 

@@ -153,7 +153,8 @@ def test_c_splice_two_migrations(cluster: conftest.Cluster) -> None:
             'seq': 3, 'migration_id': x.migration_id,
             'manifest_hash': bytes.fromhex(src.engine.journal.get(
                 y.migration_id, conftest.states_mod().Role.SOURCE
-            ).context['manifest_hash'])})
+            ).context['manifest_hash']),
+            'manifest_batch': [], 'manifest_signature': b'\0' * 64})
     assert exc.value.kwargs['peer_code'] == 'auth_failed'
     z_inst, _ = conftest.new_instance(src)
     z_mid = str(uuid.uuid4())

@@ -40,8 +40,11 @@ def test_json_output(capsys: pytest.CaptureFixture[str]) -> None:
     # Every command counted at the TCTI: set-up, warm-up, 3 runs, window.
     assert report['tpm_commands']['commands']['Quote']['count'] >= 6
     quote = report['results']['quote']
-    assert quote['commands'] == {'GetCapability': 4, 'ReadPublic': 1,
-                                 'Quote': 1, 'PCR_Read': 1}
+    assert quote['commands'] == {'Quote': 1, 'PCR_Read': 1}
+    # Resident signing key, binding key and policy session.
+    assert report['results']['sign']['commands'] == {'Sign': 1}
+    assert report['results']['unwrap']['commands'] == {'PolicyPCR': 1,
+                                                       'ECDH_ZGen': 1}
     assert 0 < quote['projected_ms']['ftpm'] < \
         quote['projected_ms']['dtpm_slow']
     assert 'commands' not in report['results']['wrap']

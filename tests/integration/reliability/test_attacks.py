@@ -147,9 +147,10 @@ def test_cloned_identity_as_source(cluster: Cluster,  # noqa: F811
 # -- stolen receipts ---------------------------------------------------------
 
 def _substitute(node: pconf.Node, request_type: str, receipt: bytes,
-                signature: bytes) -> None:
+                signature: bytes | None) -> None:
     """Compromised destination software: answers ``request_type`` with a
-    stolen (genuine, TPM-signed) receipt instead of the fresh one."""
+    stolen (genuine; TPM-signed when ``signature`` is given) receipt
+    instead of the fresh one."""
     role = node.engine.destination
     dispatch = role.dispatch
 
@@ -158,29 +159,27 @@ def _substitute(node: pconf.Node, request_type: str, receipt: bytes,
         if msg.type != request_type:
             return reply
         decoded = messages.decode(reply)
-        body = dict(decoded.body, receipt=receipt,
-                    receipt_signature=signature)
+        body = dict(decoded.body, receipt=receipt)
+        if signature is not None:
+            body['receipt_signature'] = signature
         return messages.encode(decoded.type, body)
     role.dispatch = rogue  # type: ignore[method-assign]
 
 
 def _stolen(cluster: Cluster) -> dict[str, ty.Any]:  # noqa: F811
-    """Receipts of a genuine migration src -> dst."""
+    """Receipts of a genuine migration src -> dst (the 'installed' one is
+    authenticated by the session, not signed; the 'committed' one is
+    signed)."""
     src = cluster.nodes['src'].engine
     inst, _ = pconf.new_instance(cluster.nodes['src'])
     handle = src.migrate_key(inst, 'dst')
     committed = src.commit(handle.migration_id)
     signature = committed.pop('signature')
-    return {'installed': (handle.receipt,
-                          wire.decode(src.journal.get_record(
-                              handle.migration_id, 'receipt_installed'),
-                              pconf_signed_receipt())['signature']),
+    assert wire.decode(src.journal.get_record(
+        handle.migration_id, 'receipt_installed'),
+        messages.RECEIPT) == handle.receipt
+    return {'installed': (handle.receipt, None),
             'committed': (committed, signature)}
-
-
-def pconf_signed_receipt() -> wire.Schema:
-    from nova_vtpm_migration.protocol import receipts
-    return receipts.SIGNED_RECEIPT
 
 
 def test_stolen_installed_receipt_replayed_to_another_source(
