@@ -253,6 +253,9 @@ def _body(**changes: ty.Any) -> ty.Callable[[bytes], bytes]:
     return change
 
 
+#: A version this code does not speak (one after its own).
+NEXT_VERSION = messages.VERSION + 1
+
 DOWNGRADES: dict[str, tuple[str, str, ty.Callable[[bytes], bytes],
                             ty.Any, str]] = {
     # name: (message, request|reply, change, error, text in the error)
@@ -260,7 +263,7 @@ DOWNGRADES: dict[str, tuple[str, str, ty.Callable[[bytes], bytes],
         'hello', 'request', lambda d: _with_version(d, 0),
         errors.PeerRefused, 'unsupported_version'),
     'attest-envelope-new-version': (
-        'attest', 'request', lambda d: _with_version(d, 3),
+        'attest', 'request', lambda d: _with_version(d, NEXT_VERSION),
         errors.PeerRefused, 'unsupported_version'),
     'reply-envelope-old-version': (
         'hello_reply', 'reply', lambda d: _with_version(d, 0),
@@ -269,17 +272,17 @@ DOWNGRADES: dict[str, tuple[str, str, ty.Callable[[bytes], bytes],
         'hello', 'request', _body(suites=['p256-sha1-legacy']),
         errors.PeerRefused, 'unsupported_suite'),
     'hello-offers-only-other-version': (
-        'hello', 'request', _body(versions=[3]),
+        'hello', 'request', _body(versions=[NEXT_VERSION]),
         errors.PeerRefused, 'unsupported_version'),
     # (the offer the responder saw is in its handshake key derivation:
     # its evidence does not decrypt at the initiator)
     'hello-negotiation-tampered': (
-        'hello', 'request', _body(versions=[2, 3]),
+        'hello', 'request', _body(versions=[messages.VERSION, NEXT_VERSION]),
         errors.AuthenticationFailed, 'does not decrypt'),
     # (refused as unsupported, or because the changed choice is in the
     # transcript the destination's quote covers)
     'reply-picks-other-version': (
-        'hello_reply', 'reply', _body(version=3),
+        'hello_reply', 'reply', _body(version=NEXT_VERSION),
         (errors.ProtocolError, tpm_errors.QualifyingDataMismatch),
         'version|quote'),
     'reply-picks-weak-suite': (

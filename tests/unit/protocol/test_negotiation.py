@@ -21,6 +21,7 @@ from nova_vtpm_migration.protocol import handshake
 from nova_vtpm_migration.protocol import messages
 
 SUITE = messages.SUITE
+V = messages.VERSION
 
 
 def _body(versions: list[int], version: int, suites: list[str] | None = None,
@@ -30,7 +31,7 @@ def _body(versions: list[int], version: int, suites: list[str] | None = None,
 
 
 def test_best_common_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
-    handshake._check_choice(_body([2], 2))
+    handshake._check_choice(_body([V], V))
     monkeypatch.setattr(messages, 'SUPPORTED_VERSIONS', (1, 2))
     handshake._check_choice(_body([1, 2, 3], 2))
     handshake._check_choice(_body([1], 1))
@@ -47,6 +48,6 @@ def test_downgrade_or_unknown_refused(monkeypatch: pytest.MonkeyPatch,
 
 def test_suite_refused() -> None:
     with pytest.raises(errors.UnsupportedSuite):
-        handshake._check_choice(_body([2], 2, ['weak', SUITE], 'weak'))
+        handshake._check_choice(_body([V], V, ['weak', SUITE], 'weak'))
     with pytest.raises(errors.UnsupportedSuite):
-        handshake._check_choice(_body([2], 2, ['weak'], 'weak'))
+        handshake._check_choice(_body([V], V, ['weak'], 'weak'))
