@@ -32,16 +32,19 @@ from nova_vtpm_migration.tpm import profiles
 PHASES = ('phase1', 'phase2', 'commit')
 SIDES = ('source', 'destination')
 _SHORT = {'source': 'src', 'destination': 'dst'}
-#: Which phases one migration consists of.
-MIGRATION = {'cached': ('phase2', 'commit'),
-             'fresh': ('phase1', 'phase2', 'commit'),
+#: Which phases one migration consists of: what it costs before the VM
+#: migration starts (over an established session, or with a fresh phase 1),
+#: and the commit after it.
+MIGRATION = {'cached': ('phase2',),
+             'fresh': ('phase1', 'phase2'),
              'commit': ('commit',)}
 DEFINITION = (
     'TPM commands of one migration on both hosts, counted at the TCTI: '
-    'cached = phase 2 (binding key, wrapped transfer, receipt; before the '
-    'VM migration) + commit, over an established attested session; '
-    'fresh = phase 1 (dual attestation) + phase 2 + commit; commit = the '
-    'commit alone. From the last run (steady state: keys exist).')
+    'cached = phase 2 (wrapped transfer to the session\'s binding key, '
+    'everything before the VM migration starts) over an established '
+    'attested session; fresh = phase 1 (dual attestation) + phase 2; '
+    'commit = the commit after the VM migration. From the last run '
+    '(steady state: keys exist).')
 
 _Run = collections.abc.Mapping[str, meter.Measurement]
 

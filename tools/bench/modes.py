@@ -24,14 +24,17 @@
     so each migration runs its own phase 1 inside ``migrate_key``
     (``source.SourceRole._run`` attests with ``fresh=True``) and its own
     phase 2 and commit on that session (no session reuse, no two
-    migrations on one session); and every handshake meets a new responder
+    migrations on one session, no batching: the source role is called
+    without the engine's coalescer); and every handshake meets a new responder
     (:class:`RequestProbe` swaps it in on each ``hello``), whose first
     ``hello`` starts a new epoch, so the responder quotes afresh as well:
     a full dual attestation per migration.
 ``attested`` (A)
     This plugin as configured by default: the K migrations of a run share
     one phase 1 (the first caller attests, the others wait for its
-    session) and run their phase 2 and commit on that session.
+    session) and run their phase 2 and commit on that session; concurrent
+    migrations and commits coalesce into batches (one unwrap and one
+    signature per host and batch).
 
 Every run of every mode starts without attestation state
 (:func:`forget_attestation`): no initiator or responder session and a new
@@ -86,7 +89,8 @@ TRADITIONAL = Mode('traditional', 'T', 'traditional secured protocol: a full '
                    'key transfer per migration; no session reuse, no '
                    'batching', secured=True, reuse_sessions=False)
 ATTESTED = Mode('attested', 'A', 'this plugin: one fresh dual attestation '
-                'per run, shared by its K migrations (session reuse)',
+                'per run, shared by its K migrations (session reuse); '
+                'concurrent migrations and commits batched',
                 secured=True, reuse_sessions=True)
 MODES = (PLAIN, TRADITIONAL, ATTESTED)
 
@@ -126,15 +130,30 @@ def configure(engines: collections.abc.Iterable[ty.Any], mode: Mode,
 
 
 class AttestInsideTransfer(secured.EngineKeyExchange):
-    """T's key exchange: phase 1 is not run separately.
+    """T's key exchange: phase 1 is not run separately, and nothing is
+    batched.
 
-    With a session lifetime of 0 ``migrate_key`` attests afresh on its
-    own; a separate ``attest_peer`` first would be a second, wasted
-    handshake per migration.
+    With a session lifetime of 0 the source role attests afresh for each
+    migration; a separate ``attest_peer`` first would be a second, wasted
+    handshake per migration. The source role is called directly, not
+    through the engine's coalescer, so concurrent migrations do not share
+    a phase-2 exchange, an unwrap or a signature.
     """
 
     def attest(self) -> None:
         """Nothing: ``transfer`` runs phase 1 (see the class text)."""
+
+    def transfer(self, instance_uuid: str) -> None:
+        """Phases 1 and 2 of this migration alone."""
+        role: ty.Any = self.src_engine.source  # type: ignore[attr-defined]
+        handle = role.migrate(instance_uuid, self.peer, None, None)
+        self.migration_id = str(handle.migration_id)
+
+    def commit(self, instance_uuid: str) -> None:
+        """The commit of this migration alone (its own signatures)."""
+        assert self.migration_id is not None
+        role: ty.Any = self.src_engine.source  # type: ignore[attr-defined]
+        role.commit(self.migration_id)
 
 
 def migrate(tb: testbed_mod.Testbed, mode: Mode, instance: str, src: str,
