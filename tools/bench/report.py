@@ -87,8 +87,8 @@ def _live_migration(report: ty.Mapping[str, ty.Any]) -> list[str]:
             'domjobinfo --completed` on the destination; phases: the '
             "plugin's calls (PhaseTimer). Phase 1 reuses the attested "
             'session of the same two hosts while it lives (the plugin\'s '
-            'default), so the first run in each direction attests afresh '
-            'and shows as the maximum.']
+            'default): only the first run in each direction attests '
+            'afresh, later ones reuse its session (compare min and max).']
         if report.get('latency_profile'):
             lines += ['', 'The latency profile is not applied here (the '
                       'computes have their own swtpm host TPMs).']

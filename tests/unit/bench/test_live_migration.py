@@ -102,7 +102,7 @@ def test_markdown_on_libvirt() -> None:
     assert '| libvirt downtime ms (domjobinfo) |' in text
     assert '| phase 1 ms (attestation) | - | 160.0 [150.0-170.0] | - |' \
         in text
-    assert 'cannot run' not in text
+    assert "cannot run" not in text
 
 
 def test_markdown_on_the_dataplane() -> None:
