@@ -19,9 +19,12 @@
    spent inside the host TPMs (the physical floor of the protocol), the
    per-command histogram of one migration per phase and side (counted at
    the TCTI) and its projection onto hardware TPM profiles.
-2. QEMU live migration, secured vs plain (the plain one hands the key to
-   the destination directly, as upstream Nova's ``host`` mode does),
-   alternating runs: QEMU downtime, QEMU total time and end-to-end time.
+2. Live migration through Nova on real libvirt daemons, secured (this
+   plugin's driver, ``vtpm_migration:attested=required``) vs plain
+   (upstream Nova's ``host`` mode on the stock ``LibvirtDriver``),
+   alternating runs (:mod:`tools.bench.live_migration`): end-to-end time,
+   libvirt's migration time and downtime, and the plugin's phases. Where
+   libvirt daemons cannot run, the same comparison on the data plane.
 3. The paper's Table I (:mod:`tools.bench.table1`): 1/10/20/30
    simultaneous migrations between two hosts, plain (P) vs the traditional
    secured protocol (T) vs this plugin (A), alternating repetitions, each
@@ -51,6 +54,7 @@ from nova_vtpm_migration.tpm import profiles
 from tests.support.dataplane import testbed as testbed_mod
 from tools.bench import breakdown
 from tools.bench import commands
+from tools.bench import live_migration
 from tools.bench import stats
 from tools.bench import table1
 from tools.bench import targets
@@ -169,38 +173,6 @@ def secret_at_rest(tb: testbed_mod.Testbed, runs: int
     return out
 
 
-def qemu_side_by_side(tb: testbed_mod.Testbed, runs: int
-                      ) -> dict[str, ty.Any]:
-    """Alternate secured and plain QEMU migrations of two guests."""
-    secured_inst, _ = tb.new_instance(HOSTS[0], provision_vtpm=False)
-    plain_inst, _ = tb.new_instance(HOSTS[0], provision_vtpm=False)
-    where = {secured_inst: 0, plain_inst: 0}
-    rows: dict[str, dict[str, list[float]]] = {
-        'secured': {}, 'plain': {}}
-    for i in range(runs * 2):
-        mode = 'secured' if i % 2 == 0 else 'plain'
-        inst = secured_inst if mode == 'secured' else plain_inst
-        src, dst = HOSTS[where[inst]], HOSTS[1 - where[inst]]
-        result = tb.migrate(inst, src, dst, secured_mode=(mode == 'secured'),
-                            fresh_attestation=True)
-        if not result.committed or result.qemu is None:
-            raise RuntimeError(f'{mode} migration failed: {result.error}')
-        where[inst] = 1 - where[inst]
-        r = rows[mode]
-        r.setdefault('downtime_ms', []).append(
-            float(result.qemu.downtime_ms or 0))
-        r.setdefault('qemu_total_ms', []).append(
-            float(result.qemu.total_time_ms or 0))
-        r.setdefault('end_to_end_ms', []).append(result.phases_ms['total'])
-    out: dict[str, ty.Any] = {m: {k: stats.summarize(v).as_dict()
-                                  for k, v in r.items()}
-                              for m, r in rows.items()}
-    out['ratio'] = {k: stats.ratio(out['secured'][k]['median'],
-                                   out['plain'][k]['median'])
-                    for k in rows['secured']}
-    return out
-
-
 _RSS_SNIPPET = '''
 import os, sys
 def rss():
@@ -262,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog='make bench')
     p.add_argument('--runs', type=int, default=20,
                    help='runs per measurement (default 20)')
+    p.add_argument('--libvirt-runs', type=int, default=5,
+                   help='runs of each mode of the live migration through '
+                        'Nova on real libvirt (default 5)')
     p.add_argument('--levels', default='1,10,20,30',
                    help='concurrency levels of Table I')
     p.add_argument('--table1-runs', type=int, default=5,
@@ -281,13 +256,15 @@ def main(argv: list[str] | None = None) -> int:
                         'hardware profile (end-to-end at hardware speed; '
                         'seconds per migration)')
     args = p.parse_args(argv)
-    if args.table1_runs < 1 or args.slow_runs < 0:
-        p.error('--table1-runs must be >= 1 and --slow-runs >= 0')
+    if args.table1_runs < 1 or args.slow_runs < 0 or args.libvirt_runs < 1:
+        p.error('--table1-runs and --libvirt-runs must be >= 1 and '
+                '--slow-runs >= 0')
     os.environ.setdefault('TSS2_LOG', 'all+NONE')
     logging.getLogger('nova_vtpm_migration').setLevel(logging.ERROR)
     levels = [int(x) for x in args.levels.split(',') if x]
     began = time.monotonic()
     report: dict[str, ty.Any] = {'machine': _machine(), 'runs': args.runs,
+                                 'libvirt_runs': args.libvirt_runs,
                                  'latency_profile': args.latency_profile}
     report['table1_setup'] = table1.setup(args.table1_runs, args.slow_runs,
                                           args.slow_profile)
@@ -300,10 +277,12 @@ def main(argv: list[str] | None = None) -> int:
         report['tpm_commands'] = report['protocol'].pop('histograms')
         report['projection'] = report['protocol'].pop('projection')
         _step(report, 'protocol', t)
-        print(f'QEMU secured vs plain x{args.runs} ...', flush=True)
+        print(f'live migration through Nova on real libvirt, secured vs '
+              f'plain x{args.libvirt_runs} ...', flush=True)
         t = time.monotonic()
-        report['qemu'] = qemu_side_by_side(tb, args.runs)
-        _step(report, 'qemu', t)
+        report['libvirt_migration'] = live_migration.measure(
+            tb, args.libvirt_runs, args.runs)
+        _step(report, 'libvirt_migration', t)
         print(f'Table I {levels} x{args.table1_runs} (P, T, A) on swtpm ...',
               flush=True)
         t = time.monotonic()
