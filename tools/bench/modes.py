@@ -41,10 +41,11 @@ Every run of every mode starts without attestation state
 responder, so the first handshake of a run costs both hosts a quote.
 
 One amortisation is left on in T as in A: the destination's PCR-bound
-binding key (``HostTpm.binding_key_lifetime``, one day). A key per
-migration cannot run concurrently with this code: ``HostTpm`` keeps only
-the two newest binding keys (``nova_vtpm_migration/tpm/host.py``,
-``_current_binding_key``: ``keep = [blob] + blobs[:1]``), so the third
+binding key (``HostTpm.binding_key_lifetime``, one day; certified anew
+for each session). A key per migration cannot run concurrently with this
+code: the host keeps only the two newest binding keys
+(``nova_vtpm_migration/tpm/keyblobs.py``, ``BindingKeys``:
+``keep = [blob] + self.blobs()[:1]``), so the third
 concurrent ``prepare`` makes the first migration's key unusable before its
 ``transfer`` arrives. Keeping it favours T, so A/T is if anything
 overstated.

@@ -115,8 +115,8 @@ def _serialisation(table: _Report) -> list[str]:
             f"| {m.letter} | {d['requests']:.0f} | {d['max_in_flight']} | "
             f"{d['state_lock_taken']:.0f} | {d['busy_ms']:.0f} | "
             f"{row[m.name]['wall_ms']['median']:.0f} |")
-    lines += ['', 'Where the plugin serialises concurrent migrations:', '']
-    lines += [f'- `{where}`: {what}'
+    lines += ['', 'Where concurrent migrations wait for each other:', '']
+    lines += [f'- {where}: {what}'
               for where, what in targets.SERIALISATION_POINTS]
     return lines
 

@@ -45,12 +45,12 @@ GOALS = {
 
 #: Where concurrent migrations between two hosts wait for each other.
 SERIALISATION_POINTS = (
-    ('nova_vtpm_migration/protocol/batch_source.py `Coalescer`',
+    ('`Coalescer` (`nova_vtpm_migration/protocol/batch_source.py`)',
      'one phase-2 (or commit) exchange towards a peer at a time, by '
      'design: the migrations that arrive while it is in flight leave '
      'together as the next batch (one unwrap and one signature per host '
      'and batch)'),
-    ('the host TPM',
+    ('The host TPM',
      'one command at a time; per instance the source unseals the sealed '
      'secret (Load, PolicyPCR, Unseal, FlushContext) and the destination '
      'seals the received one (Create): kept, they are the per-instance '
