@@ -22,5 +22,6 @@ sealed vTPM secrets (:mod:`.vault`, :mod:`.envelope`), the host's check of
 its own evidence (:mod:`.self_attestation`) and the one RPC server
 (:mod:`nova_vtpm_migration.rpc`). Nova's hooks
 (:mod:`nova_vtpm_migration.virt`) call it directly; it knows nothing
-about Nova or libvirt beyond the :class:`~.host.NovaView` they give it.
+about Nova or libvirt beyond the :class:`~.nova_view.NovaView` they give
+it.
 """

@@ -51,6 +51,7 @@ import oslo_messaging as messaging
 from nova_vtpm_migration.compute import envelope
 from nova_vtpm_migration.compute import errors
 from nova_vtpm_migration.compute import layout
+from nova_vtpm_migration.compute import nova_view
 from nova_vtpm_migration.compute import self_attestation
 from nova_vtpm_migration.compute import vault as vault_mod
 from nova_vtpm_migration.protocol import engine as engine_mod
@@ -68,60 +69,6 @@ from nova_vtpm_migration.tpm import policy as policy_mod
 from nova_vtpm_migration.tpm import verify
 
 LOG = logging.getLogger(__name__)
-
-
-class NovaView(ty.Protocol):
-    """What the host object needs from Nova and libvirt on this host.
-
-    Every request of a peer is checked against Nova's own records through
-    it, never against what the request says. Implemented by
-    :class:`nova_vtpm_migration.virt.libvirt.live_migration.
-    LibvirtNovaView`.
-    """
-
-    def check_attest_request(self, instance_uuid: str,
-                             destination: str) -> None:
-        """Raise ``UnexpectedDestination`` unless Nova is live-migrating
-        the instance away from this host, to *destination* or to a host
-        it has not chosen yet (the pre-check runs before it records it).
-        """
-        ...
-
-    def check_outgoing(self, instance_uuid: str, migration_uuid: str,
-                       destination: str) -> None:
-        """Raise ``UnexpectedDestination`` unless Nova's record is an
-        in-progress live migration of the instance from this host to
-        exactly *destination*."""
-        ...
-
-    def check_incoming(self, instance_uuid: str, migration_uuid: str,
-                       source: str) -> None:
-        """Raise ``UnexpectedDestination`` unless Nova's record is an
-        in-progress live migration of the instance from exactly *source*
-        to this host."""
-        ...
-
-    def flavor_policy(self, instance_uuid: str) -> str | None:
-        """The named trust policy of the instance's flavor (from Nova's
-        database), or ``None`` for the default policy."""
-        ...
-
-    def may_abort(self, migration_uuid: str, instance_uuid: str) -> bool:
-        """Whether a move of which this host is the source may still be
-        aborted: Nova has not handed the guest over (it runs here and the
-        migration is not completing)."""
-        ...
-
-    def read_libvirt_secret(self, instance_uuid: str) -> bytes:
-        """The instance's vTPM secret as libvirt keeps it (``libvirt``
-        storage, or an instance from before the plugin)."""
-        ...
-
-    def outcome(self, migration_uuid: str, instance_uuid: str,
-                after_restart: bool) -> str:
-        """``commit``, ``abort`` or ``unknown`` for an in-doubt move of
-        which this host is the source."""
-        ...
 
 
 class ComputeHost:
@@ -148,7 +95,7 @@ class ComputeHost:
         self._failure: str | None = 'it was never built'
         self._api: rpcapi.VtpmMigrationAPI | None = None
         self._self: self_attestation.SelfAttestation | None = None
-        self._nova: NovaView | None = None
+        self._nova: nova_view.NovaView | None = None
         self._server: ty.Any = None
         self._serving = threading.Event()
         self._lock = threading.Lock()
@@ -249,13 +196,14 @@ class ComputeHost:
         assert self.vault is not None
         return self.vault
 
-    def start(self, nova: NovaView) -> None:
+    def start(self, nova: nova_view.NovaView) -> None:
         """Serve the RPC API, recover in-doubt migrations, then accept
         control calls and settle periodically.
 
         A failure leaves the host unavailable (logged, not raised).
 
-        :param nova: what the host needs to know from Nova and libvirt.
+        :param nova: what the host needs to know from Nova and libvirt
+            (:class:`~nova_vtpm_migration.compute.nova_view.NovaView`).
         """
         try:
             engine = self._ready()

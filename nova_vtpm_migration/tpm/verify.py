@@ -19,6 +19,8 @@ checked here against a :class:`~nova_vtpm_migration.tpm.policy.TrustPolicy`
 with ``cryptography``; tpm2-pytss is used only to (un)marshal TPM
 structures and for ``MakeCredential``. Every check failure raises its own
 :class:`~nova_vtpm_migration.tpm.errors.VerificationError` subclass.
+The EK certificate's own checks (TCG EK Credential Profile) are in
+:mod:`~nova_vtpm_migration.tpm.ekcert`.
 """
 
 import collections.abc
@@ -29,19 +31,17 @@ import os
 import typing as ty
 
 from cryptography import exceptions as crypto_exceptions
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import utils as asym_utils
 from cryptography.hazmat.primitives.ciphers import aead
-from cryptography.x509 import verification
 from tpm2_pytss import constants
 from tpm2_pytss import types
 from tpm2_pytss import utils as tss_utils
-from tpm2_pytss.internal import templates as ek_templates
 
 from nova_vtpm_migration.tpm import akcert
+from nova_vtpm_migration.tpm import ekcert
 from nova_vtpm_migration.tpm import errors
 from nova_vtpm_migration.tpm import evidence
 from nova_vtpm_migration.tpm import objects
@@ -161,176 +161,10 @@ def _pcr_dict(values: PcrValues) -> dict[int, bytes]:
 
 # -- identity and credential -------------------------------------------------
 
-#: EK templates accepted (TCG EK Credential Profile, low range).
-EK_TEMPLATES = ('EK-RSA2048', 'EK-ECC256', 'EK-HIGH-RSA2048',
-                'EK-HIGH-ECC256', 'EK-HIGH-ECC384', 'EK-HIGH-ECC521',
-                'EK-HIGH-RSA3072', 'EK-HIGH-RSA4096')
-
-def check_ek_matches_certificate(certificate: bytes, ek_public: bytes) -> None:
-    """Check that the EK public area holds the certificate's public key.
-
-    :raises errors.EkCertificateError: on any mismatch.
-    """
-    cert_key = _certificate(certificate).public_key_or_error()
-    pub = _public(ek_public, errors.EkCertificateError, 'EK')
-    _check_ek_template(ek_public, pub)
-    try:
-        ek_key = serialization.load_pem_public_key(pub.publicArea.to_pem())
-    except Exception as exc:
-        raise errors.EkCertificateError(
-            reason=f'unsupported EK public area ({exc})') from exc
-    fmt = serialization.PublicFormat.SubjectPublicKeyInfo
-    enc = serialization.Encoding.DER
-    if not hmac.compare_digest(ek_key.public_bytes(enc, fmt),
-                               cert_key.public_bytes(enc, fmt)):
-        raise errors.EkCertificateError(
-            reason='the EK does not match the public key of its certificate')
-
-
-class _Cert:
-    """A parsed EK certificate whose every accessor maps parse errors."""
-
-    def __init__(self, cert: x509.Certificate) -> None:
-        self.cert = cert
-
-    def public_key_or_error(self) -> ty.Any:
-        try:
-            return self.cert.public_key()
-        except (ValueError, crypto_exceptions.UnsupportedAlgorithm) as exc:
-            raise errors.EkCertificateError(
-                reason=f'unsupported certificate key ({exc})') from exc
-
-
-def _certificate(der: bytes) -> _Cert:
-    """Parse a DER EK certificate, eagerly enough to catch bad fields.
-
-    :raises errors.EkCertificateError: not a usable X.509 v3 certificate.
-    """
-    try:
-        cert = x509.load_der_x509_certificate(der)
-        cert.version  # noqa: B018 - parsed lazily; may be invalid
-    except (ValueError, x509.InvalidVersion) as exc:
-        raise errors.EkCertificateError(
-            reason=f'not a DER certificate ({exc})') from exc
-    return _Cert(cert)
-
-
-def _check_ek_template(ek_public: bytes, pub: types.TPM2B_PUBLIC) -> None:
-    """The EK public area must be a TCG default EK template (RSA 2048 or
-    ECC P-256 of the low range, or a high-range template but SM2) apart
-    from its ``unique`` field.
-
-    Binding every field, not only the key, keeps identities and audit
-    records non-malleable, and ``TPM2_MakeCredential`` relies on the
-    template's symmetric parameters.
-    """
-    for ek_type in EK_TEMPLATES:
-        template = types.TPM2B_PUBLIC(
-            publicArea=ek_templates.ek_template.lookup(
-                ek_type).template.publicArea)
-        area = template.publicArea
-        if area.type != pub.publicArea.type:
-            continue
-        area.unique = pub.publicArea.unique
-        if hmac.compare_digest(template.marshal(), ek_public):
-            return
-    raise errors.EkCertificateError(
-        reason='the EK public area is not a TCG default EK template '
-               f'({", ".join(EK_TEMPLATES)})')
-
-
-#: Extended key usage of TCG EK certificates (EK Credential Profile).
-TCG_KP_EK_CERTIFICATE = x509.ObjectIdentifier('2.23.133.8.1')
-#: TCG attribute tpmManufacturer of the EK certificate's SAN directory
-#: name (EK Credential Profile): present in every conforming EK
-#: certificate.
-TCG_AT_TPM_MANUFACTURER = x509.ObjectIdentifier('2.23.133.2.1')
 #: The qualified name of the endorsement hierarchy (its handle).
 _ENDORSEMENT_QN = (0x4000000B).to_bytes(4, 'big')
 #: ``TPM2_ALG_SHA256``, the name algorithm prefix of names.
 _SHA256_ALG = (0x000B).to_bytes(2, 'big')
-
-
-def _check_ek_profile(cert: x509.Certificate) -> None:
-    """The certificate is an EK certificate (TCG EK Credential Profile),
-    not merely a certificate from a CA the policy trusts.
-
-    Required: not a CA; an extended key usage, when present, includes
-    ``tcg-kp-EKCertificate`` (2.23.133.8.1) and one is present unless the
-    subjectAltName names the TPM (``tcg-at-tpmManufacturer``); key usage,
-    when present, allows ``keyEncipherment`` (RSA EK) or ``keyAgreement``
-    (ECC EK).
-
-    :raises errors.EkCertificateError: otherwise (e.g. a TLS server
-        certificate from a bundled CA).
-    """
-    ext = cert.extensions
-    try:
-        if ext.get_extension_for_class(x509.BasicConstraints).value.ca:
-            raise errors.EkCertificateError(reason='a CA certificate is '
-                                                   'not an EK certificate')
-    except x509.ExtensionNotFound:
-        pass
-    try:
-        eku = ext.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        eku = None
-    if eku is not None and TCG_KP_EK_CERTIFICATE not in eku:
-        raise errors.EkCertificateError(
-            reason='not an EK certificate: its extended key usage lacks '
-                   'tcg-kp-EKCertificate (2.23.133.8.1)')
-    if eku is None and not _names_tpm(cert):
-        raise errors.EkCertificateError(
-            reason='not an EK certificate: no tcg-kp-EKCertificate '
-                   'extended key usage and no TPM manufacturer in its '
-                   'subjectAltName')
-    try:
-        usage = ext.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return
-    if not (usage.key_encipherment or usage.key_agreement):
-        raise errors.EkCertificateError(
-            reason='not an EK certificate: key usage allows neither '
-                   'keyEncipherment nor keyAgreement')
-
-
-def _names_tpm(cert: x509.Certificate) -> bool:
-    try:
-        san = cert.extensions.get_extension_for_class(
-            x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return False
-    return any(attr.oid == TCG_AT_TPM_MANUFACTURER
-               for name in san.get_values_for_type(x509.DirectoryName)
-               for attr in name)
-
-
-def _verify_chain(cert: x509.Certificate,
-                  cas: collections.abc.Sequence[x509.Certificate],
-                  now: datetime.datetime | None
-                  ) -> list[x509.Certificate]:
-    if not cas:
-        raise errors.EkCertificateError(reason='the policy has no EK CA')
-    # Every certificate of the bundle is a trust anchor (an
-    # operator may trust one vendor intermediate only) and may serve as an
-    # intermediate; EK certificates carry no chain, so the bundle must
-    # hold the intermediates. EK certificates carry the TCG EKU
-    # 2.23.133.8.1 and a critical SAN directory name, which the default
-    # WebPKI client verifier rejects; CA certificates are still checked
-    # strictly.
-    builder = (verification.PolicyBuilder()
-               .store(verification.Store(list(cas)))
-               .extension_policies(
-                   ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(),
-                   ee_policy=verification.ExtensionPolicy.permit_all()))
-    if now is not None:
-        builder = builder.time(now)
-    try:
-        chain = builder.build_client_verifier().verify(cert, list(cas))
-    except verification.VerificationError as exc:
-        raise errors.EkCertificateError(
-            reason=f'no valid chain to a trusted EK CA: {exc}') from exc
-    return list(chain.chain)
 
 
 def verify_ek_identity(identity: evidence.HostIdentity,
@@ -341,7 +175,8 @@ def verify_ek_identity(identity: evidence.HostIdentity,
 
     Checks the EK certificate chain to the policy's EK CAs (with validity
     periods at *now*), that it is an EK certificate (TCG profile), not
-    revoked by the policy's CRLs, that the EK public area matches it, the
+    revoked by the policy's CRLs, that the EK public area matches it
+    (:func:`~nova_vtpm_migration.tpm.ekcert.verify_ek_certificate`), the
     EK allow-list, and that the AK is a restricted ECC P-256 signing key.
 
     :raises errors.EkCertificateError: chain, profile, revocation or EK
@@ -349,12 +184,7 @@ def verify_ek_identity(identity: evidence.HostIdentity,
     :raises errors.PolicyViolation: EK not in the allow-list.
     :raises errors.CredentialError: the AK is not an attestation key.
     """
-    cert = _certificate(identity.ek_certificate).cert
-    chain = _verify_chain(cert, policy.ek_ca_certificates, now)
-    _check_ek_profile(cert)
-    akcert.check_revocation(chain, policy.crls, errors.EkCertificateError,
-                            now)
-    check_ek_matches_certificate(identity.ek_certificate, identity.ek_public)
+    ekcert.verify_ek_certificate(identity, policy, now=now)
     policy.check_ek_fingerprint(identity.ek_fingerprint)
     ak = _public(identity.ak_public, errors.CredentialError, 'AK')
     _check_attributes(ak, objects.AK_ATTRIBUTES, errors.CredentialError, 'AK')
@@ -663,7 +493,7 @@ def verify_signature(signing_public: bytes, message: bytes,
 
 
 __all__: ty.Sequence[str] = (
-    'check_binding_public', 'check_clock', 'check_ek_matches_certificate',
-    'clock_info', 'make_credential', 'qualified_signer',
+    'check_binding_public', 'check_clock', 'clock_info', 'make_credential',
+    'qualified_signer',
     'verify_binding_key', 'verify_ek_identity', 'verify_identity',
     'verify_quote', 'verify_signature', 'verify_signing_key', 'wrap')

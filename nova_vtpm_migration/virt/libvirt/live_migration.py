@@ -19,7 +19,8 @@ implementation around it, and each delegates the protocol to this host's
 :class:`~nova_vtpm_migration.compute.host.ComputeHost` (see there for
 which host runs which step, and the admin guide for the failure handling).
 :class:`LibvirtNovaView` is what the host object needs to know from Nova's
-records and libvirt.
+records and libvirt (its
+:class:`~nova_vtpm_migration.compute.nova_view.NovaView`).
 """
 
 import typing as ty
