@@ -264,21 +264,10 @@ def verify(identity: evidence.HostIdentity,
         raise errors.AkCertificateError(
             reason='the policy has no attestation CA')
     cert = _parse(identity.ak_certificate)
-    builder = (verification.PolicyBuilder()
-               .store(verification.Store(list(cas)))
-               .extension_policies(
-                   ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(),
-                   ee_policy=verification.ExtensionPolicy.permit_all()))
-    if now is not None:
-        builder = builder.time(now)
-    try:
-        chain = builder.build_client_verifier().verify(cert, [])
-    except verification.VerificationError as exc:
-        raise errors.AkCertificateError(
-            reason=f'no valid chain to a trusted attestation CA: {exc}'
-        ) from exc
+    chain = verify_chain(cert, cas, [], now, errors.AkCertificateError,
+                         'attestation CA')
     _check_profile(cert)
-    check_revocation(chain.chain, crls, errors.AkCertificateError, now)
+    check_revocation(chain, crls, errors.AkCertificateError, now)
     check_binding(identity, cert)
     certified = certified_host(identity.ak_certificate)
     if host is not None and certified.lower() != host.lower():
@@ -336,6 +325,38 @@ def _check_profile(cert: x509.Certificate) -> None:
         raise errors.AkCertificateError(
             reason='not an AK certificate (no tcg-kp-AIKCertificate '
                    'extended key usage)')
+
+
+def verify_chain(cert: x509.Certificate,
+                 cas: ty.Sequence[x509.Certificate],
+                 intermediates: ty.Sequence[x509.Certificate],
+                 now: datetime.datetime | None,
+                 error: type[errors.VerificationError],
+                 what: str) -> list[x509.Certificate]:
+    """The chain from *cert* to one of the trust anchors *cas*.
+
+    TCG certificates (EK and AK) carry TCG EKUs and critical SAN directory
+    names, which the default WebPKI client verifier rejects: the end
+    entity's extensions are left to the caller's profile check, CA
+    certificates are checked strictly. Validity periods are judged at
+    *now* (default: the current time).
+
+    :raises error: no valid chain (*what* names the trust anchors).
+    """
+    builder = (verification.PolicyBuilder()
+               .store(verification.Store(list(cas)))
+               .extension_policies(
+                   ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(),
+                   ee_policy=verification.ExtensionPolicy.permit_all()))
+    if now is not None:
+        builder = builder.time(now)
+    try:
+        chain = builder.build_client_verifier().verify(
+            cert, list(intermediates))
+    except verification.VerificationError as exc:
+        raise error(reason=f'no valid chain to a trusted {what}: {exc}'
+                    ) from exc
+    return list(chain.chain)
 
 
 def check_revocation(chain: ty.Sequence[x509.Certificate],

@@ -32,7 +32,6 @@ import typing as ty
 from cryptography import exceptions as crypto_exceptions
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509 import verification
 from tpm2_pytss import types
 from tpm2_pytss.internal import templates as ek_templates
 
@@ -201,23 +200,9 @@ def _verify_chain(cert: x509.Certificate,
     # Every certificate of the bundle is a trust anchor (an
     # operator may trust one vendor intermediate only) and may serve as an
     # intermediate; EK certificates carry no chain, so the bundle must
-    # hold the intermediates. EK certificates carry the TCG EKU
-    # 2.23.133.8.1 and a critical SAN directory name, which the default
-    # WebPKI client verifier rejects; CA certificates are still checked
-    # strictly.
-    builder = (verification.PolicyBuilder()
-               .store(verification.Store(list(cas)))
-               .extension_policies(
-                   ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(),
-                   ee_policy=verification.ExtensionPolicy.permit_all()))
-    if now is not None:
-        builder = builder.time(now)
-    try:
-        chain = builder.build_client_verifier().verify(cert, list(cas))
-    except verification.VerificationError as exc:
-        raise errors.EkCertificateError(
-            reason=f'no valid chain to a trusted EK CA: {exc}') from exc
-    return list(chain.chain)
+    # hold the intermediates.
+    return akcert.verify_chain(cert, cas, cas, now, errors.EkCertificateError,
+                               'EK CA')
 
 
 def verify_ek_certificate(identity: evidence.HostIdentity,
