@@ -129,14 +129,7 @@ def _run(role: source.SourceRole, peer: str, live: list[_Live],
          results: dict[int, Outcome], expect_ak: bytes,
          check_session: source.SessionCheck | None) -> None:
     ctx = role.ctx
-    sess = ctx.channel.attest(peer, fresh=ctx.channel.session_lifetime <= 0)
-    pinned = expect_ak or sess.peer_ak_name
-    if sess.peer_ak_name != pinned:
-        raise errors.PeerIdentityMismatch(
-            reason=f'{peer} presents another TPM identity than the one '
-                   'attested before')
-    if check_session is not None:
-        check_session(sess)
+    sess = role.attested_session(peer, expect_ak, check_session)
     for entry in live:
         role._set(entry.mid, _S.ATTESTED,
                   peer_ak_name=sess.peer_ak_name.hex())
@@ -145,7 +138,7 @@ def _run(role: source.SourceRole, peer: str, live: list[_Live],
     reply, prepare_raw, used = ctx.channel.call(peer, 'prepare_batch', {
         'seq': 1, 'source_host': ctx.host, 'nonce': source_nonce,
         'items': [{'migration_id': e.mid, 'instance_uuid': e.instance}
-                  for e in live]}, session=sess, expect_ak=pinned)
+                  for e in live]}, session=sess, expect_ak=sess.peer_ak_name)
     if used is not sess:
         if check_session is not None:
             check_session(used)
@@ -203,7 +196,7 @@ def _run(role: source.SourceRole, peer: str, live: list[_Live],
     reply, _raw, _sess = ctx.channel.call(peer, 'transfer_batch', {
         'seq': 2, 'wrapped_key': wrapped,
         'items': [e.item for e in accepted]}, session=sess,
-        expect_ak=pinned)
+        expect_ak=sess.peer_ak_name)
     got = {r['migration_id']: r for r in reply.body['receipts']}
     refused = {r['migration_id']: r['code'] for r in reply.body['refused']}
     for entry in accepted:

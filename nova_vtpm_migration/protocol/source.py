@@ -191,16 +191,15 @@ class SourceRole:
                                peer=peer, manifest=self._manifest(mid),
                                receipt=receipt)
 
-    def _run(self, mid: str, instance_uuid: str, peer: str,
-             blobs: dict[str, bytes], expect_ak: bytes,
-             check_session: SessionCheck | None) -> MigrationHandle:
-        ctx = self.ctx
-        started = time.monotonic()
-        fresh = ctx.channel.session_lifetime <= 0
-        sess = ctx.channel.attest(peer, fresh=fresh)
-        # The peer's AK is pinned for the whole migration: a
-        # re-attestation (peer forgot the session, or it expired) must
-        # find the same TPM, and the one attested at the pre-check.
+    def attested_session(self, peer: str, expect_ak: bytes,
+                         check_session: SessionCheck | None
+                         ) -> session_mod.Session:
+        """Phase 1 towards *peer*: its attested session, whose AK is pinned
+        for the whole migration: a re-attestation (peer forgot the session,
+        or it expired) must find the TPM attested at the pre-check
+        (*expect_ak*), else :class:`errors.PeerIdentityMismatch`."""
+        channel = self.ctx.channel
+        sess = channel.attest(peer, fresh=channel.session_lifetime <= 0)
         pinned = expect_ak or sess.peer_ak_name
         if sess.peer_ak_name != pinned:
             raise errors.PeerIdentityMismatch(
@@ -208,6 +207,14 @@ class SourceRole:
                        'attested before')
         if check_session is not None:
             check_session(sess)
+        return sess
+
+    def _run(self, mid: str, instance_uuid: str, peer: str,
+             blobs: dict[str, bytes], expect_ak: bytes,
+             check_session: SessionCheck | None) -> MigrationHandle:
+        ctx = self.ctx
+        started = time.monotonic()
+        sess = self.attested_session(peer, expect_ak, check_session)
         self._set(mid, _S.ATTESTED, peer_ak_name=sess.peer_ak_name.hex())
         phase1 = time.monotonic()
         source_nonce = crypto.random_bytes(crypto.NONCE_SIZE)
@@ -215,7 +222,7 @@ class SourceRole:
         reply, prepare_raw, used = ctx.channel.call(peer, 'prepare', {
             'seq': 1, 'migration_id': mid, 'instance_uuid': instance_uuid,
             'source_host': ctx.host, 'nonce': source_nonce}, session=sess,
-            expect_ak=pinned)
+            expect_ak=sess.peer_ak_name)
         if used is not sess and check_session is not None:
             check_session(used)
         sess = used
@@ -249,8 +256,9 @@ class SourceRole:
                 receipts.signer_evidence(sess.peer_identity,
                                          sess.peer_signing_key),
                 receipts.SIGNER))
-        reply, _raw, _sess = ctx.channel.call(peer, 'transfer', tbody,
-                                              session=sess, expect_ak=pinned)
+        reply, _raw, _sess = ctx.channel.call(
+            peer, 'transfer', tbody, session=sess,
+            expect_ak=sess.peer_ak_name)
         receipt = reply.body['receipt']
         receipts.check_receipt_matches(receipt, manifest, 'installed')
         with ctx.journal.transaction():
