@@ -201,6 +201,19 @@ class VtpmServersBase(PluginDriverMixin, libvirt_base.LibvirtMigrationMixin,
         self.useFixture(fixtures.MockPatch(
             'nova_vtpm_migration.compute.host.ComputeHost.commit'))
 
+    def failed_in_pre_live_migration(self):
+        """Live-migrate the server to ``dest``, expect Nova to roll back
+        after ``pre_live_migration`` failed; return that step's event
+        details."""
+        self.admin_api.post_server_action(self.server['id'], {
+            'os-migrateLive': {'host': 'dest', 'block_migration': 'auto'}})
+        self._wait_for_migration_status(self.server, ['error', 'failed'])
+        self._wait_for_state_change(self.server, 'ACTIVE')
+        self.notifier.wait_for_versioned_notifications(
+            'instance.live_migration_rollback.end')
+        return self.action_event_details(
+            self.server, 'compute_pre_live_migration')
+
     def instance(self, server):
         return objects.Instance.get_by_uuid(
             nova_context.get_admin_context(), server['id'])

@@ -109,16 +109,6 @@ class HostBindingTest(base.VtpmServersBase):
             return send_key(*args, **kwargs)
         src.handle_send_key = later
 
-    def _failed_in_pre_live_migration(self):
-        self.admin_api.post_server_action(self.server['id'], {
-            'os-migrateLive': {'host': 'dest', 'block_migration': 'auto'}})
-        self._wait_for_migration_status(self.server, ['error', 'failed'])
-        self._wait_for_state_change(self.server, 'ACTIVE')
-        self.notifier.wait_for_versioned_notifications(
-            'instance.live_migration_rollback.end')
-        return self.action_event_details(
-            self.server, 'compute_pre_live_migration')
-
     def test_session_expires_and_a_trusted_host_answers(self):
         """The pre-check attested dest; the key is sent on a new session,
         answered by 'other' (trusted, certified for other): refused."""
@@ -126,7 +116,7 @@ class HostBindingTest(base.VtpmServersBase):
         self.start_compute('other')
         self._answered_after_precheck(self.vtpm_host('other').engine)
 
-        details = self._failed_in_pre_live_migration()
+        details = self.failed_in_pre_live_migration()
 
         self.assertIn('Host dest was expected, but the TPM identity '
                       'presented is certified for other', details)
@@ -147,7 +137,7 @@ class HostBindingTest(base.VtpmServersBase):
             ak_certificate=cluster.ak_certificate('impostor', host='dest'))
         self._answered_after_precheck(impostor)
 
-        details = self._failed_in_pre_live_migration()
+        details = self.failed_in_pre_live_migration()
 
         self.assertIn('another TPM', details)
         self._only_at_source(secret, 'dest')
@@ -217,14 +207,7 @@ class NamedPolicyTest(base.VtpmServersBase):
         # Passes at the source only if src applies the policy to dest.
         secret = self.start_pair({flavor_policy.POLICY_SPEC: 'dest-only'})
 
-        self.admin_api.post_server_action(self.server['id'], {
-            'os-migrateLive': {'host': 'dest', 'block_migration': 'auto'}})
-        self._wait_for_migration_status(self.server, ['error', 'failed'])
-        self._wait_for_state_change(self.server, 'ACTIVE')
-        self.notifier.wait_for_versioned_notifications(
-            'instance.live_migration_rollback.end')
-        details = self.action_event_details(self.server,
-                                            'compute_pre_live_migration')
+        details = self.failed_in_pre_live_migration()
         self.assertIn('ek_fingerprints', details)
         self.assertEqual('src', self.server_host(self.server))
         self.assertEqual({self.server['id']: 'ACTIVE'}, self.keys('src'))
