@@ -150,8 +150,10 @@ class MigrationEngine:
         self.source = source.SourceRole(self.ctx, abort_guard)
         self.destination = destination.DestinationRole(
             self.ctx, self.source.decision)
-        self._coalescer = (batch_source.Coalescer(self.source) if coalesce
-                           else None)
+        #: Concurrent migrations (and commits) towards one peer leave as
+        #: one batch; may be switched at any time.
+        self.coalesce = coalesce
+        self._coalescer = batch_source.Coalescer(self.source)
 
     @classmethod
     def open(cls, host: str, tpm: ty.Any, policy: ty.Any, state_dir: str,
@@ -274,9 +276,9 @@ class MigrationEngine:
         """Phases 1 and 2 as source; see :meth:`.source.SourceRole.migrate`.
 
         Concurrent migrations towards ``peer`` leave as one batch (unless
-        the engine was built with ``coalesce=False``).
+        :attr:`coalesce` is off).
         """
-        if self._coalescer is not None:
+        if self.coalesce:
             return self._coalescer.migrate(instance_uuid, peer,
                                            migration_id, state_blobs,
                                            expect_ak, check_session)
@@ -311,8 +313,8 @@ class MigrationEngine:
         """Commit a transferred migration; returns the signed receipt.
 
         Concurrent commits of migrations to one peer share their
-        signatures (unless ``coalesce=False``)."""
-        if self._coalescer is not None:
+        signatures (unless :attr:`coalesce` is off)."""
+        if self.coalesce:
             return self._coalescer.commit(migration_id)
         return self.source.commit(migration_id)
 

@@ -24,8 +24,8 @@
     so each migration runs its own phase 1 inside ``migrate_key``
     (``source.SourceRole._run`` attests with ``fresh=True``) and its own
     phase 2 and commit on that session (no session reuse, no two
-    migrations on one session, no batching: the source role is called
-    without the engine's coalescer); and every handshake meets a new responder
+    migrations on one session, no batching: the engines' ``coalesce`` is
+    off); and every handshake meets a new responder
     (:class:`RequestProbe` swaps it in on each ``hello``), whose first
     ``hello`` starts a new epoch, so the responder quotes afresh as well:
     a full dual attestation per migration.
@@ -74,6 +74,8 @@ class Mode:
     :ivar description: what the column stands for.
     :ivar secured: the key moves through the protocol.
     :ivar reuse_sessions: migrations of a run share an attested session.
+    :ivar batches: concurrent migrations and commits coalesce into batches
+        (the engines' ``coalesce``).
     """
 
     name: str
@@ -81,18 +83,21 @@ class Mode:
     description: str
     secured: bool
     reuse_sessions: bool
+    batches: bool
 
 
 PLAIN = Mode('plain', 'P', "upstream `host` mode: the key is handed to the "
-             'destination directly', secured=False, reuse_sessions=False)
+             'destination directly', secured=False, reuse_sessions=False,
+             batches=False)
 TRADITIONAL = Mode('traditional', 'T', 'traditional secured protocol: a full '
                    'dual attestation (both hosts quote) and an independent '
                    'key transfer per migration; no session reuse, no '
-                   'batching', secured=True, reuse_sessions=False)
+                   'batching', secured=True, reuse_sessions=False,
+                   batches=False)
 ATTESTED = Mode('attested', 'A', 'this plugin: one fresh dual attestation '
                 'per run, shared by its K migrations (session reuse); '
                 'concurrent migrations and commits batched',
-                secured=True, reuse_sessions=True)
+                secured=True, reuse_sessions=True, batches=True)
 MODES = (PLAIN, TRADITIONAL, ATTESTED)
 
 
@@ -127,34 +132,20 @@ def configure(engines: collections.abc.Iterable[ty.Any], mode: Mode,
     for engine in engines:
         engine.channel.session_lifetime = (
             session_lifetime if mode.reuse_sessions else 0.0)
+        engine.coalesce = mode.batches
         forget_attestation(engine)
 
 
 class AttestInsideTransfer(secured.EngineKeyExchange):
-    """T's key exchange: phase 1 is not run separately, and nothing is
-    batched.
+    """T's key exchange: phase 1 is not run separately.
 
-    With a session lifetime of 0 the source role attests afresh for each
-    migration; a separate ``attest_peer`` first would be a second, wasted
-    handshake per migration. The source role is called directly, not
-    through the engine's coalescer, so concurrent migrations do not share
-    a phase-2 exchange, an unwrap or a signature.
+    With a session lifetime of 0 ``migrate_key`` attests afresh on its
+    own; a separate ``attest_peer`` first would be a second, wasted
+    handshake per migration.
     """
 
     def attest(self) -> None:
         """Nothing: ``transfer`` runs phase 1 (see the class text)."""
-
-    def transfer(self, instance_uuid: str) -> None:
-        """Phases 1 and 2 of this migration alone."""
-        role: ty.Any = self.src_engine.source  # type: ignore[attr-defined]
-        handle = role.migrate(instance_uuid, self.peer, None, None)
-        self.migration_id = str(handle.migration_id)
-
-    def commit(self, instance_uuid: str) -> None:
-        """The commit of this migration alone (its own signatures)."""
-        assert self.migration_id is not None
-        role: ty.Any = self.src_engine.source  # type: ignore[attr-defined]
-        role.commit(self.migration_id)
 
 
 def migrate(tb: testbed_mod.Testbed, mode: Mode, instance: str, src: str,
